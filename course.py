@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""One entry point for the course: set up, study, build, test, benchmark.
+
+Usage (from the repository root, with any Python >= 3.10 and nothing else installed)::
+
+    python3 course.py lab               # set up .venv and open the course in JupyterLab
+    python3 course.py lab --headless    # set up, execute every notebook in order, write build/
+    python3 course.py test              # set up and run every test (unit tests + nbval notebooks)
+    python3 course.py bench             # set up and time every notebook (the README's numbers)
+    python3 course.py setup             # only set up .venv
+
+Setup is idempotent: it creates ``.venv`` beside this file, installs PyTorch first and then
+``course_lib`` in editable mode with its extras, and records what it installed so the next call
+skips straight to the work. PyTorch is installed as ``torch==2.13.0`` (the version the course is
+tested with): on a machine with a local CPU wheelhouse that is the CPU build, on a Linux machine
+with a GPU it is PyPI's CUDA build, on a Mac the MPS build. Set ``COURSE_TORCH`` to install another
+build, e.g. ``COURSE_TORCH="torch --index-url https://download.pytorch.org/whl/cpu"`` for a CPU-only
+Linux laptop; if the tested version has no wheel for your Python, the range in ``pyproject.toml``
+is used instead. This script uses the standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("COURSE_VENV", ROOT / ".venv"))
+STAMP = VENV / ".course-installed"
+TESTED_TORCH = "torch==2.13.0"
+FALLBACK_TORCH = "torch>=2.2"
+EXTRAS = "course,test"
+NOTEBOOKS = ROOT / "notebooks"
+BUILD = ROOT / "build"
+
+
+def say(msg: str) -> None:
+    print(f"[course] {msg}", flush=True)
+
+
+def venv_python() -> Path:
+    sub = "Scripts/python.exe" if os.name == "nt" else "bin/python"
+    return VENV / sub
+
+
+def run(cmd: list[str], **kw) -> int:
+    say("$ " + " ".join(shlex.quote(str(c)) for c in cmd))
+    return subprocess.call([str(c) for c in cmd], cwd=kw.pop("cwd", ROOT), **kw)
+
+
+def check(cmd: list[str], **kw) -> None:
+    rc = run(cmd, **kw)
+    if rc != 0:
+        say(f"command failed with exit code {rc}")
+        sys.exit(rc)
+
+
+def install_fingerprint() -> str:
+    h = hashlib.sha256()
+    h.update((ROOT / "pyproject.toml").read_bytes())
+    h.update(os.environ.get("COURSE_TORCH", TESTED_TORCH).encode())
+    h.update(EXTRAS.encode())
+    return h.hexdigest()
+
+
+def setup() -> Path:
+    """Create .venv (if needed) and install torch, course_lib and its extras into it."""
+    if sys.version_info < (3, 10):
+        sys.exit(f"course.py needs Python >= 3.10; this is {sys.version.split()[0]}")
+    py = venv_python()
+    if not py.exists():
+        say(f"creating a virtual environment in {VENV}")
+        check([sys.executable, "-m", "venv", VENV])
+    if STAMP.exists() and STAMP.read_text().strip() == install_fingerprint():
+        say(f"environment up to date ({VENV})")
+        return py
+    pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
+    torch_spec = shlex.split(os.environ.get("COURSE_TORCH", TESTED_TORCH))
+    have_torch = subprocess.call([str(py), "-c", "import torch"], stderr=subprocess.DEVNULL) == 0
+    if not have_torch:
+        say(f"installing PyTorch ({' '.join(torch_spec)}) before anything that depends on it")
+        if run(pip + torch_spec) != 0:
+            say(f"{' '.join(torch_spec)} is not available here; trying the range {FALLBACK_TORCH}")
+            check(pip + [FALLBACK_TORCH])
+    say(f"installing course_lib (editable) with extras [{EXTRAS}]")
+    check(pip + ["-e", f"{ROOT}[{EXTRAS}]"])
+    STAMP.write_text(install_fingerprint() + "\n")
+    check([py, "-c", "import torch, course_lib; print('torch', torch.__version__, '| device:', course_lib.get_device())"])
+    return py
+
+
+def notebooks() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def headless(py: Path) -> int:
+    """Execute every notebook in course order; write executed notebooks and HTML to build/."""
+    out_nb, out_html = BUILD / "notebooks", BUILD / "html"
+    out_nb.mkdir(parents=True, exist_ok=True)
+    out_html.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for nb in notebooks():
+        t0 = time.perf_counter()
+        rc = run([py, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                  "--ExecutePreprocessor.timeout=600", "--output-dir", out_nb, nb])
+        if rc == 0:
+            run([py, "-m", "jupyter", "nbconvert", "--to", "html", "--output-dir", out_html,
+                 out_nb / nb.name])
+            say(f"{nb.name}: executed in {time.perf_counter() - t0:.0f} s")
+        else:
+            failed.append(nb.name)
+    say(f"executed notebooks: {out_nb}")
+    say(f"HTML (open in any browser): {out_html}")
+    if failed:
+        say("FAILED: " + ", ".join(failed))
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("setup", help="create .venv and install everything")
+    lab = sub.add_parser("lab", help="open the course in JupyterLab")
+    lab.add_argument("--headless", action="store_true",
+                     help="execute every notebook in order and write build/ instead of opening a browser")
+    test = sub.add_parser("test", help="run the whole test suite (unit tests + every notebook under nbval)")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
+    sub.add_parser("bench", help="time every notebook on this machine")
+    args = ap.parse_args(argv)
+
+    py = setup()
+    if args.cmd == "setup":
+        return 0
+    if args.cmd == "lab":
+        if args.headless:
+            return headless(py)
+        first = notebooks()[0].relative_to(ROOT) if notebooks() else "notebooks"
+        return run([py, "-m", "jupyter", "lab", str(first)])
+    if args.cmd == "test":
+        extra = list(args.pytest_args)
+        return run([py, "-m", "pytest", "tests", "--nbval-lax", "--nbval-current-env",
+                    "notebooks", *extra])
+    if args.cmd == "bench":
+        return run([py, ROOT / "benchmarks" / "notebook_times.py"])
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Tests of course_lib.gaussians against torch.distributions, scipy.stats and REFERENCES.md A9."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+from torch.distributions import Independent, Normal, kl_divergence
+
+from course_lib.gaussians import gaussian_kl, gaussian_log_likelihood, kl_standard_normal
+
+F64 = torch.float64
+
+
+def _std(logvar):
+    return torch.exp(0.5 * logvar)
+
+
+# ------------------------------------------------------------------------------------------------
+# fixed points (REFERENCES.md A9)
+# ------------------------------------------------------------------------------------------------
+def test_reference_values_A9():
+    # KL(N(1, 0.5^2) || N(0, 1)) = 0.8181471805599453
+    lv = torch.tensor([2 * math.log(0.5)], dtype=F64)
+    one = torch.tensor([1.0], dtype=F64)
+    assert float(gaussian_kl(one, lv, 0.0, 0.0)) == pytest.approx(0.8181471805599453, rel=1e-14)
+    assert float(kl_standard_normal(one[None], lv[None])) == pytest.approx(0.8181471805599453,
+                                                                         rel=1e-14)
+    # Independent 2-D: N([1, 0], diag[0.25, 4]) vs N(0, I) = 1.625
+    mean = torch.tensor([[1.0, 0.0]], dtype=F64)
+    logvar = torch.log(torch.tensor([[0.25, 4.0]], dtype=F64))
+    assert float(kl_standard_normal(mean, logvar)) == pytest.approx(1.625, rel=1e-14)
+    # norm.logpdf(0.3; 1, 0.5) = -1.2057913526447273
+    ll = gaussian_log_likelihood(torch.tensor([[0.3]], dtype=F64), torch.tensor([[1.0]], dtype=F64),
+                                 2 * math.log(0.5))
+    assert float(ll) == pytest.approx(-1.2057913526447273, rel=1e-14)
+
+
+# ------------------------------------------------------------------------------------------------
+# gaussian_kl
+# ------------------------------------------------------------------------------------------------
+def test_gaussian_kl_matches_torch_distributions(device, generator):
+    shape = (64, 5)
+    m1, m2 = (3 * torch.randn(shape, generator=generator, dtype=F64) for _ in range(2))
+    lv1, lv2 = (4 * torch.randn(shape, generator=generator, dtype=F64) for _ in range(2))
+    ours = gaussian_kl(*(t.to(device) for t in (m1, lv1, m2, lv2)))
+    assert ours.shape == shape and ours.dtype == F64 and ours.device.type == device.type
+    ref = kl_divergence(Normal(m1, _std(lv1)), Normal(m2, _std(lv2)))
+    torch.testing.assert_close(ours.cpu(), ref, rtol=1e-10, atol=1e-12)
+    # summed over the last axis = KL between the diagonal multivariate Gaussians
+    ref_sum = kl_divergence(Independent(Normal(m1, _std(lv1)), 1), Independent(Normal(m2, _std(lv2)), 1))
+    torch.testing.assert_close(ours.sum(-1).cpu(), ref_sum, rtol=1e-10, atol=1e-12)
+
+
+def test_gaussian_kl_broadcasting(generator):
+    m1 = torch.randn(8, 3, generator=generator, dtype=F64)
+    lv1 = torch.randn(8, 3, generator=generator, dtype=F64)
+    m2 = torch.randn(3, generator=generator, dtype=F64)
+    lv2 = torch.randn(1, 3, generator=generator, dtype=F64)
+    ours = gaussian_kl(m1, lv1, m2, lv2)
+    ref = kl_divergence(Normal(m1, _std(lv1)), Normal(m2.expand(8, 3), _std(lv2).expand(8, 3)))
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="mean1, logvar1, mean2, logvar2"):
+        gaussian_kl(m1, lv1, torch.zeros(4), lv2)
+
+
+def test_gaussian_kl_near_equal_variances_is_accurate():
+    # delta = logvar1 - logvar2 tiny: KL = (e^delta - 1 - delta)/2 = delta^2/4 + delta^3/12 + ...
+    # The naive form logvar2 - logvar1 + exp(logvar1 - logvar2) - 1 loses every digit here.
+    delta = torch.tensor([1e-9, -3e-7, 1e-5, 2e-4], dtype=F64)
+    kl = gaussian_kl(torch.zeros(4, dtype=F64), 5.0 + delta, torch.zeros(4, dtype=F64),
+                     torch.full((4,), 5.0, dtype=F64))
+    series = delta ** 2 / 4 + delta ** 3 / 12 + delta ** 4 / 48
+    # (5 + delta) - 5 is exact only to ~1e-15 absolute, which bounds the attainable precision
+    torch.testing.assert_close(kl, series, rtol=1e-6, atol=0.0)
+
+
+@given(m1=st.floats(-20, 20), m2=st.floats(-20, 20), lv1=st.floats(-30, 30), lv2=st.floats(-30, 30))
+def test_gaussian_kl_nonnegative_zero_iff_equal(m1, m2, lv1, lv2):
+    for dtype in (torch.float32, F64):
+        a = [torch.tensor([v], dtype=dtype) for v in (m1, lv1, m2, lv2)]
+        kl = gaussian_kl(*a)
+        assert torch.isfinite(kl).all() and float(kl) >= 0.0
+        assert float(gaussian_kl(a[0], a[1], a[0], a[1])) == 0.0
+    kl64 = float(gaussian_kl(*[torch.tensor([v], dtype=F64) for v in (m1, lv1, m2, lv2)]))
+    if abs(m1 - m2) > 1e-3 or abs(lv1 - lv2) > 1e-3:
+        assert kl64 > 0.0
+    # independent check against the textbook formula in float64 (mpmath-free: moderate values)
+    s1, s2 = math.exp(0.5 * lv1), math.exp(0.5 * lv2)
+    ref = math.log(s2 / s1) + (s1 ** 2 + (m1 - m2) ** 2) / (2 * s2 ** 2) - 0.5
+    assert kl64 == pytest.approx(ref, rel=1e-9, abs=1e-9 * max(1.0, abs(lv1), abs(lv2)))
+
+
+@given(diff=st.floats(-60, 60), lv2=st.floats(-30, 30), dm=st.floats(-1e3, 1e3))
+def test_gaussian_kl_finite_for_logvar_differences_up_to_60(diff, lv2, dm):
+    for dtype in (torch.float32, F64):
+        kl = gaussian_kl(torch.tensor([dm], dtype=dtype), torch.tensor([lv2 + diff], dtype=dtype),
+                         torch.tensor([0.0], dtype=dtype), torch.tensor([lv2], dtype=dtype))
+        assert torch.isfinite(kl).all() and float(kl) >= 0.0
+
+
+def test_gaussian_kl_equal_means_tiny_variance_no_nan():
+    # mean difference exactly 0 while exp(-logvar2) overflows float32: 0 * inf must not be NaN
+    kl = gaussian_kl(torch.zeros(2), torch.full((2,), -150.0), torch.zeros(2), torch.full((2,), -200.0))
+    assert torch.isfinite(kl).all()
+    torch.testing.assert_close(kl, 0.5 * (torch.expm1(torch.tensor(50.0)) - 50.0).expand(2))
+
+
+def test_gaussian_kl_bad_input():
+    with pytest.raises(TypeError, match="mean1"):
+        gaussian_kl("a", torch.zeros(2), torch.zeros(2), torch.zeros(2))
+    with pytest.raises(TypeError, match="logvar2"):
+        gaussian_kl(torch.zeros(2), torch.zeros(2), torch.zeros(2), torch.zeros(2, dtype=torch.long))
+
+
+# ------------------------------------------------------------------------------------------------
+# kl_standard_normal
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(16, 4), (6, 1, 3, 3)])
+def test_kl_standard_normal_matches_torch_distributions(device, generator, shape):
+    mean = 2 * torch.randn(shape, generator=generator, dtype=F64)
+    logvar = 2 * torch.randn(shape, generator=generator, dtype=F64)
+    ours = kl_standard_normal(mean.to(device), logvar.to(device))
+    assert ours.shape == (shape[0],) and ours.dtype == F64
+    nd = len(shape) - 1
+    ref = kl_divergence(Independent(Normal(mean, _std(logvar)), nd),
+                        Independent(Normal(torch.zeros(shape, dtype=F64), torch.ones(shape, dtype=F64)), nd))
+    torch.testing.assert_close(ours.cpu(), ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours, gaussian_kl(mean, logvar, 0.0, 0.0).to(device).reshape(shape[0], -1).sum(1))
+
+
+@given(m=st.floats(-1e3, 1e3), lv=st.floats(-60, 60))
+def test_kl_standard_normal_finite_nonnegative(m, lv):
+    for dtype in (torch.float32, F64):
+        kl = kl_standard_normal(torch.tensor([[m, 0.0]], dtype=dtype), torch.tensor([[lv, 0.0]], dtype=dtype))
+        assert torch.isfinite(kl).all() and float(kl) >= 0.0
+    assert float(kl_standard_normal(torch.zeros(1, 3), torch.zeros(1, 3))) == 0.0
+
+
+def test_kl_standard_normal_bad_input():
+    with pytest.raises(ValueError, match="mean and logvar"):
+        kl_standard_normal(torch.zeros(4, 2), torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="mean"):
+        kl_standard_normal(torch.zeros(()), torch.zeros(()))
+
+
+# ------------------------------------------------------------------------------------------------
+# gaussian_log_likelihood
+# ------------------------------------------------------------------------------------------------
+def test_log_likelihood_matches_scipy(device, generator):
+    x = torch.randn(10, 1, 4, 4, generator=generator, dtype=F64)
+    mean = torch.randn(10, 1, 4, 4, generator=generator, dtype=F64)
+    logvar = torch.randn(10, 1, 4, 4, generator=generator, dtype=F64)
+    ours = gaussian_log_likelihood(x.to(device), mean.to(device), logvar.to(device))
+    assert ours.shape == (10,) and ours.dtype == F64
+    ref = stats.norm.logpdf(x.numpy(), loc=mean.numpy(), scale=np.exp(0.5 * logvar.numpy()))
+    np.testing.assert_allclose(ours.cpu().numpy(), ref.reshape(10, -1).sum(1), rtol=1e-12)
+
+
+def test_log_likelihood_broadcast_logvar(generator):
+    x = torch.randn(7, 3, generator=generator, dtype=F64)
+    mean = torch.randn(7, 3, generator=generator, dtype=F64)
+    lv = torch.tensor([-1.0, 0.0, 2.0], dtype=F64)
+    ref = stats.norm.logpdf(x.numpy(), loc=mean.numpy(), scale=np.exp(0.5 * lv.numpy())).sum(1)
+    np.testing.assert_allclose(gaussian_log_likelihood(x, mean, lv).numpy(), ref, rtol=1e-12)
+    np.testing.assert_allclose(gaussian_log_likelihood(x, mean, lv[None]).numpy(), ref, rtol=1e-12)
+    # scalar logvar 0: the Gaussian decoder is the squared error, -log p = |x - mean|^2 / 2 + D/2 log 2 pi
+    ll = gaussian_log_likelihood(x, mean, 0.0)
+    torch.testing.assert_close(-ll, 0.5 * ((x - mean) ** 2).sum(1) + 1.5 * math.log(2 * math.pi))
+    torch.testing.assert_close(gaussian_log_likelihood(x, mean, torch.tensor(0.0, dtype=F64)), ll)
+
+
+@given(lv=st.floats(-60, 60), r=st.floats(-1e3, 1e3))
+def test_log_likelihood_finite_at_extremes(lv, r):
+    for dtype in (torch.float32, F64):
+        x = torch.tensor([[r, 0.0]], dtype=dtype)
+        ll = gaussian_log_likelihood(x, torch.zeros_like(x), torch.full_like(x, lv))
+        assert not torch.isnan(ll).any()
+        if abs(r) * math.exp(-0.5 * lv) < 1e15:
+            assert torch.isfinite(ll).all()
+
+
+def test_log_likelihood_zero_residual_huge_precision():
+    # exp(-logvar / 2) overflows float32 at logvar = -200; a zero residual still contributes 0
+    x = torch.zeros(2, 3)
+    ll = gaussian_log_likelihood(x, x.clone(), torch.full((2, 3), -200.0))
+    torch.testing.assert_close(ll, torch.full((2,), -1.5 * (math.log(2 * math.pi) - 200.0)))
+
+
+def test_log_likelihood_bad_input():
+    with pytest.raises(ValueError, match="x and mean"):
+        gaussian_log_likelihood(torch.zeros(4, 2), torch.zeros(4, 3), 0.0)
+    with pytest.raises(ValueError, match="x and mean"):
+        gaussian_log_likelihood(torch.zeros(4, 2), torch.zeros(1, 2), 0.0)
+    with pytest.raises(ValueError, match="logvar"):
+        gaussian_log_likelihood(torch.zeros(4, 2), torch.zeros(4, 2), torch.zeros(3))
+    with pytest.raises(ValueError, match="logvar"):
+        gaussian_log_likelihood(torch.zeros(4, 2), torch.zeros(4, 2), torch.zeros(5, 4, 2))
+    with pytest.raises(TypeError, match="x"):
+        gaussian_log_likelihood(torch.zeros(4, 2, dtype=torch.long), torch.zeros(4, 2), 0.0)

@@ -1,0 +1,514 @@
+r"""Generative adversarial networks: losses from logits, the optimal discriminator, mode coverage.
+
+The value function of Goodfellow et al. (2014, eq. 1) is
+
+.. math::  V(D, G) = \mathbb E_{x\sim p_{data}}[\log D(x)] + \mathbb E_{z\sim p_z}[\log(1 - D(G(z)))].
+
+Every loss here takes the discriminator's **logits** :math:`\ell` (``D = sigmoid(l)``) and uses the
+identities :math:`-\log \sigma(\ell) = \mathrm{softplus}(-\ell)` and
+:math:`-\log(1-\sigma(\ell)) = \mathrm{softplus}(\ell)`, which are finite for logits of any size
+(REFERENCES.md C8); ``sigmoid`` followed by ``log`` is not (``log(0) = -inf`` at ``l = -1e4``).
+
+Mode coverage follows the protocol of VEEGAN (Srivastava et al. 2017) and PacGAN (Lin et al. 2018,
+REFERENCES.md B1-B2) exactly, so numbers computed here can be put beside the published tables.
+
+References
+----------
+- I. Goodfellow et al., "Generative Adversarial Nets", NeurIPS 2014 (eq. 1, Proposition 1,
+  Theorem 1, Algorithm 1; the non-saturating "log D trick" in Section 3).
+- A. Radford, L. Metz, S. Chintala, "Unsupervised representation learning with deep convolutional
+  GANs" (DCGAN), ICLR 2016, Section 3 (architecture guidelines).
+- I. Gulrajani et al., "Improved training of Wasserstein GANs", NeurIPS 2017 (eq. 3, Algorithm 1).
+- A. Srivastava et al., "VEEGAN", NeurIPS 2017; Z. Lin et al., "PacGAN", NeurIPS 2018 (Table 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib._checks import check_int, check_positive, check_tensor
+from course_lib.nets import MLP
+
+__all__ = [
+    "discriminator_loss", "generator_loss", "optimal_discriminator", "ModeCoverage",
+    "mode_coverage", "gradient_penalty", "wgan_critic_loss", "wgan_generator_loss",
+    "mlp_generator", "mlp_discriminator", "DCGANGenerator", "DCGANDiscriminator",
+    "GANHistory", "train_gan",
+]
+
+
+def _logits(name: str, logits) -> torch.Tensor:
+    """Logits as a floating ``(N,)`` tensor; ``(N, 1)`` is accepted and flattened."""
+    check_tensor(name, logits, ndim=(1, 2), floating=True)
+    if logits.dim() == 2:
+        if logits.shape[1] != 1:
+            raise ValueError(f"{name}: expected shape (N,) or (N, 1), got {tuple(logits.shape)}")
+        logits = logits[:, 0]
+    if logits.shape[0] < 1:
+        raise ValueError(f"{name}: expected at least one logit, got shape {tuple(logits.shape)}")
+    return logits
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                       reduction: str = "mean") -> torch.Tensor:
+    r"""The discriminator's loss :math:`-\mathbb E \log D(x) - \mathbb E \log(1 - D(G(z)))`, from logits.
+
+    .. math::  \mathcal L_D = \mathbb E_x[\mathrm{softplus}(-\ell(x))] + \mathbb E_z[\mathrm{softplus}(\ell(G(z)))]
+
+    i.e. ``-V(D, G)`` of Goodfellow et al. (2014, eq. 1), which D minimizes.
+
+    Parameters
+    ----------
+    real_logits : tensor (N,) or (N, 1)
+        Discriminator logits on data samples.
+    fake_logits : tensor (M,) or (M, 1)
+        Discriminator logits on generated samples.
+    reduction : {"mean", "none"}
+        ``"mean"``: the two expectations estimated separately (``N`` and ``M`` may differ), a
+        scalar. ``"none"``: the per-pair loss ``softplus(-real_i) + softplus(fake_i)``, shape
+        ``(N,)``, which pairs real and fake examples and so needs ``N == M``.
+
+    Returns
+    -------
+    tensor
+        Scalar (nats), or ``(N,)`` with ``reduction="none"``. Finite for logits of +-1e4.
+
+    Raises
+    ------
+    ValueError
+        Wrong shapes, an unknown ``reduction``, or ``N != M`` with ``reduction="none"``.
+    """
+    real_logits = _logits("real_logits", real_logits)
+    fake_logits = _logits("fake_logits", fake_logits)
+    if reduction == "mean":
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    if reduction == "none":
+        if real_logits.shape != fake_logits.shape:
+            raise ValueError(f"real_logits and fake_logits: reduction='none' pairs them, so they need "
+                             f"the same batch size, got {tuple(real_logits.shape)} and "
+                             f"{tuple(fake_logits.shape)}")
+        return F.softplus(-real_logits) + F.softplus(fake_logits)
+    raise ValueError(f"reduction: expected 'mean' or 'none', got {reduction!r}")
+
+
+def generator_loss(fake_logits: torch.Tensor, saturating: bool = False) -> torch.Tensor:
+    r"""The generator's loss, non-saturating (default) or the original minimax (saturating) one.
+
+    - non-saturating ("log D trick", Goodfellow et al. 2014, Section 3):
+      :math:`-\mathbb E_z \log D(G(z)) = \mathbb E_z\,\mathrm{softplus}(-\ell)`;
+    - saturating (minimax, eq. 1): :math:`\mathbb E_z \log(1 - D(G(z))) = -\mathbb E_z\,\mathrm{softplus}(\ell)`.
+
+    Both are minimized by G. The saturating loss has gradient
+    :math:`\partial/\partial\ell = -\sigma(\ell) = -D`, which vanishes when D confidently rejects the
+    samples (``D(G(z)) -> 0``, early in training); the non-saturating one has
+    :math:`-(1 - D)`, which is then close to -1.
+
+    Parameters
+    ----------
+    fake_logits : tensor (N,) or (N, 1)
+        Discriminator logits on generated samples.
+    saturating : bool
+        Use the original minimax loss instead of the non-saturating one.
+
+    Returns
+    -------
+    tensor
+        Scalar (nats); finite for logits of +-1e4.
+
+    Raises
+    ------
+    ValueError
+        Wrong shape.
+    """
+    fake_logits = _logits("fake_logits", fake_logits)
+    if saturating:
+        return -F.softplus(fake_logits).mean()
+    return F.softplus(-fake_logits).mean()
+
+
+def optimal_discriminator(p_data, p_model, log_densities: bool = False) -> torch.Tensor:
+    r"""The optimal discriminator :math:`D^*(x) = p_{data}(x) / (p_{data}(x) + p_g(x))`.
+
+    Goodfellow et al. (2014), Proposition 1. Where both densities are zero, ``D*`` is undefined
+    and 1/2 is returned (no evidence either way). With ``log_densities=True`` the inputs are log
+    densities and ``D* = sigmoid(log p_data - log p_g)``, stable for any values.
+
+    Parameters
+    ----------
+    p_data, p_model : tensor, same shape
+        Density values (non-negative), or log densities with ``log_densities=True``.
+    log_densities : bool
+        Whether the inputs are log densities.
+
+    Returns
+    -------
+    tensor
+        ``D*`` in ``[0, 1]``, same shape as the inputs.
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, or a density is negative or NaN.
+    """
+    p_data = torch.as_tensor(p_data)
+    p_model = torch.as_tensor(p_model)
+    if p_data.shape != p_model.shape:
+        raise ValueError(f"p_data and p_model: expected the same shape, got {tuple(p_data.shape)} "
+                         f"and {tuple(p_model.shape)}")
+    if log_densities:
+        if bool(torch.isnan(p_data).any() | torch.isnan(p_model).any()):
+            raise ValueError("p_data, p_model: expected log densities, got NaN")
+        diff = p_data - p_model
+        both_zero = torch.isneginf(p_data) & torch.isneginf(p_model)
+        return torch.where(both_zero, torch.full_like(diff, 0.5), torch.sigmoid(diff.nan_to_num(0.0)))
+    for name, p in (("p_data", p_data), ("p_model", p_model)):
+        if bool((~(p >= 0)).any()):
+            raise ValueError(f"{name}: expected non-negative density values, got "
+                             f"{p[~(p >= 0)].flatten()[0].item()!r}")
+    total = p_data + p_model
+    return torch.where(total > 0, p_data / torch.where(total > 0, total, torch.ones_like(total)),
+                       torch.full_like(total, 0.5))
+
+
+class ModeCoverage(NamedTuple):
+    """Result of :func:`mode_coverage`.
+
+    Attributes
+    ----------
+    modes : int
+        Number of modes captured (nearest mode of at least one high-quality sample).
+    high_quality_fraction : float
+        Fraction of samples within ``threshold`` standard deviations of their nearest mode.
+    reverse_kl : float
+        KL(p_hat || uniform) in nats, p_hat the histogram of high-quality samples over modes;
+        ``inf`` when no sample is of high quality.
+    counts : tensor (K,)
+        High-quality samples per mode (long).
+    """
+
+    modes: int
+    high_quality_fraction: float
+    reverse_kl: float
+    counts: torch.Tensor
+
+
+def mode_coverage(samples: torch.Tensor, means: torch.Tensor, std, threshold: float = 3.0) -> ModeCoverage:
+    r"""Mode coverage of samples from a Gaussian-mixture target: the VEEGAN / PacGAN protocol.
+
+    For every sample, the nearest mode is the one with the smallest per-dimension standardized
+    distance :math:`d_k(x) = \sqrt{\sum_j (x_j - \mu_{kj})^2 / s_{kj}^2}`. A sample is of **high
+    quality** when :math:`d < ` ``threshold`` (strictly, as in PacGAN's ``MetricLogger``:
+    a sample exactly at 3 std does not count). A mode is **captured** when it is the nearest mode of
+    at least one high-quality sample. The **reverse KL** is
+    :math:`\sum_k \hat p_k \log(\hat p_k K)`, with :math:`\hat p` the histogram of high-quality
+    samples over the K modes and :math:`0 \log 0 = 0`. The published protocol evaluates
+    **2500** samples (pass that many).
+
+    Parameters
+    ----------
+    samples : tensor (N, D)
+        Generated samples.
+    means : tensor (K, D)
+        Mode centres (e.g. ``ring_mixture().means``).
+    std : float or tensor (K,) or (K, D)
+        Component standard deviations (0.01 for the ring, 0.05 for the grid).
+    threshold : float
+        High-quality radius in standard deviations (3 in VEEGAN and PacGAN).
+
+    Returns
+    -------
+    ModeCoverage
+        ``modes``, ``high_quality_fraction``, ``reverse_kl`` (nats), ``counts`` (K,).
+
+    Raises
+    ------
+    ValueError
+        ``samples`` and ``means`` of different dimension, ``std <= 0`` or of the wrong shape,
+        ``threshold <= 0``, or no samples.
+
+    References
+    ----------
+    Srivastava et al. (2017), Section 5.1; Lin et al. (2018), Section 5.1 and the code's
+    ``MetricLogger`` (REFERENCES.md B2).
+    """
+    check_tensor("samples", samples, ndim=2, floating=True)
+    check_tensor("means", means, ndim=2)
+    if samples.shape[0] < 1:
+        raise ValueError("samples: expected at least one sample, got shape "
+                         f"{tuple(samples.shape)}")
+    K, D = means.shape
+    if samples.shape[1] != D:
+        raise ValueError(f"samples and means: expected the same dimension D, got samples "
+                         f"{tuple(samples.shape)} and means {tuple(means.shape)}")
+    check_positive("threshold", threshold)
+    means = means.to(samples)
+    std = torch.as_tensor(std, dtype=samples.dtype, device=samples.device)
+    if std.dim() == 0:
+        std = std.expand(K, D)
+    elif std.dim() == 1 and std.shape[0] == K:
+        std = std[:, None].expand(K, D)
+    elif tuple(std.shape) != (K, D):
+        raise ValueError(f"std: expected a number, shape ({K},) or ({K}, {D}), got {tuple(std.shape)}")
+    check_positive("std", std)
+    z = (samples[:, None, :] - means[None, :, :]) / std[None, :, :]  # (N, K, D)
+    dist = z.pow(2).sum(-1).sqrt()
+    best, nearest = dist.min(dim=1)
+    hq = best < threshold
+    counts = torch.bincount(nearest[hq], minlength=K).cpu()
+    n_hq = int(counts.sum())
+    if n_hq == 0:
+        reverse_kl = float("inf")
+    else:
+        p = counts.double() / n_hq
+        nz = p > 0
+        reverse_kl = float((p[nz] * torch.log(p[nz] * K)).sum())
+    return ModeCoverage(modes=int((counts > 0).sum()), high_quality_fraction=n_hq / samples.shape[0],
+                        reverse_kl=reverse_kl, counts=counts)
+
+
+def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""WGAN-GP penalty :math:`\mathbb E_{\hat x}[(\lVert\nabla_{\hat x} D(\hat x)\rVert_2 - 1)^2]`.
+
+    :math:`\hat x = u x + (1 - u)\tilde x` with :math:`u \sim U[0, 1]` per example (Gulrajani et al.
+    2017, eq. 3 and Algorithm 1). Differentiable with respect to D's parameters.
+
+    Parameters
+    ----------
+    D : callable
+        Critic, ``(N, ...) -> (N,)`` or ``(N, 1)``.
+    real, fake : tensor (N, ...)
+        Same shape.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    tensor
+        Scalar.
+    """
+    if real.shape != fake.shape:
+        raise ValueError(f"real and fake: expected the same shape, got {tuple(real.shape)} and "
+                         f"{tuple(fake.shape)}")
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    dev = real.device if generator is None else generator.device
+    u = torch.rand(shape, generator=generator, device=dev, dtype=real.dtype).to(real.device)
+    x_hat = (u * real.detach() + (1 - u) * fake.detach()).requires_grad_(True)
+    out = _logits("D(x_hat)", D(x_hat))
+    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def wgan_critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    r"""WGAN critic loss :math:`\mathbb E[D(\tilde x)] - \mathbb E[D(x)]` (add :func:`gradient_penalty`)."""
+    return _logits("fake_scores", fake_scores).mean() - _logits("real_scores", real_scores).mean()
+
+
+def wgan_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    r"""WGAN generator loss :math:`-\mathbb E[D(G(z))]`."""
+    return -_logits("fake_scores", fake_scores).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# networks
+# ----------------------------------------------------------------------------------------------
+def mlp_generator(latent_dim: int = 2, data_dim: int = 2, hidden=(128, 128, 128),
+                  activation: str = "relu") -> nn.Module:
+    """MLP generator ``z (N, latent_dim) -> x (N, data_dim)`` for 1-D/2-D toys (linear output)."""
+    return MLP(latent_dim, data_dim, hidden=hidden, activation=activation)
+
+
+def mlp_discriminator(data_dim: int = 2, hidden=(128, 128, 128), activation: str = "leaky_relu") -> nn.Module:
+    """MLP discriminator ``x (N, data_dim) -> logits (N, 1)`` for 1-D/2-D toys."""
+    return MLP(data_dim, 1, hidden=hidden, activation=activation)
+
+
+class DCGANGenerator(nn.Module):
+    """DCGAN-style generator for 8x8 images: ``z (N, latent_dim) -> x (N, 1, 8, 8)`` in ``[-1, 1]``.
+
+    Follows the DCGAN guidelines (Radford et al. 2016, Section 3; seed 004): a projection of z
+    reshaped to a 2x2 feature map, then fractionally-strided convolutions (no pooling, no fully
+    connected hidden layers), batch normalization on every layer but the output, ReLU inside and
+    tanh at the output.
+    """
+
+    def __init__(self, latent_dim: int = 32, channels: int = 64):
+        super().__init__()
+        self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
+        c = check_int("channels", channels, minimum=1)
+        self.project = nn.Sequential(nn.Linear(latent_dim, 2 * c * 2 * 2, bias=False),
+                                     nn.BatchNorm1d(2 * c * 2 * 2), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1, bias=False),  # 2 -> 4
+            nn.BatchNorm2d(c), nn.ReLU(),
+            nn.ConvTranspose2d(c, 1, 4, stride=2, padding=1),  # 4 -> 8
+            nn.Tanh(),
+        )
+        self._c = c
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        check_tensor("z", z, shape=(None, self.latent_dim), floating=True)
+        return self.net(self.project(z).view(-1, 2 * self._c, 2, 2))
+
+
+class DCGANDiscriminator(nn.Module):
+    """DCGAN-style discriminator for 8x8 images: ``x (N, 1, 8, 8) -> logits (N, 1)``.
+
+    Strided convolutions instead of pooling, LeakyReLU(0.2), batch normalization on every layer
+    but the input layer (Radford et al. 2016, Section 3).
+    """
+
+    def __init__(self, channels: int = 64):
+        super().__init__()
+        c = check_int("channels", channels, minimum=1)
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 8 -> 4
+            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1, bias=False),  # 4 -> 2
+            nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2),
+            nn.Flatten(), nn.Linear(2 * c * 2 * 2, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor("x", x, shape=(None, 1, 8, 8), floating=True)
+        return self.net(x)
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class GANHistory:
+    """Losses per generator step and metrics recorded every ``eval_every`` steps."""
+
+    d_losses: list[float] = field(default_factory=list)
+    g_losses: list[float] = field(default_factory=list)
+    metrics: list[tuple[int, dict]] = field(default_factory=list)
+
+    def plot(self, ax=None):
+        """Loss curves; returns the figure."""
+        import matplotlib.pyplot as plt
+
+        fig, ax = (plt.subplots(figsize=(6, 3.2)) if ax is None else (ax.figure, ax))
+        ax.plot(self.d_losses, label="discriminator", lw=1)
+        ax.plot(self.g_losses, label="generator", lw=1)
+        ax.set_xlabel("generator step")
+        ax.set_ylabel("loss (nats)")
+        ax.legend()
+        return fig
+
+
+def train_gan(G: nn.Module, D: nn.Module, data: torch.Tensor, num_steps: int, latent_dim: int,
+              batch_size: int = 128, d_steps: int = 1, loss: str = "non_saturating",
+              lr_g: float = 2e-4, lr_d: float = 2e-4, betas=(0.5, 0.999), gp_weight: float = 10.0,
+              device: torch.device | str | None = None, generator: torch.Generator | None = None,
+              eval_every: int | None = None, eval_fn: Callable[[nn.Module], dict] | None = None,
+              progress: bool = True) -> GANHistory:
+    r"""Alternating GAN training: ``d_steps`` discriminator updates per generator update.
+
+    Goodfellow et al. (2014), Algorithm 1 (``k = d_steps``), with Adam. For each generator step:
+    ``d_steps`` times sample a data minibatch and noise, update D on :func:`discriminator_loss`
+    (or the WGAN-GP critic loss); then sample noise and update G on :func:`generator_loss`.
+
+    Parameters
+    ----------
+    G, D : nn.Module
+        Generator ``z (N, latent_dim) -> x`` and discriminator ``x -> logits (N, 1)``.
+    data : tensor (N_data, ...)
+        Training samples; minibatches are drawn with replacement using ``generator``.
+    num_steps : int
+        Generator updates (>= 1).
+    latent_dim : int
+        Dimension of :math:`z \sim N(0, I)`.
+    batch_size, d_steps : int
+    loss : {"non_saturating", "saturating", "wgan-gp"}
+    lr_g, lr_d : float
+        Adam learning rates; ``betas`` Adam's betas (DCGAN: 0.5, 0.999).
+    gp_weight : float
+        :math:`\lambda` of WGAN-GP (10 in Gulrajani et al.).
+    device : optional
+        Default: ``course_lib.get_device()``.
+    generator : torch.Generator, optional
+        CPU generator for minibatches and noise (reproducible on CPU).
+    eval_every, eval_fn : optional
+        Call ``eval_fn(G)`` (in eval mode, no grad) every ``eval_every`` generator steps and at the
+        end; the returned dicts are recorded in ``history.metrics``.
+    progress : bool
+        tqdm progress bar (notebook or terminal).
+
+    Returns
+    -------
+    GANHistory
+    """
+    from tqdm.auto import tqdm
+
+    from course_lib import get_device
+
+    num_steps = check_int("num_steps", num_steps, minimum=1)
+    d_steps = check_int("d_steps", d_steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    latent_dim = check_int("latent_dim", latent_dim, minimum=1)
+    if loss not in ("non_saturating", "saturating", "wgan-gp"):
+        raise ValueError(f"loss: expected 'non_saturating', 'saturating' or 'wgan-gp', got {loss!r}")
+    check_tensor("data", data, floating=True)
+    device = torch.device(device) if device is not None else get_device()
+    G.to(device)
+    D.to(device)
+    data = data.to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr_g, betas=betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=betas)
+    hist = GANHistory()
+
+    def noise(n):
+        return torch.randn(n, latent_dim, generator=generator).to(device)
+
+    def batch():
+        idx = torch.randint(0, data.shape[0], (batch_size,), generator=generator)
+        return data[idx.to(device)]
+
+    def evaluate(step):
+        if eval_fn is None:
+            return
+        G.eval()
+        with torch.no_grad():
+            hist.metrics.append((step, eval_fn(G)))
+        G.train()
+
+    bar = tqdm(range(1, num_steps + 1), disable=not progress, desc=f"GAN ({loss})")
+    for step in bar:
+        for _ in range(d_steps):
+            real = batch()
+            with torch.no_grad():
+                fake = G(noise(batch_size))
+            if loss == "wgan-gp":
+                d_loss = wgan_critic_loss(D(real), D(fake)) + gp_weight * gradient_penalty(
+                    D, real, fake, generator=generator)
+            else:
+                d_loss = discriminator_loss(D(real), D(fake))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+        fake_logits = D(G(noise(batch_size)))
+        if loss == "wgan-gp":
+            g_loss = wgan_generator_loss(fake_logits)
+        else:
+            g_loss = generator_loss(fake_logits, saturating=(loss == "saturating"))
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        d_val, g_val = float(d_loss.detach()), float(g_loss.detach())
+        if not (torch.isfinite(torch.tensor([d_val, g_val])).all()):
+            raise FloatingPointError(f"train_gan: non-finite loss at step {step} "
+                                     f"(D: {d_val}, G: {g_val})")
+        hist.d_losses.append(d_val)
+        hist.g_losses.append(g_val)
+        if eval_every and step % eval_every == 0 and step != num_steps:
+            evaluate(step)
+        if progress and step % 50 == 0:
+            bar.set_postfix(d=f"{d_val:.3f}", g=f"{g_val:.3f}")
+    evaluate(num_steps)
+    return hist

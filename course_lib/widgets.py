@@ -3,21 +3,87 @@
 Every explorer wraps a plain function ``plot_fn(**values) -> matplotlib.figure.Figure`` whose
 defaults are what the explorer starts at, so a notebook (and CI, headless) can call the plain
 function directly and get the same figure. The UI redraws the figure once per change into a single
-output area; slow plots use ``continuous_update=False`` on their sliders.
+output area and closes it afterwards (no figure is left open in pyplot); slow plots use
+``continuous=False`` on their sliders so they redraw on release only.
 
 Notebook convention: call the plain function with a trailing semicolon (``plot_x();``) so the
 figure is shown once, then display the explorer.
+
+Notebook-specific explorers live at the end of this file, one section per notebook
+(``# --- notebook NN``).
 """
 
 from __future__ import annotations
 
+import math
+import traceback
 from collections.abc import Callable
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
 from IPython.display import display
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-__all__ = ["explorer"]
+__all__ = ["explorer", "slider"]
+
+
+def slider(description: str, min: float, max: float, step: float, value: float, units: str = "",
+           continuous: bool = True, log: bool = False) -> W.ValueWidget:
+    """A labelled slider: ``IntSlider`` when every number is an int, else ``FloatSlider``.
+
+    Parameters
+    ----------
+    description : str
+        What the slider sets (use the notebook's symbol, e.g. ``"sigma"``).
+    min, max, step, value : int or float
+        Range, step and initial value (``min <= value <= max``, ``step > 0``). With ``log=True``
+        they are the values themselves (not exponents) and ``step`` is the step of
+        ``log10(value)``.
+    units : str
+        Appended to the description in parentheses, e.g. ``"nats"``; empty for none.
+    continuous : bool
+        ``continuous_update``: redraw while dragging (True) or on release only (False, for plots
+        slower than ~0.1 s).
+    log : bool
+        A ``FloatLogSlider`` (base 10), for scales such as noise levels.
+
+    Returns
+    -------
+    ipywidgets.IntSlider, ipywidgets.FloatSlider or ipywidgets.FloatLogSlider
+        With the readout shown at a precision matching ``step``.
+
+    Raises
+    ------
+    ValueError
+        If ``min >= max``, ``step <= 0``, ``value`` is outside ``[min, max]``, or ``log`` with
+        ``min <= 0``.
+    """
+    lo, hi = min, max
+    for name, v in (("min", lo), ("max", hi), ("step", step), ("value", value)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{name}: expected a finite number, got {v!r}")
+    if not lo < hi:
+        raise ValueError(f"min, max: expected min < max, got {lo!r} and {hi!r}")
+    if not step > 0:
+        raise ValueError(f"step: expected a number > 0, got {step!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"value: expected a number in [{lo}, {hi}], got {value!r}")
+    label = f"{description} ({units})" if units else description
+    common = dict(description=label, continuous_update=bool(continuous), readout=True,
+                  style={"description_width": "initial"})
+    if log:
+        if lo <= 0:
+            raise ValueError(f"min: expected a number > 0 for a log slider, got {lo!r}")
+        return W.FloatLogSlider(value=value, base=10, min=math.log10(lo), max=math.log10(hi),
+                                step=step, readout_format=".3g", **common)
+    if all(isinstance(v, int) for v in (lo, hi, step, value)):
+        return W.IntSlider(value=value, min=lo, max=hi, step=step, **common)
+    decimals = 0 if step >= 1 else -math.floor(math.log10(step) + 1e-9)
+    if abs(step * 10**decimals - round(step * 10**decimals)) > 1e-9:  # e.g. step 0.25
+        decimals += 1
+    return W.FloatSlider(value=value, min=lo, max=hi, step=step,
+                         readout_format=f".{decimals}f", **common)
 
 
 def explorer(plot_fn: Callable[..., "plt.Figure"], caption: str, **controls: W.ValueWidget) -> W.VBox:
@@ -27,27 +93,54 @@ def explorer(plot_fn: Callable[..., "plt.Figure"], caption: str, **controls: W.V
     ----------
     plot_fn : callable
         Plain plotting function taking the controls' values as keyword arguments and returning a
-        figure.
+        figure (or an Axes, whose figure is shown).
     caption : str
         What to look for, shown above the controls (HTML allowed).
     **controls : ipywidgets.ValueWidget
-        One widget per keyword argument of ``plot_fn`` (give each a description with units).
+        One widget per keyword argument of ``plot_fn`` (give each a description with units, e.g.
+        with :func:`slider`).
 
     Returns
     -------
     ipywidgets.VBox
-        Caption, controls and the output area; ``.children[-1]`` is the output.
+        Caption, controls (in an ``HBox`` that wraps) and the output area; ``.children[-1]`` is
+        the output. ``.redraw()`` redraws with the current values.
+
+    Raises
+    ------
+    ValueError
+        If no control is given.
+    TypeError
+        If a control is not an ipywidgets value widget.
+
+    Notes
+    -----
+    Each redraw closes every figure ``plot_fn`` opened, so ``plt.get_fignums()`` is unchanged
+    after a redraw. An exception in ``plot_fn`` (e.g. a value it rejects) is shown in the output
+    area instead of breaking the UI.
     """
     if not controls:
         raise ValueError("controls: expected at least one widget, got none")
+    for name, c in controls.items():
+        if not isinstance(c, W.ValueWidget):
+            raise TypeError(f"controls[{name!r}]: expected an ipywidgets value widget, got "
+                            f"{type(c).__name__}")
     out = W.Output()
 
     def redraw(**values):
+        before = set(plt.get_fignums())
         with out:
             out.clear_output(wait=True)
-            fig = plot_fn(**values)
-            display(fig)
-            plt.close(fig)
+            try:
+                result = plot_fn(**values)
+                fig = result.figure if isinstance(result, Axes) else result
+                if isinstance(fig, Figure):
+                    display(fig)
+            except Exception:  # show the error where the figure would be
+                print(traceback.format_exc(limit=-3))
+            finally:
+                for num in set(plt.get_fignums()) - before:
+                    plt.close(num)
 
     def on_change(_change=None):
         redraw(**{k: c.value for k, c in controls.items()})
@@ -56,6 +149,440 @@ def explorer(plot_fn: Callable[..., "plt.Figure"], caption: str, **controls: W.V
         c.observe(on_change, names="value")
     on_change()
     box = W.VBox([W.HTML(f"<p><b>What to look for:</b> {caption}</p>"),
-                  W.HBox(list(controls.values())), out])
+                  W.HBox(list(controls.values()), layout=W.Layout(flex_flow="row wrap")), out])
     box.redraw = on_change  # for tests: force a redraw without moving a slider
     return box
+
+
+# --- notebook 00: generative modeling and divergences -------------------------------------------
+# Forward vs reverse KL fit of ONE Gaussian q = N(mu, sigma^2) to the bimodal 1-D mixture
+# p = w N(-d/2, 1) + (1 - w) N(d/2, 1). The forward fit (argmin KL(p || q)) is moment matching, in
+# closed form; the reverse fit (argmin KL(q || p)) is found by Gauss-Hermite quadrature + L-BFGS-B
+# from three initialisations (each mode, and the covering Gaussian), ~0.1-0.3 s per redraw.
+# Notebook 00 checks both against an independent optimisation (tests/test_widgets_divergences.py
+# against scipy.integrate.quad).
+
+_NB00_HERMITE_NODES = 160  # Gauss-Hermite nodes for E_q[log p]: error < 1e-6 nats (tested against quad)
+
+
+def _nb00_bimodal_logpdf(x, separation, weight):
+    """log p(x) for p = w N(-d/2, 1) + (1 - w) N(d/2, 1), NumPy float64, via log-sum-exp."""
+    import numpy as np
+    from scipy.special import logsumexp
+
+    x = np.asarray(x, dtype=np.float64)
+    comps = np.stack([-0.5 * (x + separation / 2) ** 2, -0.5 * (x - separation / 2) ** 2])
+    logw = np.log(np.array([weight, 1.0 - weight]))[:, None]
+    return logsumexp(comps + logw.reshape((2,) + (1,) * x.ndim), axis=0) - 0.5 * np.log(2 * np.pi)
+
+
+def _nb00_forward_kl_fit(separation, weight):
+    """argmin_q KL(p || q) = moments of p: mean (1 - 2w) d/2, variance 1 + w (1 - w) d^2."""
+    mean = (1.0 - 2.0 * weight) * separation / 2
+    var = 1.0 + weight * (1.0 - weight) * separation ** 2
+    return mean, var ** 0.5
+
+
+def _nb00_reverse_kl(params, separation, weight, nodes, node_weights):
+    """KL(q || p) = E_q[log q - log p], q = N(mu, sigma^2), by Gauss-Hermite quadrature."""
+    import numpy as np
+
+    mu, log_sigma = params
+    sigma = np.exp(log_sigma)
+    x = mu + np.sqrt(2.0) * sigma * nodes
+    neg_entropy = -0.5 * np.log(2 * np.pi * np.e * sigma ** 2)  # E_q[log q], closed form
+    return neg_entropy - np.sum(node_weights * _nb00_bimodal_logpdf(x, separation, weight)) / np.sqrt(np.pi)
+
+
+def _nb00_reverse_kl_fits(separation, weight, inits=None):
+    """Local minimisers of KL(q || p) from each initialisation (mu0, sigma0): list of (mu, sigma, kl)."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    nodes, node_weights = np.polynomial.hermite.hermgauss(_NB00_HERMITE_NODES)
+    if inits is None:  # on each mode, and on the moment-matching (mode-covering) Gaussian
+        inits = ((-separation / 2, 1.0), (separation / 2, 1.0), _nb00_forward_kl_fit(separation, weight))
+    fits = []
+    for mu0, sigma0 in inits:
+        res = minimize(_nb00_reverse_kl, x0=np.array([mu0, np.log(sigma0)]),
+                       args=(separation, weight, nodes, node_weights),
+                       method="L-BFGS-B", bounds=[(None, None), (np.log(0.05), np.log(50.0))])
+        fits.append((float(res.x[0]), float(np.exp(res.x[1])), float(res.fun)))
+    return fits
+
+
+def plot_forward_reverse_kl(separation: float = 6.0, weight: float = 0.5) -> "plt.Figure":
+    """Draw p (bimodal mixture), the forward-KL fit and the reverse-KL fit(s) of one Gaussian.
+
+    Parameters
+    ----------
+    separation : float
+        Distance d between the two unit-variance modes of p = w N(-d/2, 1) + (1 - w) N(d/2, 1).
+    weight : float
+        Weight w of the left mode, in (0, 1).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        p (shaded); the forward-KL fit, mean (1 - 2w) d/2 and variance 1 + w (1 - w) d^2 (moment
+        matching); the best reverse-KL fit over three initialisations (solid) and, when there is
+        one, a worse local minimum (dotted); the KL values in the legend.
+
+    Raises
+    ------
+    ValueError
+        If ``weight`` is not in (0, 1) or ``separation`` is negative.
+
+    References
+    ----------
+    Bishop, *Pattern Recognition and Machine Learning* (2006), section 10.1.2 and Fig. 10.3
+    (forward vs reverse KL on a bimodal target).
+    """
+    import numpy as np
+
+    if not 0.0 < weight < 1.0:
+        raise ValueError(f"weight: expected a number in (0, 1), got {weight!r}")
+    if separation < 0:
+        raise ValueError(f"separation: expected a number >= 0, got {separation!r}")
+    lo, hi = -separation / 2 - 4.0, separation / 2 + 4.0
+    x = np.linspace(min(lo, -6.0), max(hi, 6.0), 800)
+    p = np.exp(_nb00_bimodal_logpdf(x, separation, weight))
+
+    def normal_pdf(mu, sigma):
+        return np.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    ax.fill_between(x, p, color="0.8", label=r"$p$ (data)")
+    mu_f, s_f = _nb00_forward_kl_fit(separation, weight)
+    ax.plot(x, normal_pdf(mu_f, s_f), color="C0", lw=2,
+            label=rf"forward: argmin KL$(p\|q)$, $\mu$={mu_f:.2f}, $\sigma$={s_f:.2f}")
+    fits = sorted(_nb00_reverse_kl_fits(separation, weight), key=lambda f: f[2])
+    best = fits[0]
+    ax.plot(x, normal_pdf(best[0], best[1]), color="C3", lw=2,
+            label=rf"reverse: argmin KL$(q\|p)$ = {best[2]:.3f}, $\mu$={best[0]:.2f}, $\sigma$={best[1]:.2f}")
+    others = [f for f in fits[1:] if abs(f[0] - best[0]) > 1e-2 or abs(f[1] - best[1]) > 1e-2]
+    if others:
+        other = others[0]
+        ax.plot(x, normal_pdf(other[0], other[1]), color="C3", lw=1.5, ls=":",
+                label=rf"reverse, a worse local min: KL$(q\|p)$ = {other[2]:.3f}")
+    ax.set_xlabel("x")
+    ax.set_ylabel("density")
+    ax.set_ylim(0, max(p.max(), normal_pdf(best[0], best[1]).max()) * 1.6)
+    ax.set_title(f"one Gaussian fitted to a two-mode mixture (d = {separation:g}, w = {weight:g})")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def forward_reverse_kl_explorer() -> W.VBox:
+    """Sliders for the separation and weight of p; redraws :func:`plot_forward_reverse_kl`."""
+    return explorer(
+        plot_forward_reverse_kl,
+        "as the modes separate, the forward fit (blue) stretches to cover both and puts mass "
+        "where p has none; the reverse fit (red) stops covering both and locks onto one mode, "
+        "with KL(q||p) close to -log of that mode's weight.",
+        separation=slider("separation d", 0.0, 10.0, 0.25, 6.0, continuous=False),
+        weight=slider("weight w of the left mode", 0.05, 0.95, 0.05, 0.5, continuous=False),
+    )
+
+
+__all__ += ["plot_forward_reverse_kl", "forward_reverse_kl_explorer"]
+
+
+# --- notebook 01: autoencoders -------------------------------------------------------------------
+# Denoising explorer: corrupt a few test digits with Gaussian noise of a chosen std (the same eps
+# for every std, so only its scale changes) and show what a plain and a denoising autoencoder
+# reconstruct. Random-latent explorer: decode z ~ N(mean, diag(scale^2 std^2)) of the training
+# codes and show how far the decoded images are from every training image.
+
+
+def _nb01_models(models) -> dict:
+    import torch
+
+    if isinstance(models, torch.nn.Module):
+        models = {"autoencoder": models}
+    if not isinstance(models, dict) or not models:
+        raise TypeError(f"models: expected an nn.Module or a non-empty dict name -> nn.Module, "
+                        f"got {type(models).__name__}")
+    for name, m in models.items():
+        if not callable(m):
+            raise TypeError(f"models[{name!r}]: expected a callable model, got {type(m).__name__}")
+    return models
+
+
+def _nb01_device(model):
+    import torch
+
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
+def plot_denoising(models, images, noise_std: float = 0.5, num_images: int = 8,
+                   seed: int = 0) -> Figure:
+    """Clean digits, their corrupted versions ``x~ = x + noise_std * eps``, and each model's
+    reconstruction ``g(f(x~))`` (Vincent et al. 2008), one row each.
+
+    Parameters
+    ----------
+    models : nn.Module or dict of str -> nn.Module
+        Autoencoders mapping images ``(N, 1, H, W)`` to reconstructions of the same shape.
+    images : torch.Tensor, shape (N, 1, H, W)
+        Clean images in ``[-1, 1]``; the first ``num_images`` are shown.
+    noise_std : float, default 0.5
+        Standard deviation of the additive Gaussian corruption (>= 0), in pixel units of the
+        ``[-1, 1]`` scale.
+    num_images : int, default 8
+    seed : int, default 0
+        Seed of ``eps``: the same ``eps`` for every ``noise_std``, so only its scale changes.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Each row's title gives the mean squared error to the clean images, summed over pixels.
+    """
+    import torch
+
+    from .autoencoders import corrupt, reconstruction_error
+    from .plotting import image_grid
+    from ._checks import check_int, check_positive, check_tensor
+
+    models = _nb01_models(models)
+    check_tensor("images", images, ndim=4, floating=True)
+    check_positive("noise_std", noise_std, strict=False)
+    num_images = min(check_int("num_images", num_images, minimum=1), images.shape[0])
+    x = images[:num_images].detach().cpu()
+    g = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    x_tilde = corrupt(x, noise_std=float(noise_std), generator=g)
+    rows = [("clean x", x), (f"corrupted x~ (std {noise_std:.2f})", x_tilde)]
+    with torch.no_grad():
+        for name, m in models.items():
+            dev = _nb01_device(m)
+            was = getattr(m, "training", False)
+            if hasattr(m, "eval"):
+                m.eval()
+            rows.append((name, m(x_tilde.to(dev)).cpu()))
+            if hasattr(m, "train"):
+                m.train(was)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(0.55 * num_images + 0.5, 1.0 * len(rows) + 0.3),
+                             layout="constrained")
+    for ax, (name, imgs) in zip(axes, rows):
+        image_grid(imgs, nrow=num_images, ax=ax)
+        err = reconstruction_error(imgs.to(x.dtype), x).mean().item()
+        ax.set_title(f"{name}: error {err:.2f}" if name != "clean x" else name, fontsize=9)
+    return fig
+
+
+def denoising_explorer(models, images, noise_std: float = 0.5) -> W.VBox:
+    """A noise-std slider over :func:`plot_denoising` (the models are fixed, only the test
+    corruption changes; a redraw is one forward pass on a few images)."""
+    from functools import partial
+
+    return explorer(
+        partial(plot_denoising, models, images),
+        "at the training noise level the denoising autoencoder's reconstructions stay clean "
+        "digits while the plain autoencoder passes much of the noise through; at std 0 the "
+        "plain one is (slightly) better; far above the training level both fail.",
+        noise_std=slider("noise std", 0.0, 1.5, 0.05, float(noise_std), continuous=False),
+    )
+
+
+def nearest_neighbor_distance(x, reference) -> "torch.Tensor":
+    """Euclidean distance from each image of ``x`` ``(M, ...)`` to its nearest image in
+    ``reference`` ``(N, ...)`` (flattened), shape ``(M,)``, in pixel units."""
+    import torch
+
+    a = x.detach().reshape(x.shape[0], -1).to(torch.float64)
+    b = reference.detach().reshape(reference.shape[0], -1).to(a)
+    return torch.cdist(a, b).min(dim=1).values
+
+
+def plot_random_latents(model, train_images, test_images, scale: float = 1.0,
+                        num_images: int = 12, seed: int = 0) -> Figure:
+    """Decode random codes ``z ~ N(m, diag(scale^2 s^2))`` next to reconstructions of test digits.
+
+    ``m`` and ``s`` are the per-dimension mean and standard deviation of the codes of
+    ``train_images``. Each row's title gives the mean Euclidean distance (``[-1, 1]`` pixel units)
+    from its images to the nearest training image: decoded random codes land farther from every
+    digit than reconstructions of unseen digits do, because an autoencoder's codes fill only a
+    thin part of latent space.
+
+    Parameters
+    ----------
+    model : nn.Module
+        An autoencoder with ``encode``, ``decode`` and ``forward`` (e.g.
+        :class:`course_lib.autoencoders.Autoencoder`).
+    train_images, test_images : torch.Tensor, shape (N, 1, H, W)
+        Images in ``[-1, 1]``.
+    scale : float, default 1.0
+        Multiplies the per-dimension standard deviation (> 0).
+    num_images : int, default 12
+    seed : int, default 0
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import torch
+
+    from .autoencoders import encode_dataset
+    from .plotting import image_grid
+    from ._checks import check_int, check_positive, check_tensor
+
+    check_tensor("train_images", train_images, floating=True)
+    check_tensor("test_images", test_images, floating=True)
+    check_positive("scale", scale)
+    num_images = min(check_int("num_images", num_images, minimum=1), test_images.shape[0])
+    g = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    codes = encode_dataset(model, train_images).detach().cpu()
+    m, s = codes.mean(0), codes.std(0)
+    z = m + float(scale) * s * torch.randn(num_images, codes.shape[1], generator=g, dtype=codes.dtype)
+    dev = _nb01_device(model)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            rand = model.decode(z.to(dev)).cpu()
+            rec = model(test_images[:num_images].to(dev)).cpu()
+    finally:
+        model.train(was)
+    fig, axes = plt.subplots(2, 1, figsize=(0.55 * num_images + 0.5, 2.6), layout="constrained")
+    for ax, (name, imgs) in zip(axes, ((f"decoded random codes (scale {scale:.1f})", rand),
+                                       ("reconstructions of test digits", rec))):
+        dist = nearest_neighbor_distance(imgs, train_images.cpu())
+        image_grid(imgs, nrow=num_images, ax=ax)
+        ax.set_title(f"{name}: mean distance to nearest training digit {dist.mean():.2f}",
+                     fontsize=9)
+    return fig
+
+
+def random_latents_explorer(model, train_images, test_images, scale: float = 1.0) -> W.VBox:
+    """A scale slider over :func:`plot_random_latents`."""
+    from functools import partial
+
+    return explorer(
+        partial(plot_random_latents, model, train_images, test_images),
+        "decoded random codes are blends and broken strokes, and their distance to the nearest "
+        "training digit stays above that of reconstructions of unseen digits; small scales give "
+        "nearly the same average blob, large ones saturated scribbles.",
+        scale=slider("scale of the code std", 0.1, 3.0, 0.1, float(scale), continuous=False),
+    )
+
+
+__all__ += ["plot_denoising", "denoising_explorer", "nearest_neighbor_distance", "plot_random_latents",
+            "random_latents_explorer"]
+
+
+# --- notebook 02: VAE, ELBO and the reparameterization trick ------------------------------------
+# (1) The two unbiased estimators of d/dmu E_{z ~ N(mu, sigma^2)}[(z - c)^2] = 2 (mu - c), computed
+#     live from a few thousand samples; (2) a precomputed sweep of the decoder's sigma
+#     (course_lib.vae.decoder_std_sweep): reconstructions, samples, and the KL term falling to 0.
+
+
+def plot_gradient_estimators(sigma: float = 1.0, offset: float = 2.0, num_samples: int = 2000,
+                             seed: int = 0) -> Figure:
+    """Histograms of per-sample gradient estimates, reparameterization vs score function.
+
+    Objective E_{z ~ N(mu, sigma^2)}[(z - c)^2] with mu - c = ``offset``; its gradient in mu is
+    2 (mu - c). Reparameterization: 2 (mu + sigma eps - c); score function (REINFORCE):
+    (z - c)^2 (z - mu) / sigma^2. Both average to the true value (dashed line); the legend gives
+    each estimator's sample mean and standard deviation.
+    """
+    import math as _m
+
+    import numpy as np
+    import torch
+
+    from course_lib.vae import reparameterization_gradient, score_function_gradient
+
+    if not sigma > 0:
+        raise ValueError(f"sigma: expected a number > 0, got {sigma!r}")
+    mean = torch.zeros(1, dtype=torch.float64)
+    logvar = torch.full((1,), 2 * _m.log(sigma), dtype=torch.float64)
+    c = -float(offset)
+
+    def f(z):
+        return (z[:, 0] - c) ** 2
+
+    rep = reparameterization_gradient(f, mean, logvar, num_samples, torch.Generator().manual_seed(seed)).mean[:, 0]
+    sf = score_function_gradient(f, mean, logvar, num_samples, torch.Generator().manual_seed(seed)).mean[:, 0]
+    true = 2 * (0.0 - c)
+    fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
+    lo = min(rep.min().item(), sf.quantile(0.005).item())
+    hi = max(rep.max().item(), sf.quantile(0.995).item())
+    bins = np.linspace(lo, hi, 80)
+    for vals, name, color in ((sf, "score function (REINFORCE)", "tab:red"),
+                              (rep, "reparameterization", "tab:blue")):
+        ax.hist(vals.numpy(), bins=bins, density=True, alpha=0.55, color=color,
+                label=f"{name}: mean {vals.mean():.2f}, std {vals.std():.2f}")
+    ax.axvline(true, color="k", ls="--", lw=1, label=f"true gradient 2(mu - c) = {true:.2f}")
+    ax.set_xlabel("one-sample estimate of d/dmu E[(z - c)^2]")
+    ax.set_ylabel("density")
+    ax.set_title(f"sigma = {sigma:g}, mu - c = {offset:g}, {num_samples} samples each")
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def gradient_estimator_explorer() -> W.VBox:
+    """Sliders for sigma and mu - c; redraws :func:`plot_gradient_estimators`."""
+    return explorer(
+        plot_gradient_estimators,
+        "both histograms are centred on the true gradient (unbiased), but the score-function one is "
+        "far wider, and gets wider as |mu - c| grows, because it multiplies the value f(z) (not "
+        "its slope) by a zero-mean score.",
+        sigma=slider("sigma", 0.1, 3.0, 0.1, 1.0, continuous=False),
+        offset=slider("mu - c", -4.0, 4.0, 0.5, 2.0, continuous=False),
+    )
+
+
+def plot_decoder_std_sweep(sweep, decoder_std: float | None = None) -> Figure:
+    """KL and reconstruction error against sigma_dec, and one model's reconstructions and samples.
+
+    Parameters
+    ----------
+    sweep : list of course_lib.vae.DecoderStdResult
+        From :func:`course_lib.vae.decoder_std_sweep` on images.
+    decoder_std : float, optional
+        Which model to show (default the first).
+    """
+    from course_lib.plotting import image_grid
+
+    if not sweep:
+        raise ValueError("sweep: expected at least one result, got none")
+    stds = [r.decoder_std for r in sweep]
+    pick = sweep[0] if decoder_std is None else min(sweep, key=lambda r: abs(r.decoder_std - decoder_std))
+    fig = plt.figure(figsize=(10, 3.4), layout="constrained")
+    gs = fig.add_gridspec(1, 3, width_ratios=[1.3, 1, 1])
+    ax = fig.add_subplot(gs[0])
+    ax.plot(stds, [r.kl for r in sweep], "o-", color="tab:red", label="KL(q(z|x) || p(z)) (nats)")
+    ax.set_xscale("log")
+    ax.set_xlabel("decoder std sigma_dec")
+    ax.set_ylabel("KL term (nats)", color="tab:red")
+    ax2 = ax.twinx()
+    ax2.plot(stds, [r.reconstruction_mse for r in sweep], "s--", color="tab:blue")
+    ax2.set_ylabel("||x - x_hat||^2", color="tab:blue")
+    ax.axvline(pick.decoder_std, color="k", lw=0.8)
+    ax.set_title(f"sigma_dec = {pick.decoder_std:g}: KL {pick.kl:.2f} nats")
+    n = pick.reconstructions.shape[0]
+    image_grid(pick.reconstructions, nrow=max(1, n // 2), ax=fig.add_subplot(gs[1]), title="reconstructions")
+    image_grid(pick.samples, nrow=max(1, n // 2), ax=fig.add_subplot(gs[2]), title="samples z ~ N(0, I)")
+    return fig
+
+
+def decoder_std_explorer(sweep) -> W.VBox:
+    """A slider over the sweep's sigma_dec values; redraws :func:`plot_decoder_std_sweep`."""
+    options = [(f"{r.decoder_std:g}", r.decoder_std) for r in sweep]
+    control = W.SelectionSlider(options=options, value=options[0][1], description="sigma_dec",
+                                continuous_update=False)
+    return explorer(
+        lambda decoder_std: plot_decoder_std_sweep(sweep, decoder_std),
+        "a larger decoder std is a larger weight on the KL term: reconstructions lose detail, and "
+        "past the data's spread the KL term drops to ~0 and every x decodes to the same mean digit "
+        "(posterior collapse).",
+        decoder_std=control,
+    )
+
+
+__all__ += ["plot_gradient_estimators", "gradient_estimator_explorer", "plot_decoder_std_sweep",
+            "decoder_std_explorer"]

@@ -1,0 +1,1467 @@
+r"""Denoising diffusion probabilistic models (DDPM): schedules, kernels, posteriors, bound, samplers.
+
+Everything notebook 04 derives is computed here, once, and tested against independent references
+(``tests/test_diffusion.py``): the forward chain
+:math:`q(x_t \mid x_{t-1}) = \mathcal N(\sqrt{1-\beta_t}\,x_{t-1}, \beta_t I)`, its closed-form kernel
+:math:`q(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0, (1-\bar\alpha_t) I)`, the forward
+posterior :math:`q(x_{t-1} \mid x_t, x_0)`, the reverse step :math:`p_\theta(x_{t-1} \mid x_t)` in
+the eps-, x0- and v-parameterizations, the variational bound in nats, the training loss
+:math:`L_\text{simple}` (Algorithm 1), ancestral sampling (Algorithm 2), DDIM, and the exact
+Bayes-optimal noise predictor of a Gaussian mixture.
+
+Index convention (DESIGN.md §4, REFERENCES.md A0)
+-------------------------------------------------
+**The step index ``t`` is 0-based**: ``t`` in ``{0, ..., T-1}``, as in the DDPM authors' code,
+improved-diffusion and diffusers. Index ``t`` is the paper's step ``t+1``: ``alphas_cumprod[0]``
+is the paper's :math:`\bar\alpha_1 = 1-\beta_1`, ``posterior_variance[0]`` is the paper's
+:math:`\tilde\beta_1 = 0`, the decoder term :math:`L_0` of the bound sits at index 0 and the prior
+term :math:`L_T` uses index ``T-1``. A function that takes ``t`` wants an integer tensor of shape
+``(N,)`` (one step per example, ``N`` = the batch size of the data argument).
+
+Numerics
+--------
+Schedule arrays are computed once in float64 (as in improved-diffusion) and gathered by ``t`` and
+cast to the data's dtype and device only where used (:func:`_extract`). No clipping of
+:math:`\hat x_0` happens unless asked for (``clip_x0``); improved-diffusion's and diffusers'
+defaults clip to ``[-1, 1]``, which silently corrupts 2-D toy data at ``+-4`` (REFERENCES.md C6).
+
+References
+----------
+- J. Ho, A. Jain, P. Abbeel, "Denoising diffusion probabilistic models", NeurIPS 2020
+  (Eqs. 4-12, Algorithms 1 and 2).
+- A. Nichol, P. Dhariwal, "Improved denoising diffusion probabilistic models", ICML 2021
+  (cosine schedule, Eq. 17; code ``improved_diffusion/gaussian_diffusion.py``).
+- J. Song, C. Meng, S. Ermon, "Denoising diffusion implicit models", ICLR 2021 (Eqs. 12 and 16).
+- T. Salimans, J. Ho, "Progressive distillation for fast sampling of diffusion models", ICLR 2022
+  (v-prediction, Appendix D).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch
+
+from course_lib._checks import check_int, check_tensor
+from course_lib.gaussians import gaussian_kl, gaussian_log_likelihood
+
+__all__ = [
+    "NoiseSchedule", "q_sample", "q_mean_variance", "q_posterior_mean_variance",
+    "predict_x0_from_eps", "predict_eps_from_x0", "eps_to_score", "score_to_eps",
+    "velocity", "predict_x0_from_v", "predict_eps_from_v",
+    "PMeanVariance", "p_mean_variance", "p_sample", "sample", "ddim_timesteps", "ddim_sample",
+    "loss_simple", "VLBTerms", "vlb_term", "vlb_terms", "optimal_eps_model", "OptimalEpsModel",
+]
+
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_PREDICTIONS = ("eps", "x0", "v")
+_VARIANCES = ("small", "large")
+
+# float64 is not available on Apple MPS: schedules moved there are stored in float32.
+_NO_FLOAT64 = ("mps",)
+
+
+# ================================================================================================
+# Noise schedule
+# ================================================================================================
+class NoiseSchedule:
+    r"""A DDPM variance schedule :math:`\beta_1, \dots, \beta_T` and every array derived from it.
+
+    All arrays are float64 tensors of shape ``(T,)``, indexed by the **0-based** step ``t``
+    (index ``t`` is the paper's step ``t+1``; REFERENCES.md A0). With
+    :math:`\alpha_t = 1-\beta_t` and :math:`\bar\alpha_t = \prod_{s\le t}\alpha_s`:
+
+    ==================================  ==============================================================
+    attribute                           value at index ``t``
+    ==================================  ==============================================================
+    ``betas``                           :math:`\beta_t`
+    ``alphas``                          :math:`\alpha_t = 1-\beta_t`
+    ``alphas_cumprod``                  :math:`\bar\alpha_t = \prod_{s\le t}\alpha_s`
+    ``alphas_cumprod_prev``             :math:`\bar\alpha_{t-1}`, with 1 at index 0
+    ``sqrt_alphas_cumprod``             :math:`\sqrt{\bar\alpha_t}`
+    ``sqrt_one_minus_alphas_cumprod``   :math:`\sqrt{1-\bar\alpha_t}`
+    ``log_one_minus_alphas_cumprod``    :math:`\log(1-\bar\alpha_t)`
+    ``sqrt_recip_alphas_cumprod``       :math:`1/\sqrt{\bar\alpha_t}`
+    ``sqrt_recipm1_alphas_cumprod``     :math:`\sqrt{1/\bar\alpha_t - 1}`
+    ``posterior_variance``              :math:`\tilde\beta_t = \beta_t(1-\bar\alpha_{t-1})/(1-\bar\alpha_t)` (0 at index 0)
+    ``posterior_log_variance_clipped``  :math:`\log\tilde\beta_t`, index 0 replaced by index 1
+    ``posterior_mean_coef1``            :math:`\beta_t\sqrt{\bar\alpha_{t-1}}/(1-\bar\alpha_t)` (1 at index 0)
+    ``posterior_mean_coef2``            :math:`(1-\bar\alpha_{t-1})\sqrt{\alpha_t}/(1-\bar\alpha_t)` (0 at index 0)
+    ``large_log_variance``              :math:`\log\beta_t`, index 0 replaced by :math:`\log\tilde\beta` at index 1
+    ``snr``                             :math:`\bar\alpha_t/(1-\bar\alpha_t)`, signal-to-noise ratio
+    ``log_snr``                         :math:`\log\bar\alpha_t - \log(1-\bar\alpha_t)`
+    ==================================  ==============================================================
+
+    Build one with :meth:`linear` or :meth:`cosine`, or from any ``betas`` in ``(0, 1)``.
+
+    Parameters
+    ----------
+    betas : tensor or array-like (T,)
+        The variances :math:`\beta` of the forward transitions, each in ``(0, 1)``; stored as
+        float64 (on ``betas``' device, or CPU for array-likes).
+    name : str, optional
+        A label shown in ``repr`` (``"linear"``, ``"cosine"``, ``"custom"``).
+
+    Raises
+    ------
+    ValueError
+        ``betas`` not 1-D, empty, not finite, or with a value outside ``(0, 1)``.
+
+    Notes
+    -----
+    ``posterior_variance[0]`` is exactly 0 (the step from the paper's :math:`x_1` to :math:`x_0`
+    has a deterministic posterior given :math:`x_0`), so its log is replaced by the value at index 1
+    (improved-diffusion and the original DDPM code, REFERENCES.md A1, C2); this log-variance is
+    the decoder's at ``t = 0``. With ``T = 1`` there is no index 1 and :math:`\log\beta_0` is used.
+
+    References
+    ----------
+    Ho et al. (2020), Eqs. 4, 6, 7; Nichol & Dhariwal (2021), ``GaussianDiffusion.__init__``.
+
+    Examples
+    --------
+    >>> sched = NoiseSchedule.linear(1000)
+    >>> float(sched.alphas_cumprod[0])   # paper's alpha-bar_1 = 1 - 1e-4
+    0.9999
+    """
+
+    _ARRAYS = ("betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
+               "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod",
+               "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_variance",
+               "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
+               "large_log_variance", "snr", "log_snr")
+
+    def __init__(self, betas, name: str = "custom"):
+        if isinstance(betas, torch.Tensor):
+            device = betas.device if betas.device.type not in _NO_FLOAT64 else torch.device("cpu")
+            b = betas.detach().to(device=device, dtype=torch.float64)
+        else:
+            try:
+                b = torch.as_tensor(betas, dtype=torch.float64)
+            except Exception as exc:
+                raise TypeError(f"betas: expected a tensor or array-like of shape (T,), got "
+                                f"{type(betas).__name__}") from exc
+        if b.dim() != 1 or b.shape[0] < 1:
+            raise ValueError(f"betas: expected a 1-D tensor of shape (T,) with T >= 1, got shape "
+                             f"{tuple(b.shape)}")
+        if not bool(torch.isfinite(b).all()):
+            raise ValueError("betas: expected finite values in (0, 1), got NaN or inf")
+        if not bool(((b > 0) & (b < 1)).all()):
+            bad = b[~((b > 0) & (b < 1))][0].item()
+            raise ValueError(f"betas: expected every value in the open interval (0, 1), got {bad!r}")
+        self.name = str(name)
+        self._compute(b)
+
+    def _compute(self, b: torch.Tensor) -> None:
+        T = b.shape[0]
+        self.betas = b
+        self.alphas = 1.0 - b                                            # alpha_t = 1 - beta_t
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)          # abar_t = prod_{s<=t} alpha_s
+        ab = self.alphas_cumprod
+        self.alphas_cumprod_prev = torch.cat([ab.new_ones(1), ab[:-1]])  # abar_{t-1}, 1 at t = 0
+        ab_prev = self.alphas_cumprod_prev
+        self.sqrt_alphas_cumprod = torch.sqrt(ab)
+        self.sqrt_one_minus_alphas_cumprod = torch.sqrt(1.0 - ab)
+        self.log_one_minus_alphas_cumprod = torch.log(1.0 - ab)
+        self.sqrt_recip_alphas_cumprod = torch.sqrt(1.0 / ab)
+        self.sqrt_recipm1_alphas_cumprod = torch.sqrt(1.0 / ab - 1.0)
+        # beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)             (Ho et al. 2020, Eq. 7)
+        self.posterior_variance = b * (1.0 - ab_prev) / (1.0 - ab)
+        pv = self.posterior_variance
+        # log beta~ with index 0 (where beta~ = 0) replaced by index 1 (improved-diffusion)
+        first = pv[1:2] if T > 1 else b[:1]
+        self.posterior_log_variance_clipped = torch.log(torch.cat([first, pv[1:]]))
+        # mu~_t = coef1 x0 + coef2 x_t                                  (Ho et al. 2020, Eq. 7)
+        self.posterior_mean_coef1 = b * torch.sqrt(ab_prev) / (1.0 - ab)
+        self.posterior_mean_coef2 = (1.0 - ab_prev) * torch.sqrt(self.alphas) / (1.0 - ab)
+        # "large" reverse variance sigma_t^2 = beta_t; index 0 as improved-diffusion FIXED_LARGE
+        self.large_log_variance = torch.log(torch.cat([first, b[1:]]))
+        self.snr = ab / (1.0 - ab)                                       # SNR_t = abar / (1 - abar)
+        self.log_snr = torch.log(ab) - self.log_one_minus_alphas_cumprod
+
+    # --------------------------------------------------------------------------------------------
+    @classmethod
+    def linear(cls, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
+               rescale: bool = False) -> "NoiseSchedule":
+        r"""The linear schedule of Ho et al. (2020): :math:`\beta` evenly spaced from ``beta_start`` to ``beta_end``.
+
+        .. math::  \beta_t = \beta_\text{start} + \frac{t}{T-1}(\beta_\text{end} - \beta_\text{start}),
+                   \quad t = 0, \dots, T-1 \ \text{(0-based)}
+
+        Parameters
+        ----------
+        num_steps : int
+            Number of diffusion steps ``T >= 1``.
+        beta_start, beta_end : float
+            First and last :math:`\beta`, with ``0 < beta_start < beta_end < 1`` (for ``T = 1``
+            only ``beta_start`` is used). DDPM uses 1e-4 and 0.02 with ``T = 1000``.
+        rescale : bool
+            Multiply both by ``1000 / T`` (improved-diffusion's ``get_named_beta_schedule``), so
+            that a schedule with fewer steps noises the data about as much as DDPM's ``T = 1000``
+            (e.g. ``T = 100`` gives 1e-3 .. 0.2). Without it, 1e-4 .. 0.02 with small ``T`` leaves
+            :math:`\bar\alpha_{T-1}` far from 0 (REFERENCES.md C5).
+
+        Returns
+        -------
+        NoiseSchedule
+
+        Raises
+        ------
+        ValueError
+            ``num_steps < 1``; ``beta_start``/``beta_end`` (after rescaling) outside ``(0, 1)`` or
+            ``beta_start >= beta_end`` (the message gives the values).
+        TypeError
+            ``num_steps`` not an int.
+
+        References
+        ----------
+        Ho et al. (2020), Section 4; Nichol & Dhariwal (2021), ``get_named_beta_schedule``.
+        """
+        T = check_int("num_steps", num_steps, minimum=1)
+        start, end = float(beta_start), float(beta_end)
+        if rescale:
+            start, end = start * 1000.0 / T, end * 1000.0 / T
+        what = " (after rescaling by 1000/num_steps)" if rescale else ""
+        for name, v in (("beta_start", start), ("beta_end", end)):
+            if not (0.0 < v < 1.0):
+                raise ValueError(f"{name}: expected a number in (0, 1){what}, got {v!r}")
+        if T > 1 and not start < end:
+            raise ValueError(f"beta_start, beta_end: expected beta_start < beta_end, got "
+                             f"{start!r} >= {end!r}")
+        betas = torch.linspace(start, end, T, dtype=torch.float64)
+        return cls(betas, name="linear")
+
+    @classmethod
+    def cosine(cls, num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "NoiseSchedule":
+        r"""The cosine schedule of Nichol & Dhariwal (2021), Eq. 17, in improved-diffusion's form.
+
+        .. math::  \bar\alpha(u) = \cos^2\Big(\frac{u + s}{1 + s}\,\frac{\pi}{2}\Big), \qquad
+                   \beta_t = \min\Big(1 - \frac{\bar\alpha((t+1)/T)}{\bar\alpha(t/T)},\ \beta_\text{max}\Big),
+                   \quad t = 0, \dots, T-1 \ \text{(0-based)}
+
+        so that :math:`\bar\alpha_t = \bar\alpha((t+1)/T)/\bar\alpha(0)` until a :math:`\beta` is
+        clipped (for ``T = 1000`` only the last one is: :math:`\beta_{T-1} = 0.999`).
+
+        Parameters
+        ----------
+        num_steps : int
+            Number of diffusion steps ``T >= 1``.
+        s : float
+            Offset ``s >= 0`` that keeps :math:`\beta_0` from being vanishingly small.
+        max_beta : float
+            Upper clip of :math:`\beta` in ``(0, 1)``; 0.999 avoids the singularity at
+            :math:`u = 1` where :math:`\bar\alpha = 0`.
+
+        Returns
+        -------
+        NoiseSchedule
+
+        Raises
+        ------
+        ValueError
+            ``num_steps < 1``, ``s < 0``, ``max_beta`` outside ``(0, 1)``.
+
+        References
+        ----------
+        Nichol & Dhariwal (2021), Eq. 17 and ``betas_for_alpha_bar``.
+        """
+        T = check_int("num_steps", num_steps, minimum=1)
+        s = float(s)
+        if not (s >= 0.0 and math.isfinite(s)):
+            raise ValueError(f"s: expected a finite number >= 0, got {s!r}")
+        max_beta = float(max_beta)
+        if not (0.0 < max_beta < 1.0):
+            raise ValueError(f"max_beta: expected a number in (0, 1), got {max_beta!r}")
+        u = torch.arange(T + 1, dtype=torch.float64) / T
+        f = torch.cos((u + s) / (1.0 + s) * math.pi / 2.0) ** 2      # abar(u) up to abar(0)
+        betas = torch.clamp(1.0 - f[1:] / f[:-1], max=max_beta)
+        return cls(betas, name="cosine")
+
+    # --------------------------------------------------------------------------------------------
+    @property
+    def num_steps(self) -> int:
+        """Number of diffusion steps ``T``."""
+        return int(self.betas.shape[0])
+
+    def __len__(self) -> int:
+        return self.num_steps
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the schedule arrays."""
+        return self.betas.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """dtype of the schedule arrays (float64, except on MPS)."""
+        return self.betas.dtype
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "NoiseSchedule":
+        """Return a copy with every array on ``device`` (and in ``dtype``, float64 by default).
+
+        Parameters
+        ----------
+        device : torch.device or str, optional
+            Target device. On Apple MPS, which has no float64, the arrays become float32.
+        dtype : torch.dtype, optional
+            Floating dtype of the copy; keep float64 unless memory matters.
+
+        Returns
+        -------
+        NoiseSchedule
+            A new schedule (``self`` is unchanged).
+        """
+        device = self.device if device is None else torch.device(device)
+        dtype = self.dtype if dtype is None else dtype
+        if device.type in _NO_FLOAT64 and dtype == torch.float64:
+            dtype = torch.float32
+        new = object.__new__(type(self))
+        new.name = self.name
+        for key in self._ARRAYS:
+            setattr(new, key, getattr(self, key).to(device=device, dtype=dtype))
+        return new
+
+    def __repr__(self) -> str:
+        return (f"NoiseSchedule(name={self.name!r}, num_steps={self.num_steps}, "
+                f"beta_0={self.betas[0].item():.4g}, beta_T-1={self.betas[-1].item():.4g}, "
+                f"alphas_cumprod[T-1]={self.alphas_cumprod[-1].item():.4g}, device={self.device})")
+
+
+# ================================================================================================
+# Validation and gathering
+# ================================================================================================
+def _check_schedule(schedule) -> NoiseSchedule:
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule: expected a NoiseSchedule, got {type(schedule).__name__}")
+    return schedule
+
+
+def _check_data(name: str, x) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a floating-point torch.Tensor of shape (N, ...), got "
+                        f"{type(x).__name__}")
+    if x.dim() < 1:
+        raise ValueError(f"{name}: expected a tensor of shape (N, ...) with a batch dimension, "
+                         f"got a 0-d tensor")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def _check_t(t, schedule: NoiseSchedule, batch_size: int, batch_name: str) -> torch.Tensor:
+    """``t`` must be an integer tensor (N,) with values in [0, T-1] (0-based)."""
+    T = schedule.num_steps
+    want = (f"an integer tensor of shape ({batch_size},) (one 0-based step in [0, {T - 1}] per "
+            f"example of {batch_name})")
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"t: expected {want}, got {type(t).__name__} {t!r}")
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise ValueError(f"t: expected {want}, got dtype {t.dtype}")
+    if tuple(t.shape) != (batch_size,):
+        raise ValueError(f"t: expected {want}, got shape {tuple(t.shape)}")
+    if t.numel() > 0:
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi > T - 1:
+            raise ValueError(f"t: expected 0-based steps in [0, {T - 1}] (T = {T}), got values in "
+                             f"[{lo}, {hi}]")
+    return t
+
+
+def _check_choice(name: str, value, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(repr(c) for c in choices)}, "
+                         f"got {value!r}")
+    return value
+
+
+def _check_clip(clip_x0):
+    if clip_x0 is None:
+        return None
+    if isinstance(clip_x0, bool) or not isinstance(clip_x0, (int, float)) or not clip_x0 > 0 \
+            or not math.isfinite(clip_x0):
+        raise ValueError(f"clip_x0: expected None (no clipping) or a positive number c "
+                         f"(clip x0_hat to [-c, c]), got {clip_x0!r}")
+    return float(clip_x0)
+
+
+def _extract(arr: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Gather ``arr[t]`` (float64 schedule array, 0-based ``t`` of shape (N,)) and shape it
+    ``(N, 1, ..., 1)`` to broadcast against ``x``, on ``x``'s device and in ``x``'s dtype."""
+    out = arr[t.to(arr.device)]
+    return out.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def _randn(shape, generator: torch.Generator | None, device, dtype) -> torch.Tensor:
+    """Standard normal noise on ``device``; drawn on the generator's device when one is given
+    (a CPU generator cannot drive ``randn`` on CUDA), then moved."""
+    if generator is None:
+        return torch.randn(shape, device=device, dtype=dtype)
+    return torch.randn(shape, generator=generator, device=generator.device,
+                       dtype=dtype).to(device)
+
+
+def _call_model(model: Model, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    out = model(xt, t)
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"model: expected model(xt, t) to return a tensor of shape "
+                         f"{tuple(xt.shape)} (xt's shape), got {type(out).__name__}")
+    if out.shape != xt.shape:
+        raise ValueError(f"model: expected model(xt, t) to return a tensor of xt's shape "
+                         f"{tuple(xt.shape)}, got shape {tuple(out.shape)}")
+    return out
+
+
+def _model_device(model, device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if isinstance(model, torch.nn.Module):
+        for p in model.parameters():
+            return p.device
+        for b in model.buffers():
+            return b.device
+    dev = getattr(model, "device", None)
+    return torch.device(dev) if dev is not None else torch.device("cpu")
+
+
+def _check_shape(shape) -> tuple[int, ...]:
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    if isinstance(shape, int) or not isinstance(shape, (tuple, list)) or len(shape) < 1 or any(
+            isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+        raise ValueError(f"shape: expected a tuple of positive ints (N, ...), got {shape!r}")
+    return tuple(shape)
+
+
+# ================================================================================================
+# Forward process
+# ================================================================================================
+def q_mean_variance(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor):
+    r"""The diffusion kernel :math:`q(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0, (1-\bar\alpha_t) I)`.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    x0 : tensor (N, ...)
+        Clean data.
+    t : integer tensor (N,)
+        **0-based** steps in ``[0, T-1]``: index ``t`` is the paper's step ``t+1``.
+
+    Returns
+    -------
+    mean : tensor, x0's shape
+        :math:`\sqrt{\bar\alpha_t}\,x_0`.
+    variance : tensor, x0's shape
+        :math:`1-\bar\alpha_t` (the same for every dimension).
+
+    Raises
+    ------
+    ValueError
+        ``t`` not an integer tensor ``(N,)`` with values in ``[0, T-1]``.
+
+    References
+    ----------
+    Ho et al. (2020), Eq. 4.
+    """
+    _check_schedule(schedule)
+    x0 = _check_data("x0", x0)
+    t = _check_t(t, schedule, x0.shape[0], "x0")
+    mean = _extract(schedule.sqrt_alphas_cumprod, t, x0) * x0        # sqrt(abar_t) x0
+    variance = (1.0 - _extract(schedule.alphas_cumprod, t, x0)).expand(x0.shape).contiguous()
+    return mean, variance
+
+
+def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor,
+             noise: torch.Tensor | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Draw :math:`x_t \sim q(x_t \mid x_0)`: :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon`.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    x0 : tensor (N, ...)
+        Clean data.
+    t : integer tensor (N,)
+        **0-based** steps in ``[0, T-1]``: index ``t`` is the paper's step ``t+1`` (``t = 0``
+        means one noising step).
+    noise : tensor, x0's shape, optional
+        :math:`\varepsilon`; drawn from :math:`\mathcal N(0, I)` when omitted.
+    generator : torch.Generator, optional
+        Drives the draw of ``noise`` (on the generator's device, then moved to x0's).
+
+    Returns
+    -------
+    tensor, x0's shape, dtype and device
+
+    Raises
+    ------
+    ValueError
+        Bad ``t``; ``noise`` of a shape other than x0's.
+
+    References
+    ----------
+    Ho et al. (2020), Eq. 4 and Algorithm 1 line 5.
+    """
+    _check_schedule(schedule)
+    x0 = _check_data("x0", x0)
+    t = _check_t(t, schedule, x0.shape[0], "x0")
+    if noise is None:
+        noise = _randn(x0.shape, generator, x0.device, x0.dtype)
+    else:
+        _check_data("noise", noise)
+        if noise.shape != x0.shape:
+            raise ValueError(f"noise: expected x0's shape {tuple(x0.shape)}, got "
+                             f"{tuple(noise.shape)}")
+    return _q_sample(schedule, x0, t, noise)
+
+
+def _q_sample(schedule, x0, t, noise):
+    # x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
+    return (_extract(schedule.sqrt_alphas_cumprod, t, x0) * x0
+            + _extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0) * noise)
+
+
+def q_posterior_mean_variance(schedule: NoiseSchedule, x0: torch.Tensor, xt: torch.Tensor,
+                              t: torch.Tensor):
+    r"""The forward posterior :math:`q(x_{t-1} \mid x_t, x_0) = \mathcal N(\tilde\mu_t, \tilde\beta_t I)`.
+
+    .. math::  \tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0
+               + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t, \qquad
+               \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    x0, xt : tensors (N, ...) of the same shape
+        Clean data and its noised version at step ``t``.
+    t : integer tensor (N,)
+        **0-based** steps in ``[0, T-1]``: index ``t`` is the paper's step ``t+1``. At ``t = 0``
+        the posterior is a point mass at ``x0`` (mean ``x0``, variance 0).
+
+    Returns
+    -------
+    mean : tensor, x0's shape
+        :math:`\tilde\mu_t(x_t, x_0)`.
+    variance : tensor, x0's shape
+        :math:`\tilde\beta_t` (exactly 0 at ``t = 0``).
+    log_variance : tensor, x0's shape
+        :math:`\log\tilde\beta_t`, clipped: at ``t = 0`` the value of index 1 (finite).
+
+    Raises
+    ------
+    ValueError
+        Bad ``t``; ``x0`` and ``xt`` of different shapes.
+
+    References
+    ----------
+    Ho et al. (2020), Eqs. 6-7.
+    """
+    _check_schedule(schedule)
+    x0 = _check_data("x0", x0)
+    xt = _check_data("xt", xt)
+    if x0.shape != xt.shape:
+        raise ValueError(f"x0 and xt: expected the same shape, got {tuple(x0.shape)} and "
+                         f"{tuple(xt.shape)}")
+    t = _check_t(t, schedule, x0.shape[0], "x0")
+    return _q_posterior(schedule, x0, xt, t)
+
+
+def _q_posterior(schedule, x0, xt, t):
+    # mu~ = coef1 x0 + coef2 x_t
+    mean = (_extract(schedule.posterior_mean_coef1, t, xt) * x0
+            + _extract(schedule.posterior_mean_coef2, t, xt) * xt)
+    variance = _extract(schedule.posterior_variance, t, xt).expand(xt.shape).contiguous()
+    log_variance = _extract(schedule.posterior_log_variance_clipped, t, xt).expand(xt.shape).contiguous()
+    return mean, variance, log_variance
+
+
+# ================================================================================================
+# Conversions between parameterizations (REFERENCES.md C17)
+# ================================================================================================
+def _check_pair(schedule, name_a, a, name_b, b, t):
+    _check_schedule(schedule)
+    a = _check_data(name_a, a)
+    b = _check_data(name_b, b)
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} and {name_b}: expected the same shape, got {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
+    _check_t(t, schedule, a.shape[0], name_a)
+
+
+def predict_x0_from_eps(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tensor,
+                        eps: torch.Tensor) -> torch.Tensor:
+    r""":math:`\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon)/\sqrt{\bar\alpha_t}`.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    xt, eps : tensors (N, ...) of the same shape
+    t : integer tensor (N,)
+        **0-based** steps in ``[0, T-1]`` (index ``t`` is the paper's step ``t+1``).
+
+    Returns
+    -------
+    tensor, xt's shape
+
+    Raises
+    ------
+    ValueError
+        Bad ``t`` or mismatched shapes.
+
+    References
+    ----------
+    Ho et al. (2020), Eq. 4 solved for :math:`x_0` (used in Eq. 11).
+    """
+    _check_pair(schedule, "xt", xt, "eps", eps, t)
+    return _x0_from_eps(schedule, xt, t, eps)
+
+
+def _x0_from_eps(schedule, xt, t, eps):
+    # x0 = x_t / sqrt(abar) - sqrt(1/abar - 1) eps
+    return (_extract(schedule.sqrt_recip_alphas_cumprod, t, xt) * xt
+            - _extract(schedule.sqrt_recipm1_alphas_cumprod, t, xt) * eps)
+
+
+def predict_eps_from_x0(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tensor,
+                        x0: torch.Tensor) -> torch.Tensor:
+    r""":math:`\varepsilon = (x_t - \sqrt{\bar\alpha_t}\,x_0)/\sqrt{1-\bar\alpha_t}`.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    xt, x0 : tensors (N, ...) of the same shape
+    t : integer tensor (N,)
+        **0-based** steps in ``[0, T-1]`` (index ``t`` is the paper's step ``t+1``).
+
+    Returns
+    -------
+    tensor, xt's shape
+
+    References
+    ----------
+    Ho et al. (2020), Eq. 4 solved for :math:`\varepsilon`.
+    """
+    _check_pair(schedule, "xt", xt, "x0", x0, t)
+    return _eps_from_x0(schedule, xt, t, x0)
+
+
+def _eps_from_x0(schedule, xt, t, x0):
+    # eps = (x_t / sqrt(abar) - x0) / sqrt(1/abar - 1)
+    return ((_extract(schedule.sqrt_recip_alphas_cumprod, t, xt) * xt - x0)
+            / _extract(schedule.sqrt_recipm1_alphas_cumprod, t, xt))
+
+
+def eps_to_score(schedule: NoiseSchedule, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    r"""Score of the noised marginal from a noise prediction: :math:`\nabla\log q_t(x_t) = -\varepsilon/\sqrt{1-\bar\alpha_t}`.
+
+    Exact for the Bayes-optimal :math:`\varepsilon(x_t) = E[\varepsilon \mid x_t]` by Tweedie's
+    formula; for a trained model it is the model's score estimate.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    t : integer tensor (N,)
+        **0-based** steps in ``[0, T-1]`` (index ``t`` is the paper's step ``t+1``).
+    eps : tensor (N, ...)
+
+    Returns
+    -------
+    tensor, eps's shape
+
+    References
+    ----------
+    Song et al., "Score-based generative modeling through SDEs", ICLR 2021, Appendix;
+    Efron (2011) (Tweedie's formula); REFERENCES.md C17.
+    """
+    _check_schedule(schedule)
+    eps = _check_data("eps", eps)
+    t = _check_t(t, schedule, eps.shape[0], "eps")
+    return -eps / _extract(schedule.sqrt_one_minus_alphas_cumprod, t, eps)   # s = -eps / sqrt(1-abar)
+
+
+def score_to_eps(schedule: NoiseSchedule, t: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+    r"""Inverse of :func:`eps_to_score`: :math:`\varepsilon = -\sqrt{1-\bar\alpha_t}\,\nabla\log q_t(x_t)`.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    t : integer tensor (N,)
+        **0-based** steps in ``[0, T-1]`` (index ``t`` is the paper's step ``t+1``).
+    score : tensor (N, ...)
+
+    Returns
+    -------
+    tensor, score's shape
+    """
+    _check_schedule(schedule)
+    score = _check_data("score", score)
+    t = _check_t(t, schedule, score.shape[0], "score")
+    return -_extract(schedule.sqrt_one_minus_alphas_cumprod, t, score) * score
+
+
+def velocity(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor,
+             eps: torch.Tensor) -> torch.Tensor:
+    r"""The v-prediction target :math:`v = \sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1-\bar\alpha_t}\,x_0`.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    x0, eps : tensors (N, ...) of the same shape
+    t : integer tensor (N,)
+        **0-based** steps in ``[0, T-1]`` (index ``t`` is the paper's step ``t+1``).
+
+    Returns
+    -------
+    tensor, x0's shape
+
+    References
+    ----------
+    Salimans & Ho (2022), Appendix D; diffusers ``get_velocity`` (REFERENCES.md A3).
+    """
+    _check_pair(schedule, "x0", x0, "eps", eps, t)
+    return (_extract(schedule.sqrt_alphas_cumprod, t, x0) * eps
+            - _extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0) * x0)
+
+
+def predict_x0_from_v(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tensor,
+                      v: torch.Tensor) -> torch.Tensor:
+    r""":math:`\hat x_0 = \sqrt{\bar\alpha_t}\,x_t - \sqrt{1-\bar\alpha_t}\,v`.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    xt, v : tensors (N, ...) of the same shape
+    t : integer tensor (N,)
+        **0-based** steps in ``[0, T-1]`` (index ``t`` is the paper's step ``t+1``).
+
+    Returns
+    -------
+    tensor, xt's shape
+
+    References
+    ----------
+    Salimans & Ho (2022), Appendix D.
+    """
+    _check_pair(schedule, "xt", xt, "v", v, t)
+    return _x0_from_v(schedule, xt, t, v)
+
+
+def _x0_from_v(schedule, xt, t, v):
+    return (_extract(schedule.sqrt_alphas_cumprod, t, xt) * xt
+            - _extract(schedule.sqrt_one_minus_alphas_cumprod, t, xt) * v)
+
+
+def predict_eps_from_v(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tensor,
+                       v: torch.Tensor) -> torch.Tensor:
+    r""":math:`\hat\varepsilon = \sqrt{\bar\alpha_t}\,v + \sqrt{1-\bar\alpha_t}\,x_t`.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    xt, v : tensors (N, ...) of the same shape
+    t : integer tensor (N,)
+        **0-based** steps in ``[0, T-1]`` (index ``t`` is the paper's step ``t+1``).
+
+    Returns
+    -------
+    tensor, xt's shape
+
+    References
+    ----------
+    Salimans & Ho (2022), Appendix D.
+    """
+    _check_pair(schedule, "xt", xt, "v", v, t)
+    return (_extract(schedule.sqrt_alphas_cumprod, t, xt) * v
+            + _extract(schedule.sqrt_one_minus_alphas_cumprod, t, xt) * xt)
+
+
+# ================================================================================================
+# Reverse process
+# ================================================================================================
+class PMeanVariance(NamedTuple):
+    """The reverse-step Gaussian :math:`p_\\theta(x_{t-1} \\mid x_t)` (all of xt's shape)."""
+
+    mean: torch.Tensor
+    variance: torch.Tensor
+    log_variance: torch.Tensor
+    pred_x0: torch.Tensor
+
+
+def p_mean_variance(schedule: NoiseSchedule, model: Model, xt: torch.Tensor, t: torch.Tensor,
+                    prediction: str = "eps", variance: str = "small",
+                    clip_x0: float | None = None) -> PMeanVariance:
+    r"""The reverse step :math:`p_\theta(x_{t-1} \mid x_t) = \mathcal N(\mu_\theta(x_t, t), \sigma_t^2 I)`.
+
+    The network predicts :math:`\varepsilon`, :math:`x_0` or :math:`v`; it is converted to
+    :math:`\hat x_0` and the mean is the forward-posterior mean at :math:`\hat x_0`:
+
+    .. math::  \mu_\theta(x_t, t) = \tilde\mu_t(x_t, \hat x_0)
+               = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,
+                 \varepsilon_\theta(x_t, t)\Big) \quad\text{(eps-prediction, Eq. 11)}
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    model : callable
+        ``model(xt, t)`` returning a tensor of ``xt``'s shape: :math:`\varepsilon`, :math:`x_0` or
+        :math:`v` according to ``prediction``.
+    xt : tensor (N, ...)
+    t : integer tensor (N,)
+        **0-based** steps in ``[0, T-1]`` (index ``t`` is the paper's step ``t+1``; ``t = 0``
+        gives the decoder :math:`p(x_0 \mid x_1)` of the paper).
+    prediction : {"eps", "x0", "v"}
+        What the model outputs.
+    variance : {"small", "large"}
+        :math:`\sigma_t^2`. ``"small"``: :math:`\tilde\beta_t`, the forward posterior variance
+        (variance 0 at ``t = 0``; log-variance clipped there to index 1's value). ``"large"``:
+        :math:`\beta_t`, except at ``t = 0`` where variance and log-variance are those of
+        ``"small"``'s index 1, :math:`\tilde\beta` (improved-diffusion FIXED_LARGE "for a better
+        decoder log-likelihood"). The two are the bounds of Ho et al. (2020), Section 3.2.
+        At ``t = 0`` both give the decoder the variance ``exp(log_variance)`` = ``posterior_variance[1]``.
+    clip_x0 : float, optional
+        Clip :math:`\hat x_0` to ``[-clip_x0, clip_x0]`` before computing the mean. Default: no
+        clipping (improved-diffusion and diffusers clip to ``[-1, 1]`` by default, which corrupts
+        data outside that range; REFERENCES.md C6).
+
+    Returns
+    -------
+    PMeanVariance
+        Named fields ``mean``, ``variance``, ``log_variance``, ``pred_x0``, each of ``xt``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Bad ``t``, unknown ``prediction``/``variance``, bad ``clip_x0``, a model output of the
+        wrong shape.
+
+    References
+    ----------
+    Ho et al. (2020), Eqs. 7, 11 and Section 3.2; Nichol & Dhariwal (2021), ``p_mean_variance``;
+    Salimans & Ho (2022) for ``"v"``.
+    """
+    _check_schedule(schedule)
+    xt = _check_data("xt", xt)
+    t = _check_t(t, schedule, xt.shape[0], "xt")
+    _check_choice("prediction", prediction, _PREDICTIONS)
+    _check_choice("variance", variance, _VARIANCES)
+    clip_x0 = _check_clip(clip_x0)
+    return _p_mean_variance(schedule, model, xt, t, prediction, variance, clip_x0)
+
+
+def _pred_x0(schedule, out, xt, t, prediction):
+    if prediction == "eps":
+        return _x0_from_eps(schedule, xt, t, out)
+    if prediction == "x0":
+        return out
+    return _x0_from_v(schedule, xt, t, out)
+
+
+def _p_mean_variance(schedule, model, xt, t, prediction, variance, clip_x0) -> PMeanVariance:
+    out = _call_model(model, xt, t)
+    pred_x0 = _pred_x0(schedule, out, xt, t, prediction)
+    if clip_x0 is not None:
+        pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)
+    mean, post_var, post_logvar = _q_posterior(schedule, pred_x0, xt, t)
+    if variance == "small":
+        var, logvar = post_var, post_logvar
+    else:
+        logvar = _extract(schedule.large_log_variance, t, xt).expand(xt.shape).contiguous()
+        var = torch.exp(logvar)
+    return PMeanVariance(mean, var, logvar, pred_x0)
+
+
+def p_sample(schedule: NoiseSchedule, model: Model, xt: torch.Tensor, t: torch.Tensor,
+             generator: torch.Generator | None = None, prediction: str = "eps",
+             variance: str = "small", clip_x0: float | None = None) -> torch.Tensor:
+    r"""One reverse step :math:`x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z`, :math:`z \sim \mathcal N(0, I)`, no noise at ``t = 0``.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    model : callable
+        ``model(xt, t) -> tensor`` of xt's shape (see :func:`p_mean_variance`).
+    xt : tensor (N, ...)
+    t : integer tensor (N,)
+        **0-based** steps in ``[0, T-1]`` (index ``t`` is the paper's step ``t+1``). Examples with
+        ``t = 0`` get the mean exactly (Algorithm 2 line 4: :math:`z = 0` for the last step).
+    generator : torch.Generator, optional
+        Drives :math:`z` (drawn on the generator's device, then moved to xt's).
+    prediction, variance, clip_x0
+        As in :func:`p_mean_variance`.
+
+    Returns
+    -------
+    tensor, xt's shape
+        :math:`x_{t-1}` (the paper's indexing: a sample at 0-based step ``t-1``, or the data
+        estimate when ``t = 0``).
+
+    Raises
+    ------
+    ValueError
+        As in :func:`p_mean_variance`.
+
+    References
+    ----------
+    Ho et al. (2020), Algorithm 2, line 4.
+    """
+    _check_schedule(schedule)
+    xt = _check_data("xt", xt)
+    t = _check_t(t, schedule, xt.shape[0], "xt")
+    _check_choice("prediction", prediction, _PREDICTIONS)
+    _check_choice("variance", variance, _VARIANCES)
+    clip_x0 = _check_clip(clip_x0)
+    return _p_sample(schedule, model, xt, t, generator, prediction, variance, clip_x0)[0]
+
+
+def _p_sample(schedule, model, xt, t, generator, prediction, variance, clip_x0):
+    out = _p_mean_variance(schedule, model, xt, t, prediction, variance, clip_x0)
+    z = _randn(xt.shape, generator, xt.device, xt.dtype)
+    nonzero = (t != 0).to(xt.dtype).reshape(-1, *([1] * (xt.dim() - 1)))   # no noise at t = 0
+    # x_{t-1} = mu + sigma z, sigma = exp(log sigma^2 / 2)
+    return out.mean + nonzero * torch.exp(0.5 * out.log_variance) * z, out.pred_x0
+
+
+def _progress(iterable, progress: bool, desc: str, total: int):
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False)
+
+
+def _default_dtype(dtype, noise):
+    if dtype is not None:
+        return dtype
+    if isinstance(noise, torch.Tensor) and noise.is_floating_point():
+        return noise.dtype
+    return torch.get_default_dtype()
+
+
+def _initial_noise(noise, shape, generator, device, dtype):
+    if noise is None:
+        return _randn(shape, generator, device, dtype)
+    noise = _check_data("noise", noise)
+    if tuple(noise.shape) != shape:
+        raise ValueError(f"noise: expected the initial x_T of shape {shape}, got "
+                         f"{tuple(noise.shape)}")
+    return noise.to(device=device, dtype=dtype)
+
+
+def sample(schedule: NoiseSchedule, model: Model, shape, generator: torch.Generator | None = None,
+           trajectory: bool = False, progress: bool = False, device=None,
+           prediction: str = "eps", variance: str = "small", clip_x0: float | None = None,
+           dtype: torch.dtype | None = None, noise: torch.Tensor | None = None):
+    r"""Ancestral sampling, Algorithm 2 of Ho et al. (2020).
+
+    :math:`x_T \sim \mathcal N(0, I)`; for the 0-based steps ``t = T-1, ..., 0``:
+    :math:`x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z` with :math:`z = 0` at ``t = 0``
+    (see :func:`p_sample`). The whole batch moves together (one model call per step, no per-example
+    Python loop); the schedule is moved once to the sampling device and gathered by index; the loop
+    runs under ``torch.inference_mode``, and the returned tensors are ordinary (not inference)
+    tensors.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    model : callable
+        ``model(xt, t) -> tensor`` of xt's shape, ``t`` a long tensor ``(N,)`` of **0-based** steps.
+    shape : tuple of int
+        ``(N, ...)``, the shape of the samples.
+    generator : torch.Generator, optional
+        Drives :math:`x_T` and every :math:`z` (drawn on the generator's device, then moved).
+    trajectory : bool
+        Also return every intermediate :math:`x`.
+    progress : bool
+        Show a ``tqdm.auto`` progress bar.
+    device : torch.device or str, optional
+        Where to sample. Default: the device of the model's first parameter (an ``nn.Module``),
+        or ``model.device`` if it has one, else CPU.
+    prediction, variance, clip_x0
+        As in :func:`p_mean_variance` (defaults: eps-prediction, :math:`\sigma_t^2 = \tilde\beta_t`,
+        no clipping).
+    dtype : torch.dtype, optional
+        dtype of the samples (default: ``noise``'s dtype if given, else torch's default dtype).
+    noise : tensor ``shape``, optional
+        The starting :math:`x_T` instead of a fresh draw.
+
+    Returns
+    -------
+    x0 : tensor ``shape``
+        The samples :math:`x_0`.
+    trajectory : tensor ``(T+1, *shape)``
+        Only when ``trajectory=True``: :math:`x_T` (the initial noise) first, then the state
+        after each step, ending with ``x0``.
+
+    Raises
+    ------
+    ValueError
+        Bad ``shape``, ``prediction``, ``variance``, ``clip_x0``, ``noise``; a model output of the
+        wrong shape.
+
+    References
+    ----------
+    Ho et al. (2020), Algorithm 2.
+    """
+    _check_schedule(schedule)
+    shape = _check_shape(shape)
+    _check_choice("prediction", prediction, _PREDICTIONS)
+    _check_choice("variance", variance, _VARIANCES)
+    clip_x0 = _check_clip(clip_x0)
+    device = _model_device(model, device)
+    dtype = _default_dtype(dtype, noise)
+    sched = schedule.to(device)
+    T = sched.num_steps
+    with torch.inference_mode():
+        x = _initial_noise(noise, shape, generator, device, dtype)          # x_T ~ N(0, I)
+        path = [x] if trajectory else None
+        for i in _progress(reversed(range(T)), progress, "DDPM sampling", T):
+            t = torch.full((shape[0],), i, dtype=torch.long, device=device)
+            x = _p_sample(sched, model, x, t, generator, prediction, variance, clip_x0)[0]
+            if trajectory:
+                path.append(x)
+        out = torch.stack(path) if trajectory else None
+    x = x.clone()                                    # a normal tensor, usable with autograd
+    return (x, out.clone()) if trajectory else x
+
+
+def ddim_timesteps(num_train_steps: int, num_steps: int) -> torch.Tensor:
+    """The "trailing" DDIM timesteps: ``round(arange(T, 0, -T/n)) - 1``, descending from ``T-1``.
+
+    Evenly spaced by ``T/n`` and always including the last 0-based step ``T-1`` (Lin et al. 2023,
+    "Common diffusion noise schedules and sample steps are flawed", Table 2; diffusers'
+    ``timestep_spacing="trailing"``). With ``n = T`` it is every step ``T-1, ..., 0``.
+
+    Parameters
+    ----------
+    num_train_steps : int
+        ``T``, the schedule's number of steps.
+    num_steps : int
+        ``n``, the number of sampling steps, ``1 <= n <= T``.
+
+    Returns
+    -------
+    long tensor (n,)
+        Strictly decreasing **0-based** steps, first ``T-1``. E.g. ``T = 1000, n = 10``:
+        ``[999, 899, ..., 99]``.
+    """
+    T = check_int("num_train_steps", num_train_steps, minimum=1)
+    n = check_int("num_steps", num_steps, minimum=1)
+    if n > T:
+        raise ValueError(f"num_steps: expected at most the schedule's num_steps T = {T}, got {n}")
+    steps = torch.round(torch.arange(T, 0, -T / n, dtype=torch.float64)[:n]).long() - 1
+    return steps
+
+
+def ddim_sample(schedule: NoiseSchedule, model: Model, shape, num_steps: int, eta: float = 0.0,
+                generator: torch.Generator | None = None, trajectory: bool = False,
+                progress: bool = False, device=None, prediction: str = "eps",
+                clip_x0: float | None = None, dtype: torch.dtype | None = None,
+                noise: torch.Tensor | None = None):
+    r"""DDIM sampling in ``num_steps`` steps (Song et al. 2021, Eq. 12), deterministic for ``eta = 0``.
+
+    On the "trailing" timesteps :math:`\tau_1 > \dots > \tau_n` of :func:`ddim_timesteps`
+    (0-based, :math:`\tau_1 = T-1`), with :math:`\bar\alpha_\text{prev} = \bar\alpha_{\tau_{i+1}}`
+    (and 1 after the last step):
+
+    .. math::
+        \hat x_0 = \frac{x_\tau - \sqrt{1-\bar\alpha_\tau}\,\hat\varepsilon}{\sqrt{\bar\alpha_\tau}},\qquad
+        \sigma = \eta\sqrt{\frac{1-\bar\alpha_\text{prev}}{1-\bar\alpha_\tau}}
+                 \sqrt{1-\frac{\bar\alpha_\tau}{\bar\alpha_\text{prev}}}\ \text{(Eq. 16)},\\
+        x_\text{prev} = \sqrt{\bar\alpha_\text{prev}}\,\hat x_0
+                 + \sqrt{1-\bar\alpha_\text{prev}-\sigma^2}\,\hat\varepsilon + \sigma z .
+
+    :math:`\hat\varepsilon` is re-derived from :math:`\hat x_0` (so it agrees with a clipped
+    :math:`\hat x_0` and with x0-/v-prediction models). ``eta = 1`` with ``num_steps = T`` is
+    ancestral sampling with :math:`\sigma_t^2 = \tilde\beta_t` (:func:`sample`).
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    model : callable
+        ``model(xt, t) -> tensor`` of xt's shape, ``t`` a long tensor ``(N,)`` of **0-based** steps.
+    shape : tuple of int
+        ``(N, ...)``.
+    num_steps : int
+        Number of sampling steps, ``1 <= num_steps <= T``.
+    eta : float
+        ``>= 0``; 0 = deterministic DDIM, 1 = DDPM-like noise.
+    generator : torch.Generator, optional
+        Drives :math:`x_T` and (for ``eta > 0``) every :math:`z`.
+    trajectory, progress, device, prediction, clip_x0, dtype, noise
+        As in :func:`sample`.
+
+    Returns
+    -------
+    x0 : tensor ``shape``
+    trajectory : tensor ``(num_steps+1, *shape)``
+        Only when ``trajectory=True``.
+
+    Raises
+    ------
+    ValueError
+        ``num_steps`` outside ``[1, T]``, ``eta < 0``, and as in :func:`sample`.
+
+    References
+    ----------
+    Song, Meng, Ermon (2021), Eqs. 12 and 16; Nichol & Dhariwal (2021) ``ddim_sample``;
+    Lin et al. (2023) for the trailing spacing.
+    """
+    _check_schedule(schedule)
+    shape = _check_shape(shape)
+    steps = ddim_timesteps(schedule.num_steps, num_steps)
+    eta = float(eta)
+    if not (eta >= 0.0 and math.isfinite(eta)):
+        raise ValueError(f"eta: expected a finite number >= 0, got {eta!r}")
+    _check_choice("prediction", prediction, _PREDICTIONS)
+    clip_x0 = _check_clip(clip_x0)
+    device = _model_device(model, device)
+    dtype = _default_dtype(dtype, noise)
+    sched = schedule.to(device)
+    ab_all = sched.alphas_cumprod
+    steps_list = steps.tolist()
+    with torch.inference_mode():
+        x = _initial_noise(noise, shape, generator, device, dtype)
+        path = [x] if trajectory else None
+        for i in _progress(range(len(steps_list)), progress, "DDIM sampling", len(steps_list)):
+            step = steps_list[i]
+            t = torch.full((shape[0],), step, dtype=torch.long, device=device)
+            out = _call_model(model, x, t)
+            pred_x0 = _pred_x0(sched, out, x, t, prediction)
+            if clip_x0 is not None:
+                pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)
+            eps = _eps_from_x0(sched, x, t, pred_x0)
+            ab = ab_all[step]
+            ab_prev = ab_all[steps_list[i + 1]] if i + 1 < len(steps_list) else ab.new_ones(())
+            # sigma = eta sqrt((1 - abar_prev)/(1 - abar)) sqrt(1 - abar/abar_prev)   (Eq. 16)
+            sigma = eta * torch.sqrt((1 - ab_prev) / (1 - ab)) * torch.sqrt(1 - ab / ab_prev)
+            # x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps + sigma z  (Eq. 12)
+            c_dir = torch.sqrt((1 - ab_prev - sigma ** 2).clamp_min(0.0))
+            x = (torch.sqrt(ab_prev).to(dtype) * pred_x0 + c_dir.to(dtype) * eps)
+            if eta > 0:
+                x = x + sigma.to(dtype) * _randn(shape, generator, device, dtype)
+            if trajectory:
+                path.append(x)
+        out = torch.stack(path) if trajectory else None
+    x = x.clone()
+    return (x, out.clone()) if trajectory else x
+
+
+# ================================================================================================
+# Training loss and variational bound
+# ================================================================================================
+def _randint_t(T, n, generator, device):
+    if generator is None:
+        return torch.randint(0, T, (n,), device=device)
+    return torch.randint(0, T, (n,), generator=generator, device=generator.device).to(device)
+
+
+def loss_simple(schedule: NoiseSchedule, model: Model, x0: torch.Tensor,
+                generator: torch.Generator | None = None, prediction: str = "eps") -> torch.Tensor:
+    r""":math:`L_\text{simple}`, Algorithm 1 of Ho et al. (2020): noise-prediction mean squared error.
+
+    .. math::  L_\text{simple} = E_{t, x_0, \varepsilon}\big\|\varepsilon
+               - \varepsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon, t)\big\|^2
+
+    with ``t`` uniform on the **0-based** steps ``{0, ..., T-1}`` (index ``t`` is the paper's step
+    ``t+1``), one ``t`` and one :math:`\varepsilon` per example; the squared error is averaged over
+    every data dimension and the batch (improved-diffusion's ``mean_flat`` then batch mean).
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    model : callable
+        ``model(xt, t) -> tensor`` of xt's shape.
+    x0 : tensor (N, ...)
+        A batch of clean data.
+    generator : torch.Generator, optional
+        Drives ``t`` and :math:`\varepsilon`.
+    prediction : {"eps", "x0", "v"}
+        The model's target: :math:`\varepsilon` (Algorithm 1, the default), :math:`x_0`, or
+        :math:`v = \sqrt{\bar\alpha_t}\varepsilon - \sqrt{1-\bar\alpha_t}x_0`.
+
+    Returns
+    -------
+    tensor ()
+        Scalar loss, differentiable with respect to the model's parameters.
+
+    Raises
+    ------
+    ValueError
+        Bad ``prediction``; a model output of the wrong shape.
+
+    References
+    ----------
+    Ho et al. (2020), Algorithm 1 and Eq. 14; Salimans & Ho (2022) for the v target.
+    """
+    _check_schedule(schedule)
+    x0 = _check_data("x0", x0)
+    _check_choice("prediction", prediction, _PREDICTIONS)
+    T = schedule.num_steps
+    t = _randint_t(T, x0.shape[0], generator, x0.device)        # t ~ Uniform({0, ..., T-1})
+    eps = _randn(x0.shape, generator, x0.device, x0.dtype)      # eps ~ N(0, I)
+    xt = _q_sample(schedule, x0, t, eps)
+    out = _call_model(model, xt, t)
+    if prediction == "eps":
+        target = eps
+    elif prediction == "x0":
+        target = x0
+    else:
+        target = (_extract(schedule.sqrt_alphas_cumprod, t, x0) * eps
+                  - _extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0) * x0)
+    return ((target - out) ** 2).mean()                          # mean over dims and batch
+
+
+class VLBTerms(NamedTuple):
+    """Terms of the DDPM variational bound, nats per example (see :func:`vlb_terms`)."""
+
+    prior: torch.Tensor
+    terms: torch.Tensor
+    total: torch.Tensor
+
+
+def _sum_dims(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1).sum(1)
+
+
+def vlb_term(schedule: NoiseSchedule, model: Model, x0: torch.Tensor, xt: torch.Tensor,
+             t: torch.Tensor, prediction: str = "eps", variance: str = "small",
+             clip_x0: float | None = None) -> torch.Tensor:
+    r"""One term of the bound at the **0-based** steps ``t`` (index ``t`` is the paper's step ``t+1``).
+
+    .. math::
+        L_t = \mathrm{KL}\big(q(x_{t-1} \mid x_t, x_0)\,\|\,p_\theta(x_{t-1} \mid x_t)\big)
+        \quad (t \ge 1), \qquad
+        L_0 = -\log\mathcal N\big(x_0;\ \mu_\theta(x_t, 0),\ \sigma_0^2 I\big) \quad (t = 0),
+
+    summed over data dimensions; :math:`\sigma_0^2` = ``exp(log_variance)`` of
+    :func:`p_mean_variance` at ``t = 0`` (= ``posterior_variance[1]`` for both variance choices).
+    The decoder is a continuous Gaussian (REFERENCES.md C12), so :math:`L_0` is a density term
+    and can be negative.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    model : callable
+    x0, xt : tensors (N, ...) of the same shape
+        Data and a draw of :math:`q(x_t \mid x_0)` at the same ``t``.
+    t : integer tensor (N,)
+        **0-based** steps in ``[0, T-1]``; may differ between examples.
+    prediction, variance, clip_x0
+        As in :func:`p_mean_variance`.
+
+    Returns
+    -------
+    tensor (N,)
+        Nats per example.
+
+    References
+    ----------
+    Ho et al. (2020), Eq. 5; Nichol & Dhariwal (2021), ``_vb_terms_bpd`` (in nats here).
+    """
+    _check_pair(schedule, "x0", x0, "xt", xt, t)
+    _check_choice("prediction", prediction, _PREDICTIONS)
+    _check_choice("variance", variance, _VARIANCES)
+    clip_x0 = _check_clip(clip_x0)
+    return _vlb_term(schedule, model, x0, xt, t, prediction, variance, clip_x0)
+
+
+def _vlb_term(schedule, model, x0, xt, t, prediction, variance, clip_x0):
+    true_mean, _, true_logvar = _q_posterior(schedule, x0, xt, t)
+    out = _p_mean_variance(schedule, model, xt, t, prediction, variance, clip_x0)
+    kl = _sum_dims(gaussian_kl(true_mean, true_logvar, out.mean, out.log_variance))
+    decoder_nll = -gaussian_log_likelihood(x0, out.mean, out.log_variance)
+    return torch.where(t == 0, decoder_nll, kl)
+
+
+def vlb_terms(schedule: NoiseSchedule, model: Model, x0: torch.Tensor, variance: str = "small",
+              generator: torch.Generator | None = None, prediction: str = "eps",
+              clip_x0: float | None = None, progress: bool = False) -> VLBTerms:
+    r"""Every term of the variational bound :math:`-\mathrm{ELBO} = L_T + \sum_{t} L_{t-1}`, in nats.
+
+    .. math::
+        -\log p_\theta(x_0) \le \underbrace{\mathrm{KL}(q(x_T \mid x_0)\,\|\,\mathcal N(0, I))}_{L_T}
+        + \sum_{t>1} \underbrace{E_q\,\mathrm{KL}(q(x_{t-1}\mid x_t, x_0)\,\|\,p_\theta(x_{t-1}\mid x_t))}_{L_{t-1}}
+        \underbrace{- E_q \log p_\theta(x_0 \mid x_1)}_{L_0}
+
+    (paper indexing). With the **0-based** step index ``t`` (index ``t`` is the paper's step
+    ``t+1``), column ``t`` of ``terms`` is the paper's :math:`L_t`: ``terms[:, 0]`` is the decoder
+    term :math:`L_0` (a continuous Gaussian, see :func:`vlb_term`), ``terms[:, t]`` for ``t >= 1``
+    is the KL of the step from the paper's :math:`x_{t+1}` to :math:`x_t`, and ``prior`` uses
+    index ``T-1``. Each column uses a
+    fresh :math:`x_t \sim q(x_t \mid x_0)` (one Monte Carlo sample per example and step), one
+    batched model call per step, under ``torch.no_grad``.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    model : callable
+        ``model(xt, t) -> tensor`` of xt's shape.
+    x0 : tensor (N, ...)
+        Data.
+    variance : {"small", "large"}
+        As in :func:`p_mean_variance`.
+    generator : torch.Generator, optional
+        Drives the noise of every column.
+    prediction, clip_x0
+        As in :func:`p_mean_variance`.
+    progress : bool
+        Show a ``tqdm.auto`` progress bar over the ``T`` steps.
+
+    Returns
+    -------
+    VLBTerms
+        ``prior`` (N,): :math:`L_T`; ``terms`` (N, T): column ``t`` as above; ``total`` (N,):
+        ``prior + terms.sum(1)`` = :math:`-\mathrm{ELBO}` (an upper bound on
+        :math:`-\log p_\theta(x_0)`, in expectation over the noise). Nats per example, summed over
+        data dimensions; divide by ``D log 2`` for bits per dimension.
+
+    Raises
+    ------
+    ValueError
+        Bad ``variance``/``prediction``/``clip_x0``; a model output of the wrong shape.
+
+    Notes
+    -----
+    Averaged over data, ``total`` bounds the cross-entropy, hence the data's entropy
+    :math:`H(p)`, for any model. With the Bayes-optimal mean (:func:`optimal_eps_model`) the gap
+    that remains comes from the fixed variances (tested in ``tests/test_diffusion.py`` on a 1-D
+    mixture):
+
+    - ``"small"`` (:math:`\tilde\beta_t`) is the right reverse variance for a point mass, not for
+      data with a smooth density: near the data the true reverse variance is close to
+      :math:`\beta_t`, and the KL terms of the first few steps do not shrink as ``T`` grows
+      (about 0.7 nats/dim left at ``T = 400``).
+    - ``"large"`` (:math:`\beta_t`) is nearly tight for smooth densities, except for the decoder:
+      its variance :math:`\tilde\beta` at index 1 is about half the true
+      :math:`\mathrm{Var}[x_0 \mid x_1] \approx \beta_0` when ``T = 1000``, costing
+      :math:`\tfrac12(r - 1 - \log r) \approx 0.11` nats/dim with :math:`r \approx 1.83`.
+
+    References
+    ----------
+    Ho et al. (2020), Eq. 5; Sohl-Dickstein et al. (2015); Nichol & Dhariwal (2021),
+    ``calc_bpd_loop`` and ``_prior_bpd``.
+    """
+    _check_schedule(schedule)
+    x0 = _check_data("x0", x0)
+    _check_choice("variance", variance, _VARIANCES)
+    _check_choice("prediction", prediction, _PREDICTIONS)
+    clip_x0 = _check_clip(clip_x0)
+    N, T = x0.shape[0], schedule.num_steps
+    with torch.no_grad():
+        last = torch.full((N,), T - 1, dtype=torch.long, device=x0.device)
+        # L_T = KL(N(sqrt(abar_{T-1}) x0, 1 - abar_{T-1}) || N(0, 1)), summed over dims
+        prior_mean = _extract(schedule.sqrt_alphas_cumprod, last, x0) * x0
+        prior_logvar = _extract(schedule.log_one_minus_alphas_cumprod, last, x0)
+        prior = _sum_dims(gaussian_kl(prior_mean, prior_logvar.expand(x0.shape), 0.0, 0.0))
+        terms = x0.new_empty(N, T)
+        for i in _progress(reversed(range(T)), progress, "variational bound", T):
+            t = torch.full((N,), i, dtype=torch.long, device=x0.device)
+            noise = _randn(x0.shape, generator, x0.device, x0.dtype)     # fresh noise per t
+            xt = _q_sample(schedule, x0, t, noise)
+            terms[:, i] = _vlb_term(schedule, model, x0, xt, t, prediction, variance, clip_x0)
+        total = prior + terms.sum(1)
+    return VLBTerms(prior, terms, total)
+
+
+# ================================================================================================
+# Bayes-optimal noise prediction for a Gaussian mixture
+# ================================================================================================
+class OptimalEpsModel:
+    r"""Exact :math:`E[\varepsilon \mid x_t]` for data from a diagonal Gaussian mixture (see :func:`optimal_eps_model`)."""
+
+    def __init__(self, mixture, schedule: NoiseSchedule):
+        for attr in ("means", "stds", "weights"):
+            if not isinstance(getattr(mixture, attr, None), torch.Tensor):
+                raise TypeError(f"mixture: expected a course_lib.toy.GaussianMixture (tensors "
+                                f"means (K, D), stds (K, D), weights (K,)), got "
+                                f"{type(mixture).__name__} without a tensor {attr!r}")
+        means = mixture.means
+        if means.dim() != 2:
+            raise ValueError(f"mixture: expected means of shape (K, D), got {tuple(means.shape)}")
+        stds = mixture.stds
+        if stds.dim() == 1:
+            stds = stds[:, None].expand_as(means)
+        if tuple(stds.shape) != tuple(means.shape) or tuple(mixture.weights.shape) != (means.shape[0],):
+            raise ValueError(f"mixture: expected stds {tuple(means.shape)} and weights "
+                             f"({means.shape[0]},), got {tuple(stds.shape)} and "
+                             f"{tuple(mixture.weights.shape)}")
+        self.mixture = mixture
+        self.schedule = _check_schedule(schedule)
+        self.means, self.stds, self.weights = means, stds, mixture.weights
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the mixture's parameters; :func:`sample` samples there by default."""
+        return self.means.device
+
+    @property
+    def dim(self) -> int:
+        """Data dimension D of the mixture."""
+        return int(self.means.shape[1])
+
+    def __call__(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        r"""Return :math:`E[\varepsilon \mid x_t]`, xt's shape (``(N, D)`` or ``(N, ...)`` with D elements).
+
+        ``t``: integer tensor ``(N,)`` of **0-based** steps (index ``t`` is the paper's ``t+1``).
+        """
+        xt = _check_data("xt", xt)
+        if xt[0].numel() != self.dim:
+            raise ValueError(f"xt: expected shape (N, {self.dim}) to match the mixture's "
+                             f"dimension, got {tuple(xt.shape)}")
+        t = _check_t(t, self.schedule, xt.shape[0], "xt")
+        x = xt.reshape(xt.shape[0], self.dim)
+        ab = _extract(self.schedule.alphas_cumprod, t, x)                          # (N, 1)
+        means, stds, weights = (p.to(device=x.device, dtype=x.dtype)
+                                for p in (self.means, self.stds, self.weights))
+        # law of x_t: sum_k w_k N(sqrt(abar) mu_k, abar s_k^2 + 1 - abar)
+        m = torch.sqrt(ab)[:, None, :] * means[None]                               # (N, K, D)
+        v = ab[:, None, :] * stds[None] ** 2 + (1.0 - ab)[:, None, :]              # (N, K, D)
+        diff = x[:, None, :] - m
+        log_joint = torch.log(weights)[None] - 0.5 * (diff ** 2 / v + torch.log(v)
+                                                       + math.log(2 * math.pi)).sum(-1)
+        resp = torch.softmax(log_joint, dim=1)                                     # (N, K)
+        score = -(resp[:, :, None] * diff / v).sum(1)                              # grad log q_t
+        eps = -torch.sqrt(1.0 - ab) * score                  # E[eps | x_t] = -sqrt(1-abar) score
+        return eps.reshape(xt.shape)
+
+    def __repr__(self) -> str:
+        return f"OptimalEpsModel(mixture={self.mixture!r}, schedule={self.schedule!r})"
+
+
+def optimal_eps_model(mixture, schedule: NoiseSchedule) -> OptimalEpsModel:
+    r"""The Bayes-optimal noise predictor :math:`\varepsilon^*(x_t, t) = E[\varepsilon \mid x_t]` for mixture data.
+
+    For :math:`x_0 \sim \sum_k w_k\mathcal N(\mu_k, \mathrm{diag}\,s_k^2)` and
+    :math:`x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon`, the law of :math:`x_t` is
+    the mixture :math:`q_t = \sum_k w_k\mathcal N(\sqrt{\bar\alpha_t}\mu_k,\ \bar\alpha_t s_k^2 + 1-\bar\alpha_t)`
+    and by Tweedie's formula
+
+    .. math::  E[\varepsilon \mid x_t] = -\sqrt{1-\bar\alpha_t}\;\nabla_{x_t}\log q_t(x_t).
+
+    It minimizes :math:`L_\text{simple}` exactly, so it is the target every trained network
+    approaches; the samplers driven by it sample the mixture up to discretization error.
+
+    Parameters
+    ----------
+    mixture : course_lib.toy.GaussianMixture
+        Anything with tensors ``means (K, D)``, ``stds (K, D)`` (or ``(K,)``), ``weights (K,)``.
+    schedule : NoiseSchedule
+
+    Returns
+    -------
+    OptimalEpsModel
+        A callable ``model(xt, t) -> eps`` (``xt`` of shape ``(N, D)``, ``t`` a long tensor ``(N,)``
+        of **0-based** steps), computing in ``xt``'s dtype and on its device.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A ``mixture`` without those tensors or with inconsistent shapes.
+
+    References
+    ----------
+    Efron (2011), Tweedie's formula; Ho et al. (2020), Eq. 12 (eps-parameterization).
+    """
+    return OptimalEpsModel(mixture, schedule)

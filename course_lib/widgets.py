@@ -557,6 +557,8 @@ def plot_decoder_std_sweep(sweep, decoder_std: float | None = None) -> Figure:
     ax = fig.add_subplot(gs[0])
     ax.plot(stds, [r.kl for r in sweep], "o-", color="tab:red", label="KL(q(z|x) || p(z)) (nats)")
     ax.set_xscale("log")
+    ax.set_xticks(stds, [f"{sd:g}" for sd in stds])
+    ax.set_xticks([], minor=True)
     ax.set_xlabel("decoder std sigma_dec")
     ax.set_ylabel("KL term (nats)", color="tab:red")
     ax2 = ax.twinx()
@@ -586,3 +588,251 @@ def decoder_std_explorer(sweep) -> W.VBox:
 
 __all__ += ["plot_gradient_estimators", "gradient_estimator_explorer", "plot_decoder_std_sweep",
             "decoder_std_explorer"]
+
+
+# --- notebook 03: GANs, the optimal discriminator and the log-D trick ----------------------------
+# 1-D data p_data = N(0, 1) against a generator p_g = N(shift, scale^2). For this fixed generator
+# the best discriminator is D*(x) = p_data / (p_data + p_g) (Goodfellow et al. 2014, Prop. 1); the
+# value V(G, D*) = -log 4 + 2 JSD(p_data || p_g) (Theorem 1) is computed by the trapezoid rule on a
+# fine grid. The right panel is seed 004's saturation plot: both generator losses as functions of
+# D(G(z)) and the magnitude of their gradient in the logit, |d loss / d l| = D (minimax) and
+# 1 - D (log-D trick), with the generator's samples' values of D*(G(z)) underneath. Closed forms
+# only (NumPy), a few milliseconds per redraw; tests/test_widgets_gan.py checks the numbers
+# against scipy.integrate.quad.
+
+_NB03_GRID = 20_001  # trapezoid nodes on [-12 - |shift|, 12 + |shift|]: error < 1e-9 for scale >= 0.2
+
+
+def _nb03_log_normal(x, mean, std):
+    import numpy as np
+
+    return -0.5 * ((x - mean) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)
+
+
+def _nb03_optimal_d(x, shift, scale):
+    """D*(x) = sigmoid(log p_data(x) - log p_g(x)) for p_data = N(0, 1), p_g = N(shift, scale^2)."""
+    from scipy.special import expit
+
+    return expit(_nb03_log_normal(x, 0.0, 1.0) - _nb03_log_normal(x, shift, scale))
+
+
+def _nb03_value_and_jsd(shift, scale):
+    """(V(G, D*), JSD(p_data || p_g)) in nats, both by the trapezoid rule, computed independently."""
+    import numpy as np
+
+    half = 12.0 + abs(shift) + 12.0 * scale
+    x = np.linspace(-half, half, _NB03_GRID)
+    lp, lq = _nb03_log_normal(x, 0.0, 1.0), _nb03_log_normal(x, shift, scale)
+    lm = np.logaddexp(lp, lq)                       # log(p + q) = log 2M
+    p, q = np.exp(lp), np.exp(lq)
+    value = np.trapezoid(p * (lp - lm) + q * (lq - lm), x)          # E_p log D* + E_q log(1 - D*)
+    log_m = lm - np.log(2.0)
+    jsd = 0.5 * np.trapezoid(p * (lp - log_m), x) + 0.5 * np.trapezoid(q * (lq - log_m), x)
+    return float(value), float(jsd)
+
+
+def plot_optimal_discriminator(shift: float = 3.0, scale: float = 1.0, num_samples: int = 400,
+                               seed: int = 0) -> Figure:
+    """The optimal discriminator for 1-D Gaussians, and why the minimax generator loss saturates.
+
+    Parameters
+    ----------
+    shift : float
+        Mean of the generator's distribution p_g = N(shift, scale^2); the data are N(0, 1).
+    scale : float
+        Standard deviation of p_g (> 0).
+    num_samples : int
+        Generator samples drawn (seeded) to show where D*(G(z)) falls.
+    seed : int
+        Seed of those samples.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Left: p_data, p_g and D*(x) = p_data / (p_data + p_g), with V(G, D*), -log 4 + 2 JSD and the
+        JSD in the title. Right: the minimax loss log(1 - D) and the log-D-trick loss -log D
+        against D = D(G(z)), the magnitudes of their derivatives in the logit (D and 1 - D), and
+        the generator samples' D*(G(z)); the legend gives the mean gradient magnitude of each loss
+        over those samples.
+
+    Raises
+    ------
+    ValueError
+        If ``scale`` is not positive or ``num_samples < 1``.
+
+    References
+    ----------
+    Goodfellow et al., "Generative Adversarial Nets" (2014), Proposition 1, Theorem 1, Section 3.
+    """
+    import numpy as np
+
+    if not scale > 0:
+        raise ValueError(f"scale: expected a number > 0, got {scale!r}")
+    if int(num_samples) < 1:
+        raise ValueError(f"num_samples: expected an int >= 1, got {num_samples!r}")
+    value, jsd = _nb03_value_and_jsd(shift, scale)
+    lo, hi = min(-4.0, shift - 4 * scale), max(4.0, shift + 4 * scale)
+    x = np.linspace(lo, hi, 600)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    ax.fill_between(x, np.exp(_nb03_log_normal(x, 0.0, 1.0)), color="0.75", label=r"$p_{data} = N(0, 1)$")
+    ax.plot(x, np.exp(_nb03_log_normal(x, shift, scale)), color="C0", lw=2,
+            label=rf"$p_g = N({shift:g}, {scale:g}^2)$")
+    ax.plot(x, _nb03_optimal_d(x, shift, scale), color="C3", lw=2,
+            label=r"$D^*(x) = p_{data}/(p_{data} + p_g)$")
+    ax.axhline(0.5, color="k", lw=0.5, ls=":")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlabel("x")
+    ax.set_title(f"V(G, D*) = {value:.4f}, -log 4 + 2 JSD = {-np.log(4) + 2 * jsd:.4f} (JSD {jsd:.4f})",
+                 fontsize=9)
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+
+    d = np.linspace(1e-3, 1 - 1e-3, 400)
+    bx.plot(d, np.log1p(-d), color="C1", lw=2, label=r"minimax: $\log(1 - D)$")
+    bx.plot(d, -np.log(d), color="C2", lw=2, label=r"log-D trick: $-\log D$")
+    bx.plot(d, d, color="C1", lw=1, ls="--", label=r"$|\partial/\partial\ell|$ minimax $= D$")
+    bx.plot(d, 1 - d, color="C2", lw=1, ls="--", label=r"$|\partial/\partial\ell|$ log-D $= 1 - D$")
+    rng = np.random.default_rng(seed)
+    xs = shift + scale * rng.standard_normal(int(num_samples))
+    ds = _nb03_optimal_d(xs, shift, scale)
+    bx.plot(ds, np.full_like(ds, -3.6), "|", color="C0", alpha=0.3, ms=12)
+    bx.plot([], [], "|", color="C0", label=rf"$D^*(G(z))$ of {int(num_samples)} samples")
+    bx.set_ylim(-4.0, 4.0)
+    bx.set_xlabel("D(G(z))")
+    bx.set_title(f"mean gradient magnitude over the samples: minimax {ds.mean():.3f}, "
+                 f"log-D {1 - ds.mean():.3f}", fontsize=9)
+    bx.legend(fontsize=7, frameon=False, loc="upper right")
+    return fig
+
+
+def optimal_discriminator_explorer() -> W.VBox:
+    """Sliders for the generator's shift and scale; redraws :func:`plot_optimal_discriminator`."""
+    return explorer(
+        plot_optimal_discriminator,
+        "as the generator moves away from the data, D* approaches 1 on the data and 0 on the "
+        "samples, V(G, D*) rises from -log 4 towards 0 (JSD towards log 2), and the samples' "
+        "D*(G(z)) pile up near 0, where the minimax loss is flat (gradient D ~ 0) but the log-D "
+        "trick's gradient 1 - D stays near 1.",
+        shift=slider("generator shift", -6.0, 6.0, 0.25, 3.0),
+        scale=slider("generator std", 0.25, 3.0, 0.25, 1.0),
+    )
+
+
+__all__ += ["plot_optimal_discriminator", "optimal_discriminator_explorer"]
+
+
+# --- notebook 05: Tweedie, SURE and score matching ----------------------------------------------
+# (1) The score field of the sigma-noised toy mixture p_sigma = p * N(0, sigma^2 I), exact
+#     (GaussianMixture.convolve(sigma).score), over its log-density; (2) Langevin dynamics with the
+#     exact score, plain or annealed, and the fraction of samples that reach each mode.
+
+
+def nb05_toy_mixture(dtype=None):
+    """The notebook-05 toy: three unequal, well separated 2-D Gaussians (weights 0.5, 0.3, 0.2)."""
+    import torch
+
+    from course_lib.toy import GaussianMixture
+
+    dtype = dtype or torch.get_default_dtype()
+    return GaussianMixture(torch.tensor([[-2.0, -1.0], [2.0, -1.0], [0.0, 2.0]], dtype=dtype),
+                           torch.tensor([0.4, 0.6, 0.3], dtype=dtype),
+                           torch.tensor([0.5, 0.3, 0.2], dtype=dtype))
+
+
+def plot_noised_score_field(sigma: float = 0.3, resolution: int = 21, lim: float = 4.0) -> Figure:
+    """Log-density and score field of the toy mixture convolved with N(0, sigma^2 I), exactly.
+
+    Left: :math:`\\log p_\\sigma` with the normalized score arrows (colour = log10 of their length);
+    right: stream lines of the same field. ``sigma = 0`` is the data itself.
+    """
+    from course_lib.plotting import density_contours, score_field
+
+    if not sigma >= 0:
+        raise ValueError(f"sigma: expected a number >= 0, got {sigma!r}")
+    noisy = nb05_toy_mixture().convolve(sigma)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), layout="constrained")
+    lims = (-lim, lim)
+    density_contours(noisy.log_prob, lims, lims, ax=axes[0], log=True, resolution=150, levels=25)
+    score_field(noisy.score, lims, lims, ax=axes[0], resolution=resolution)
+    axes[0].set_title(f"log p_sigma and its score, sigma = {sigma:g}")
+    density_contours(noisy.log_prob, lims, lims, ax=axes[1], log=False, resolution=150, levels=15,
+                     cmap="Greys")
+    score_field(noisy.score, lims, lims, ax=axes[1], resolution=40, kind="stream")
+    axes[1].set_title("stream lines of grad log p_sigma")
+    return fig
+
+
+def score_field_explorer() -> W.VBox:
+    """A log slider over sigma; redraws :func:`plot_noised_score_field`."""
+    return explorer(
+        plot_noised_score_field,
+        "for small sigma each mode has its own basin and the field is near zero between modes far "
+        "from all of them; as sigma grows the modes merge, the field becomes smooth and points "
+        "everywhere toward the overall mean, and its length shrinks like 1/sigma^2.",
+        sigma=slider("sigma", 0.01, 5.0, 0.05, 0.3, log=True, continuous=False),
+    )
+
+
+def langevin_mode_fractions(x, mixture) -> "torch.Tensor":
+    """Fraction of the points whose most responsible component is k, for each k: ``(K,)``."""
+    import torch
+
+    k = mixture.responsibilities(x.to(mixture.dtype)).argmax(1)
+    return torch.bincount(k, minlength=mixture.num_components).to(torch.float64) / x.shape[0]
+
+
+def plot_langevin(step_size: float = 0.05, num_steps: int = 200, annealed: bool = False,
+                  num_samples: int = 1000, seed: int = 0) -> Figure:
+    """Langevin dynamics with the exact score of the toy mixture, from U[-4, 4]^2.
+
+    Plain: ``num_steps`` steps of :func:`course_lib.score.langevin_dynamics`. Annealed: 10 levels
+    from sigma = 3 to 0.1, ``num_steps // 10`` steps each, last-level step ``step_size / 10``
+    scaled by sigma_i^2 / sigma_L^2 (NCSN). The title compares the fraction of samples per mode with
+    the mixture weights.
+    """
+    import torch
+
+    from course_lib import score as sm
+    from course_lib.plotting import density_contours, scatter_samples, trajectories
+
+    mix = nb05_toy_mixture(torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    x0 = 8 * torch.rand(num_samples, 2, generator=g, dtype=torch.float64) - 4
+    if annealed:
+        sigmas = sm.geometric_sigmas(3.0, 0.1, 10)
+        per_level = max(1, num_steps // 10)
+        x, path = sm.annealed_langevin_dynamics(lambda v, s: mix.convolve(s).score(v), x0, sigmas,
+                                                step_size / 10, per_level, generator=g,
+                                                trajectory=True)
+    else:
+        x, path = sm.langevin_dynamics(mix.score, x0, step_size, num_steps, generator=g,
+                                       trajectory=True)
+    frac = langevin_mode_fractions(x, mix)
+    fig, ax = plt.subplots(figsize=(5.5, 5.2), layout="constrained")
+    density_contours(mix.log_prob, (-4, 4), (-4, 4), ax=ax, log=True, levels=20, cmap="Greys")
+    trajectories(path[:, :15], ax=ax, color="tab:orange", show_ends=False, alpha=0.7)
+    scatter_samples(x, ax=ax, s=3, alpha=0.5, color="tab:blue")
+    ax.set_xlim(-4, 4)
+    ax.set_ylim(-4, 4)
+    kind = "annealed" if annealed else "plain"
+    ax.set_title(f"{kind} Langevin, step {step_size:g}, {num_steps} steps\n"
+                 f"fraction per mode {frac.numpy().round(2)} vs weights "
+                 f"{mix.weights.numpy().round(2)}", fontsize=9)
+    return fig
+
+
+def langevin_explorer() -> W.VBox:
+    """Sliders for the step size and the number of steps, and a plain/annealed switch."""
+    return explorer(
+        plot_langevin,
+        "a tiny step barely moves the particles; a large one blurs the samples (the O(step) bias) "
+        "and eventually diverges. Plain Langevin leaves each particle in the basin where it started, "
+        "so the fractions per mode reflect the starting area, not the weights; annealing over "
+        "sigma fixes that.",
+        step_size=slider("step size eta", 0.001, 0.3, 0.1, 0.05, log=True, continuous=False),
+        num_steps=slider("steps", 10, 1000, 10, 200, continuous=False),
+        annealed=W.Checkbox(value=False, description="annealed (NCSN)"),
+    )
+
+
+__all__ += ["nb05_toy_mixture", "plot_noised_score_field", "score_field_explorer",
+            "langevin_mode_fractions", "plot_langevin", "langevin_explorer"]

@@ -463,9 +463,9 @@ def random_latents_explorer(model, train_images, test_images, scale: float = 1.0
 
     return explorer(
         partial(plot_random_latents, model, train_images, test_images),
-        "decoded random codes are blends and broken strokes, and their distance to the nearest "
-        "training digit stays above that of reconstructions of unseen digits; small scales give "
-        "nearly the same average blob, large ones saturated scribbles.",
+        "a few decoded random codes look like digits, many are blends or broken strokes, and their "
+        "mean distance to the nearest training digit stays above that of reconstructions of "
+        "unseen digits; small scales give nearly the same average blob, large ones scribbles.",
         scale=slider("scale of the code std", 0.1, 3.0, 0.1, float(scale), continuous=False),
     )
 

@@ -1,0 +1,612 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Autoencoders
+#
+# **What you will learn**
+#
+# - the encoder $f_\theta:\mathbb R^d\to\mathbb R^k$, the decoder $g_\phi:\mathbb R^k\to\mathbb R^d$,
+#   the bottleneck $k<d$ and the reconstruction (L2) loss;
+# - why a **linear** autoencoder learns exactly the **PCA subspace** (Baldi & Hornik 1989), its
+#   optimal loss in closed form (the sum of the discarded eigenvalues), and how to compare
+#   subspaces with **principal angles**;
+# - that a **deep** (nonlinear) autoencoder with the same bottleneck reconstructs better than PCA;
+# - the **denoising** autoencoder (Vincent et al. 2008): reconstruct $x$ from a corrupted
+#   $\tilde x$; its optimum is the conditional mean $\mathbb E[x\mid\tilde x]$;
+# - the **contractive** autoencoder (Rifai et al. 2011): penalise $\|J_f(x)\|_F^2$, what that norm
+#   measures, and why its scale needs care;
+# - autoencoder codes as **features for transfer** (a linear probe on digit labels);
+# - why an autoencoder is **not a generative model** yet: decoding random codes gives garbage,
+#   which is what the VAE (notebook 02) fixes.
+#
+# Every derivation is followed by a cell that computes the claim and **asserts** it. All
+# experiments use the real 8x8 digits ($d = 64$ pixels in $[-1, 1]$).
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from course_lib import get_device, seed_everything, grading, plotting, widgets
+from course_lib import autoencoders as ae_lib
+from course_lib.autoencoders import Autoencoder, reconstruction_error
+from course_lib.data import train_test_split_digits
+from course_lib.train import fit
+
+gen = seed_everything(0)
+device = get_device()
+torch.set_num_threads(1)  # the models here are tiny: on a CPU one thread beats several (no syncing)
+print("device:", device)
+
+# %% [markdown]
+# ## 1. Encoder, decoder, bottleneck
+#
+# We have unlabelled images $\mathcal D = \{x_1,\dots,x_n\}$, $x_i\in\mathbb R^d$, and want a
+# lower-dimensional **representation** of them (seed 002, "unsupervised representation
+# learning"). An autoencoder learns
+#
+# $$z = f_\theta(x)\in\mathbb R^k \quad\text{(encoder)},\qquad
+#   \hat x = g_\phi(z)\in\mathbb R^d \quad\text{(decoder)},\qquad g_\phi(f_\theta(x))\approx x,$$
+#
+# by minimising the **reconstruction loss** (seed 004, "L2 loss function")
+#
+# $$\mathcal L(\theta,\phi) = \frac1n\sum_{i=1}^n \big\|x_i - g_\phi(f_\theta(x_i))\big\|^2 .$$
+#
+# With $k\ge d$ the identity would be a perfect (and useless) solution; the **bottleneck** $k<d$
+# forces the code $z$ to keep only what matters most for reconstructing $x$ ("autoencoding":
+# encoding itself). The 8x8 digits have $d = 64$; we use $k = 8$ throughout. The loss here is
+# summed over the 64 pixels and averaged over images (`reconstruction_error` is the per-image sum,
+# shape `(N,)`); per-pixel errors are this divided by 64.
+
+# %%
+x_train, y_train, x_test, y_test = train_test_split_digits()   # fixed split, 20% test
+x_train, x_test = x_train.to(device), x_test.to(device)
+n, d, k = x_train.shape[0], 64, 8
+print(f"train {tuple(x_train.shape)}, test {tuple(x_test.shape)}, d = {d}, k = {k}")
+plotting.image_grid(x_train[:32].cpu(), nrow=16, title="training digits (-1 black, +1 white)");
+
+# %% [markdown]
+# An `Autoencoder` is just the pair $(f_\theta, g_\phi)$; `Autoencoder.mlp` builds both from MLPs
+# (the decoder mirrors the encoder). Check the shapes and that the loss is the formula above.
+
+# %%
+model = Autoencoder.mlp((1, 8, 8), latent_dim=k, hidden=(128,), final_activation="tanh").to(device)
+x = x_train[:5]
+z = model.encode(x)
+x_hat = model.decode(z)
+by_hand = ((x - x_hat) ** 2).sum(dim=(1, 2, 3)).mean()
+assert z.shape == (5, k) and x_hat.shape == x.shape
+assert torch.allclose(ae_lib.reconstruction_loss(x_hat, x), by_hand)
+print("code", tuple(z.shape), "-> reconstruction", tuple(x_hat.shape),
+      f"; untrained loss {by_hand.item():.2f}")
+
+# %% [markdown]
+# ## 2. A linear autoencoder learns the PCA subspace
+#
+# Take linear maps $f(x) = W_e x + b_e$ ($W_e$ is $k\times d$) and $g(z) = W_d z + b_d$
+# ($W_d$ is $d\times k$). The reconstruction is $\hat x = A x + c$ with $A = W_d W_e$ of rank
+# at most $k$.
+#
+# **The derivation (Baldi & Hornik 1989).** The best offset $c$ centres the data, so take
+# $\bar x = \frac1n\sum_i x_i$ and work with $x_i - \bar x$. Let
+# $\Sigma = \frac1n\sum_i (x_i-\bar x)(x_i-\bar x)^\top = U\Lambda U^\top$ with eigenvalues
+# $\lambda_1\ge\dots\ge\lambda_d\ge0$.
+#
+# 1. Fix the column space of $W_d$, with an orthonormal basis $Q$ ($d\times k$). Every
+#    reconstruction lies in it, and the closest point of a subspace to $x$ is the orthogonal
+#    projection, so the best $A$ is $QQ^\top$ (a least-squares fit, point by point).
+# 2. Then the loss is
+#    $\frac1n\sum_i\|(I-QQ^\top)(x_i-\bar x)\|^2 = \operatorname{tr}\Sigma - \operatorname{tr}(Q^\top\Sigma Q)$.
+# 3. $\operatorname{tr}(Q^\top\Sigma Q)$ over orthonormal $Q$ is at most $\lambda_1+\dots+\lambda_k$
+#    (Ky Fan's maximum principle), reached by $Q = U_k$, the top-$k$ eigenvectors.
+#
+# So the optimal linear autoencoder reconstructs with the **PCA projection**, and
+#
+# $$\min\mathcal L = \sum_{j>k}\lambda_j \qquad\text{(the discarded variance).}$$
+#
+# The autoencoder fixes only the **subspace**: $W_d = U_k R$, $W_e = R^{-1}U_k^\top$ is optimal
+# for every invertible $R$, so its columns need not be the principal directions themselves.
+# Baldi & Hornik also show every other critical point is a saddle, so gradient descent can reach
+# the optimum; it is slow along directions whose eigenvalues are close.
+#
+# **Check** the closed form: PCA's reconstruction error equals the sum of discarded eigenvalues
+# (eigenvalues from `eigvalsh` in float64, independent of the SVD inside `pca`), and random
+# $k$-dimensional subspaces all do worse.
+
+# %%
+X = x_train.reshape(n, d).double()
+lam = torch.linalg.eigvalsh(torch.cov(X.T, correction=0)).flip(0)     # lambda_1 >= ... >= lambda_d
+optimum = lam[k:].sum().item()                                         # sum_{j > k} lambda_j
+
+components, mean = ae_lib.pca(X, k)                                    # U_k (d, k) and x_bar
+pca_rec = mean + (X - mean) @ components @ components.T                # x_bar + U_k U_k^T (x - x_bar)
+pca_err = reconstruction_error(pca_rec, X).mean().item()
+print(f"PCA (k = {k}) reconstruction error {pca_err:.4f} = sum of discarded eigenvalues {optimum:.4f}"
+      f"  (total variance {lam.sum().item():.2f})")
+assert abs(pca_err - optimum) < 1e-9 * lam.sum().item()
+
+random_errs = []
+for _ in range(200):                                                   # random orthonormal Q
+    Q, _ = torch.linalg.qr(torch.randn(d, k, generator=gen, dtype=torch.float64).to(device))
+    random_errs.append(reconstruction_error(mean + (X - mean) @ Q @ Q.T, X).mean().item())
+print(f"200 random subspaces: best error {min(random_errs):.3f} > PCA's {optimum:.3f}")
+assert min(random_errs) > optimum
+
+# %% [markdown]
+# ### Exercise 1: PCA reconstruction
+#
+# Implement the optimal rank-$k$ linear reconstruction $\hat x = \bar x + U_kU_k^\top(x-\bar x)$
+# for data `x` of shape `(N, D)`; return `(N, D)`. (Use `torch.linalg.svd` of the centred data or
+# `torch.linalg.eigh` of its covariance.) The check compares with `course_lib` on random data.
+
+# %% nbgrader={"grade": false, "grade_id": "pca_reconstruction", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def pca_reconstruction(x, k):
+    """Project x (N, D) onto its top-k principal subspace and back; returns (N, D)."""
+    ### BEGIN SOLUTION
+    mean = x.mean(dim=0)
+    _, _, vh = torch.linalg.svd(x - mean, full_matrices=False)   # x - mean = U S V^T
+    v = vh[:k].T                                                  # (D, k) top right singular vectors
+    return mean + (x - mean) @ v @ v.T
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "pca_reconstruction_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+grading.check("pca_reconstruction", pca_reconstruction)
+
+# %% [markdown]
+# ### Principal angles between subspaces
+#
+# To compare the autoencoder's subspace $\operatorname{span}(W_d)$ with PCA's
+# $\operatorname{span}(U_k)$ we need a basis-free distance. With orthonormal bases $Q_A, Q_B$ of two
+# $k$-dimensional subspaces, the singular values of $Q_A^\top Q_B$ are
+# $\cos\theta_1\ge\dots\ge\cos\theta_k$: the **principal angles** (Björck & Golub 1973). All are 0
+# iff the subspaces coincide; $\theta_k = \pi/2$ means some direction of one is orthogonal to the
+# other. They do not change if either basis is replaced by $QR$ for an invertible $R$, which is
+# exactly the freedom the autoencoder has.
+
+# %% [markdown]
+# ### Exercise 2: principal angles
+#
+# Implement `principal_angles(A, B)` for `A` `(D, kA)` and `B` `(D, kB)` with full column rank
+# (not orthonormal): return the `min(kA, kB)` angles in radians, **ascending**. Orthonormalise
+# with `torch.linalg.qr`, then take `torch.linalg.svdvals`.
+
+# %% nbgrader={"grade": false, "grade_id": "principal_angles", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def principal_angles(A, B):
+    """Principal angles (radians, ascending) between the column spaces of A (D, kA) and B (D, kB)."""
+    ### BEGIN SOLUTION
+    qa, _ = torch.linalg.qr(A)
+    qb, _ = torch.linalg.qr(B)
+    cos = torch.linalg.svdvals(qa.T @ qb).clamp(-1.0, 1.0)        # descending cosines
+    return torch.arccos(cos)                                      # ascending angles
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "principal_angles_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+grading.check("principal_angles", principal_angles)
+
+# %% [markdown]
+# ### Training a linear autoencoder
+#
+# A linear autoencoder ($k = 8$) trained with Adam on minibatches of 128. Because the 8th and 9th
+# eigenvalues are close ($\lambda_8/\lambda_9\approx 1.1$), the last direction of the subspace
+# converges slowly and minibatch noise keeps it jittering: we train 1500 steps at a large
+# learning rate, then 500 at a 10x smaller one. This budget reaches the PCA subspace to within
+# ~0.02 rad in our runs; we assert 0.1 rad.
+
+# %%
+linear_ae = Autoencoder.mlp((1, 8, 8), latent_dim=k, linear=True)
+opt = torch.optim.Adam(linear_ae.parameters(), lr=5e-2)
+hist_linear = fit(linear_ae, ae_lib.ae_loss, x_train, num_steps=1500, optimizer=opt,
+                  device=device, generator=gen, desc="linear AE, lr 5e-2")
+for group in opt.param_groups:
+    group["lr"] = 5e-3
+hist_linear_2 = fit(linear_ae, ae_lib.ae_loss, x_train, num_steps=500, optimizer=opt,
+                    device=device, generator=gen, desc="linear AE, lr 5e-3")
+
+# %% [markdown]
+# **Check** Baldi & Hornik: the principal angles between the decoder's column space and the PCA
+# subspace are near zero, and the training error approaches the closed-form optimum from above
+# (it can never go below it).
+
+# %%
+W_d = linear_ae.decoder[0].net[0].weight.detach().double()             # (d, k): x_hat = W_d z + b_d
+angles = ae_lib.principal_angles(W_d, components)
+with torch.no_grad():
+    linear_err = reconstruction_error(linear_ae(x_train).double(), x_train.double()).mean().item()
+print("principal angles (rad):", np.round(angles.cpu().numpy(), 4))
+print(f"linear AE error {linear_err:.4f}  vs  optimum {optimum:.4f}  "
+      f"(excess {100 * (linear_err / optimum - 1):.3f}%)")
+assert angles.max() < 0.1
+assert optimum * (1 - 1e-5) <= linear_err < optimum * 1.002
+
+# %% [markdown]
+# The subspace is PCA's, but the **basis** is not: the decoder's columns are neither orthonormal
+# nor the principal directions (the free matrix $R$ above). Left: the top 8 principal directions
+# as images; right: the decoder's 8 columns. Each column is a mix of principal directions.
+
+# %%
+cols = W_d / W_d.norm(dim=0)                                           # unit-norm decoder columns
+best_match = (cols.T @ components).abs().max(dim=1).values             # |cos| to the closest PC
+gram = W_d.T @ W_d
+off_diag = (gram - torch.diag(torch.diag(gram))).abs().max() / torch.diag(gram).max()
+print("|cos| of each decoder column to its closest principal direction:",
+      np.round(best_match.cpu().numpy(), 2))
+print(f"largest off-diagonal of W_d^T W_d relative to its diagonal: {off_diag.item():.2f}")
+assert best_match.min() < 0.95          # at least one column is a genuine mix of directions
+fig, axes = plt.subplots(1, 2, figsize=(9, 1.6), layout="constrained")
+scale = lambda v: v / v.abs().amax(dim=0)                              # noqa: E731  each to [-1, 1]
+plotting.image_grid(scale(components).T.reshape(k, 1, 8, 8).cpu(), nrow=k, ax=axes[0],
+                    title="principal directions $U_k$")
+plotting.image_grid(scale(W_d).T.reshape(k, 1, 8, 8).cpu(), nrow=k, ax=axes[1],
+                    title="linear AE decoder columns $W_d$");
+
+# %% [markdown]
+# ## 3. A deep autoencoder beats PCA
+#
+# Replace the linear maps by MLPs, $64\to128\to8$ (encoder) and $8\to128\to64$ with a $\tanh$
+# output (decoder). The code is still 8 numbers, but the set of reconstructions is now a curved
+# 8-dimensional **manifold** instead of a flat subspace, so it can follow the data more closely.
+# PCA is the best any *linear* 8-dimensional code can do; a nonlinear one can do better.
+
+# %%
+deep_ae = Autoencoder.mlp((1, 8, 8), latent_dim=k, hidden=(128,), final_activation="tanh")
+hist_deep = fit(deep_ae, ae_lib.ae_loss, x_train, num_steps=2000, lr=3e-3, device=device,
+                generator=gen, desc="deep AE")
+hist_deep.plot(title="deep autoencoder: training loss");
+
+
+# %%
+def test_error(model, x):
+    """Mean reconstruction error (summed over pixels) of a trained model on clean x."""
+    model.eval()
+    with torch.no_grad():
+        return reconstruction_error(model(x), x).mean().item()
+
+
+X_test = x_test.reshape(-1, d).double()
+pca_test_err = reconstruction_error(mean + (X_test - mean) @ components @ components.T,
+                                    X_test).mean().item()
+deep_test_err = test_error(deep_ae, x_test)
+print(f"test reconstruction error, k = {k}: PCA {pca_test_err:.2f}, deep AE {deep_test_err:.2f}")
+assert deep_test_err < 0.75 * pca_test_err
+
+# %%
+with torch.no_grad():
+    shown = x_test[:12]
+    pca_shown = (mean + (shown.reshape(12, d).double() - mean) @ components @ components.T)
+    rows = torch.cat([shown.cpu(), pca_shown.reshape(12, 1, 8, 8).float().cpu(),
+                      deep_ae(shown).cpu()])
+plotting.image_grid(rows, nrow=12, title="test digits / PCA (k = 8) / deep AE (k = 8)");
+
+# %% [markdown]
+# ## 4. Denoising autoencoders
+#
+# Seed 002: data augmentation, in the autoencoder setting, is the **denoising autoencoder**
+# (Vincent et al. 2008). Corrupt each input with a random process $q(\tilde x\mid x)$ and train the
+# network to recover the **clean** input:
+#
+# $$\mathcal L_{\mathrm{DAE}} = \mathbb E_{x\sim\mathcal D}\,\mathbb E_{\tilde x\sim q(\tilde x\mid x)}
+#   \big\|x - g_\phi(f_\theta(\tilde x))\big\|^2 .$$
+#
+# Two corruptions: **additive Gaussian** noise $\tilde x = x + \sigma\epsilon$,
+# $\epsilon\sim\mathcal N(0,I)$, and **masking** noise (the 2008 paper's), each entry independently
+# replaced by a fixed value with probability $p$. The identity map no longer solves the problem
+# (even without a bottleneck): the network has to know what digits look like to undo the damage.
+#
+# **What the optimum is.** For each $\tilde x$ the loss is
+# $\mathbb E[\|x - r(\tilde x)\|^2\mid\tilde x]$ with $r = g_\phi\circ f_\theta$. Writing
+# $m(\tilde x) = \mathbb E[x\mid\tilde x]$,
+# $\mathbb E[\|x-r\|^2\mid\tilde x] = \mathbb E[\|x-m\|^2\mid\tilde x] + \|m-r\|^2$ (the cross term
+# has zero mean), so the best reconstruction function is the **posterior mean**
+# $r^*(\tilde x) = \mathbb E[x\mid\tilde x]$, the MMSE denoiser. (Notebook 05 relates it to the
+# score through Tweedie's formula.)
+#
+# **Check** on a one-pixel toy where it is closed form: $x = \pm1$ with probability $\frac12$ each
+# (ink or background), $\tilde x = x + \sigma\epsilon$. Bayes' rule gives
+# $\mathbb E[x\mid\tilde x] = \tanh(\tilde x/\sigma^2)$. Over a grid of alternatives
+# $c\tanh(a\,\tilde x/\sigma^2)$, the Monte Carlo denoising loss is smallest at $a = c = 1$.
+
+# %%
+sigma = 0.5
+x_toy = torch.randint(0, 2, (200_000,), generator=gen).double() * 2 - 1   # +-1, prob 1/2 each
+x_toy_tilde = x_toy + sigma * torch.randn(x_toy.shape, generator=gen, dtype=torch.float64)
+grid_a = grid_c = [0.6, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5]
+losses = torch.tensor([[((x_toy - c * torch.tanh(a * x_toy_tilde / sigma**2)) ** 2).mean().item()
+                        for c in grid_c] for a in grid_a])
+i, j = divmod(int(losses.argmin()), len(grid_c))
+print(f"best (a, c) on the grid: ({grid_a[i]}, {grid_c[j]}), loss {losses.min().item():.4f}; "
+      f"identity r(x~) = x~ has loss {((x_toy - x_toy_tilde) ** 2).mean().item():.4f}")
+assert (grid_a[i], grid_c[j]) == (1.0, 1.0)
+
+# %% [markdown]
+# ### Exercise 3: masking noise
+#
+# Implement the masking corruption: each entry of `x` (any shape, e.g. `(N, 1, 8, 8)`) is
+# independently replaced by `mask_value` with probability `mask_prob`, using `generator` for the
+# random draws (`torch.rand(x.shape, generator=generator, dtype=x.dtype)`). Return a tensor of
+# `x`'s shape and dtype; do not modify `x`. Random draws need not match the reference's, so the
+# check tests the statistics: entries kept or masked, the masked fraction within 5 standard errors
+# of `mask_prob`, independent masks, and `mask_prob` = 0 or 1 exactly.
+
+# %% nbgrader={"grade": false, "grade_id": "masking_noise", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def masking_noise(x, mask_prob, mask_value, generator=None):
+    """Replace each entry of x by mask_value with probability mask_prob; returns x's shape."""
+    ### BEGIN SOLUTION
+    u = torch.rand(x.shape, generator=generator, dtype=x.dtype)
+    return torch.where(u < mask_prob, torch.full_like(x, mask_value), x)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "masking_noise_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+grading.check("masking_noise", masking_noise)
+
+# %% [markdown]
+# The corruptions, with `course_lib.autoencoders.corrupt` (masked pixels set to $-1$, the
+# background, so masking erases ink as in the 2008 paper):
+
+# %%
+shown = x_test[:10].cpu()
+g0 = torch.Generator().manual_seed(0)
+corrupted = torch.cat([shown,
+                       ae_lib.corrupt(shown, noise_std=0.5, generator=g0),
+                       ae_lib.corrupt(shown, mask_prob=0.3, mask_value=-1.0, generator=g0)])
+plotting.image_grid(corrupted, nrow=10, title="clean / Gaussian noise, std 0.5 / masking, p = 0.3");
+
+# %% [markdown]
+# Train the same architecture as the deep autoencoder, on Gaussian-corrupted inputs
+# ($\sigma = 0.5$, a fresh $\epsilon$ every step).
+
+# %%
+noise_std = 0.5
+denoising_ae = Autoencoder.mlp((1, 8, 8), latent_dim=k, hidden=(128,), final_activation="tanh")
+hist_dae = fit(denoising_ae, ae_lib.denoising_ae_loss(noise_std=noise_std), x_train,
+               num_steps=2000, lr=3e-3, device=device, generator=gen, desc="denoising AE")
+
+# %% [markdown]
+# **Check**: on corrupted test digits ($\sigma = 0.5$, the same $\tilde x$ for both models), the
+# denoising autoencoder's reconstructions are closer to the clean digits than the plain
+# autoencoder's, and far closer than the corrupted input itself
+# ($\mathbb E\|\tilde x - x\|^2 = d\sigma^2 = 16$).
+
+# %%
+x_test_tilde = ae_lib.corrupt(x_test, noise_std=noise_std, generator=torch.Generator().manual_seed(1))
+
+
+def denoising_error(model):
+    """Mean ||g(f(x~)) - x||^2 on the fixed corrupted test set."""
+    model.eval()
+    with torch.no_grad():
+        return reconstruction_error(model(x_test_tilde), x_test).mean().item()
+
+
+noisy_input_err = reconstruction_error(x_test_tilde, x_test).mean().item()
+dae_err, plain_err = denoising_error(denoising_ae), denoising_error(deep_ae)
+print(f"error to the clean test digits: corrupted input {noisy_input_err:.2f}, "
+      f"plain AE {plain_err:.2f}, denoising AE {dae_err:.2f}")
+assert abs(noisy_input_err - d * noise_std**2) < 0.05 * d * noise_std**2
+assert dae_err < 0.8 * plain_err and dae_err < 0.5 * noisy_input_err
+
+# %% [markdown]
+# **Explore**: the models are fixed; the slider changes the test corruption (the same $\epsilon$,
+# scaled). Compare the plain and the denoising autoencoder below, at and away from the training
+# noise level.
+
+# %%
+denoise_models = {"plain AE": deep_ae, "denoising AE (trained at std 0.5)": denoising_ae}
+widgets.plot_denoising(denoise_models, x_test);
+
+# %%
+widgets.denoising_explorer(denoise_models, x_test)
+
+# %% [markdown]
+# ## 5. Contractive autoencoders
+#
+# Seed 002's contractive autoencoder adds to the reconstruction loss a penalty on how much the
+# code moves when the input moves (Rifai et al. 2011, eq. 2):
+#
+# $$\mathcal L_{\mathrm{CAE}} = \frac1n\sum_i\Big(\|x_i - g_\phi(f_\theta(x_i))\|^2
+#   + \lambda\,\|J_f(x_i)\|_F^2\Big),\qquad
+#   \|J_f(x)\|_F^2 = \sum_{j=1}^k\sum_{i=1}^d\Big(\frac{\partial f_j(x)}{\partial x_i}\Big)^2 .$$
+#
+# **What the norm measures.** For a small perturbation $\delta\sim\mathcal N(0,s^2I)$,
+# $f(x+\delta)-f(x)\approx J_f(x)\,\delta$ and
+# $\mathbb E\|J\delta\|^2 = s^2\operatorname{tr}(J^\top J) = s^2\|J_f(x)\|_F^2$: the penalty is the
+# code's sensitivity to isotropic input noise. Reconstruction wants the code to change along the
+# data (to tell digits apart); the penalty wants it constant in every direction; the compromise
+# is a code that is **invariant to directions the data do not vary in**.
+#
+# Two closed forms: a linear encoder $f(x) = Wx+b$ has $J = W$ everywhere, so the penalty is
+# $\|W\|_F^2$ (weight decay); a sigmoid encoder $h = \sigma(Wx+b)$ has
+# $\partial h_j/\partial x_i = h_j(1-h_j)W_{ji}$, so
+# $\|J\|_F^2 = \sum_j \big(h_j(1-h_j)\big)^2\sum_i W_{ji}^2$ (Rifai et al. 2011, eq. 3), which
+# vanishes where units saturate.
+#
+# `course_lib.autoencoders.contractive_penalty(encoder, x)` computes $\|J_f(x)\|_F^2$ by automatic
+# differentiation, one backward pass per code unit. **Check** it against the explicit Jacobian
+# (`torch.autograd.functional.jacobian`, in float64) on a few digits, for the trained deep
+# encoder, and against the sensitivity interpretation by Monte Carlo.
+
+# %%
+encoder64 = Autoencoder.mlp((1, 8, 8), latent_dim=k, hidden=(128,), final_activation="tanh")
+encoder64.load_state_dict(deep_ae.state_dict())
+encoder64 = encoder64.double().cpu().eval().encoder
+points = x_test[:4].double().cpu()
+penalty = ae_lib.contractive_penalty(encoder64, points, create_graph=False)
+explicit = torch.stack([torch.autograd.functional.jacobian(encoder64, p[None]).pow(2).sum()
+                        for p in points])                              # each J is (1, k, 1, 1, 8, 8)
+print("contractive_penalty:", np.round(penalty.numpy(), 4))
+print("explicit Jacobian  :", np.round(explicit.numpy(), 4))
+assert torch.allclose(penalty, explicit, rtol=1e-10)
+
+s, m_draws = 1e-3, 4000                                                # E||f(x + delta) - f(x)||^2
+for p, pen in zip(points[:2], penalty[:2]):
+    delta = s * torch.randn(m_draws, 1, 8, 8, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        moves = (encoder64(p + delta) - encoder64(p[None])).pow(2).sum(1) / s**2
+    se = moves.std().item() / math.sqrt(m_draws)
+    print(f"E||f(x+delta)-f(x)||^2 / s^2 = {moves.mean().item():.2f} +- {se:.2f}  "
+          f"vs ||J||_F^2 = {pen.item():.2f}")
+    assert abs(moves.mean().item() - pen.item()) < 5 * se
+
+# %% [markdown]
+# ### Exercise 4: the sigmoid encoder's contractive penalty
+#
+# Implement Rifai et al.'s closed form for $h = \sigma(xW^\top + b)$: `W` `(K, D)`, `b` `(K,)`,
+# `x` `(N, D)`; return $\|J_f(x_n)\|_F^2$ for each example, shape `(N,)`. No autograd needed. The
+# check compares with `contractive_penalty` (automatic differentiation) on random inputs, including
+# saturated units.
+
+# %% nbgrader={"grade": false, "grade_id": "sigmoid_contractive_penalty", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def sigmoid_contractive_penalty(W, b, x):
+    """||J_f(x)||_F^2 per example (N,) for the encoder h = sigmoid(x W^T + b)."""
+    ### BEGIN SOLUTION
+    h = torch.sigmoid(x @ W.T + b)                                # (N, K)
+    return ((h * (1 - h)) ** 2 * (W**2).sum(dim=1)).sum(dim=1)    # sum_j (h_j(1-h_j))^2 ||W_j||^2
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "sigmoid_contractive_penalty_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+grading.check("sigmoid_contractive_penalty", sigmoid_contractive_penalty)
+
+# %% [markdown]
+# Train a contractive autoencoder (same architecture, $\lambda = 0.1$; each step costs $k + 1$
+# backward passes, so fewer steps).
+
+# %%
+contractive_ae = Autoencoder.mlp((1, 8, 8), latent_dim=k, hidden=(128,), final_activation="tanh")
+hist_cae = fit(contractive_ae, ae_lib.contractive_ae_loss(weight=0.1), x_train, num_steps=1000,
+               lr=3e-3, device=device, generator=gen, desc="contractive AE")
+
+# %% [markdown]
+# **A caveat on scale.** $\|J_f\|_F^2$ can be made small for free by shrinking every code by a
+# factor $c$ and letting the decoder's first layer grow by $1/c$: the reconstruction is unchanged
+# and the penalty drops by $c^2$. (Rifai et al. tie the decoder's weights to the encoder's,
+# $W_d = W_e^\top$, which rules this out.) So we report two numbers on the test digits: the raw
+# mean $\|J_f\|_F^2$, and the **scale-free** ratio $\overline{\|J_f\|_F^2}/\operatorname{tr}
+# \operatorname{Cov}(z)$, the sensitivity relative to how spread out the codes are.
+# **Check**: the contractive autoencoder is more contractive than the plain one on both.
+
+# %%
+def contraction(model):
+    """(mean ||J_f||_F^2 over test digits, that / total variance of the test codes)."""
+    model.eval()
+    jac = ae_lib.contractive_penalty(model.encode, x_test, create_graph=False).mean().item()
+    codes = ae_lib.encode_dataset(model, x_test)
+    return jac, jac / codes.var(dim=0).sum().item()
+
+
+table = {name: (*contraction(m), test_error(m, x_test)) for name, m in
+         [("plain AE", deep_ae), ("denoising AE", denoising_ae), ("contractive AE", contractive_ae)]}
+print(f"{'':16s} {'mean ||J||_F^2':>15s} {'/ tr Cov(z)':>12s} {'test error':>11s}")
+for name, (jac, ratio, err) in table.items():
+    print(f"{name:16s} {jac:15.2f} {ratio:12.3f} {err:11.2f}")
+assert table["contractive AE"][0] < 0.2 * table["plain AE"][0]
+assert table["contractive AE"][1] < 0.9 * table["plain AE"][1]
+assert table["contractive AE"][2] < pca_test_err           # still reconstructs better than PCA
+
+# %% [markdown]
+# The scale-free ratio shows the contraction is not only a rescaling. The denoising autoencoder is
+# contractive too, without any explicit penalty: learning to map $x+\sigma\epsilon$ back to $x$
+# for small $\sigma$ penalises the sensitivity of the reconstruction to input noise (Alain &
+# Bengio 2014 make this precise: a small-noise DAE is a contractive penalty on $g\circ f$).
+
+# %% [markdown]
+# ## 6. Features for transfer
+#
+# Seed 004: "autoencoders can reconstruct data, and can learn features to initialize a supervised
+# model". A standard test of a representation is the **linear probe**: freeze the encoder, fit a
+# multinomial logistic regression from codes to labels on the training split, and measure
+# accuracy on the held-out split. We compare 8-dimensional codes from each autoencoder with PCA's
+# 8 coordinates and with the raw 64 pixels. Chance is 10%.
+
+# %%
+def probe(features_train, features_test):
+    return ae_lib.linear_probe_accuracy(features_train, y_train, features_test, y_test)
+
+
+X_train64 = x_train.reshape(n, d)
+accuracy = {
+    "raw pixels (64)": probe(X_train64, x_test.reshape(-1, d)),
+    "PCA (8)": probe((X - mean) @ components, (X_test - mean) @ components),
+}
+for name, m in [("deep AE (8)", deep_ae), ("denoising AE (8)", denoising_ae),
+                ("contractive AE (8)", contractive_ae)]:
+    accuracy[name] = probe(ae_lib.encode_dataset(m, x_train), ae_lib.encode_dataset(m, x_test))
+for name, acc in accuracy.items():
+    print(f"{name:20s} test accuracy {acc:.3f}")
+
+# %% [markdown]
+# **Check** (what holds reliably): every 8-number code is far above chance, keeps more than 90% of
+# the raw pixels' accuracy, and is at least as good as PCA's 8 numbers (within 2 points; in our runs
+# it is a few points better). The raw pixels, with 8x more numbers, are better still: a linear
+# probe on 64 pixels already separates these easy digits well, so the honest claim here is
+# compression, not an improvement over pixels.
+
+# %%
+for name in ("deep AE (8)", "denoising AE (8)", "contractive AE (8)"):
+    assert accuracy[name] > 0.85, name
+    assert accuracy[name] > 0.9 * accuracy["raw pixels (64)"], name
+    assert accuracy[name] > accuracy["PCA (8)"] - 0.02, name
+
+# %% [markdown]
+# ## 7. Decoding random codes gives (mostly) garbage
+#
+# Seed 004: "Can we generate new images from an autoencoder?" Try the most favourable version:
+# draw $z\sim\mathcal N(m,\operatorname{diag}(s^2))$ with $m, s$ the per-dimension mean and
+# standard deviation of the training codes, and decode. Nothing in the autoencoder's loss says
+# anything about codes that no training image maps to, and the codes of real digits fill only a
+# thin, curved part of $\mathbb R^8$: most random codes land off it. A few decoded codes happen to
+# look like digits; many are blends of two digits or broken strokes, and there is no way to tell
+# in advance which codes are good.
+#
+# **Check**, quantitatively: the distance from each decoded image to its nearest training digit
+# is larger for decoded random codes than for reconstructions of unseen test digits (and than for
+# the test digits themselves).
+
+# %%
+codes_train = ae_lib.encode_dataset(deep_ae, x_train)
+z_random = codes_train.mean(0) + codes_train.std(0) * torch.randn(
+    x_test.shape[0], k, generator=gen).to(device)
+with torch.no_grad():
+    decoded_random = deep_ae.decode(z_random)
+    reconstructions = deep_ae(x_test)
+nn_random = widgets.nearest_neighbor_distance(decoded_random, x_train).mean().item()
+nn_recon = widgets.nearest_neighbor_distance(reconstructions, x_train).mean().item()
+nn_real = widgets.nearest_neighbor_distance(x_test, x_train).mean().item()
+print(f"mean distance to the nearest training digit: decoded random codes {nn_random:.2f}, "
+      f"reconstructions of test digits {nn_recon:.2f}, test digits themselves {nn_real:.2f}")
+assert nn_random > 1.3 * nn_recon and nn_random > 1.2 * nn_real
+
+# %%
+widgets.plot_random_latents(deep_ae, x_train, x_test);
+
+# %%
+widgets.random_latents_explorer(deep_ae, x_train, x_test)
+
+# %% [markdown]
+# The fix is to make the code distribution something we **can** sample from: force the encoder's
+# codes to look like draws from a fixed prior $p(z) = \mathcal N(0, I)$ and make the decoder a
+# probabilistic model $p_\theta(x\mid z)$. That is the variational autoencoder, derived from a
+# likelihood bound (the ELBO) in notebook 02.
+#
+# ## Summary
+#
+# | claim | checked by |
+# |---|---|
+# | optimal linear AE error $=\sum_{j>k}\lambda_j$ (PCA) | closed form vs eigenvalues; random subspaces do worse |
+# | a trained linear AE spans the PCA subspace | principal angles < 0.1 rad; error within 0.2% of the optimum |
+# | a deep AE beats PCA at the same $k$ | test error < 0.75x PCA's |
+# | the DAE's optimum is $\mathbb E[x\mid\tilde x]$ | Monte Carlo on a $\pm1$ toy; DAE beats the plain AE on noisy digits |
+# | $\|J_f\|_F^2$ = autograd Jacobian = noise sensitivity | explicit Jacobian (float64), Monte Carlo |
+# | the CAE contracts | raw and scale-free Jacobian norms below the plain AE's |
+# | codes are useful features | linear probe far above chance, at least PCA's accuracy |
+# | decoded random codes are mostly not digits | nearest-training-digit distance above reconstructions' |

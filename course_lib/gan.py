@@ -39,7 +39,7 @@ __all__ = [
     "discriminator_loss", "generator_loss", "optimal_discriminator", "ModeCoverage",
     "mode_coverage", "gradient_penalty", "wgan_critic_loss", "wgan_generator_loss",
     "mlp_generator", "mlp_discriminator", "DCGANGenerator", "DCGANDiscriminator",
-    "GANHistory", "train_gan",
+    "GANHistory", "train_gan", "train_discriminator",
 ]
 
 
@@ -512,3 +512,55 @@ def train_gan(G: nn.Module, D: nn.Module, data: torch.Tensor, num_steps: int, la
             bar.set_postfix(d=f"{d_val:.3f}", g=f"{g_val:.3f}")
     evaluate(num_steps)
     return hist
+
+
+def train_discriminator(D: nn.Module, sample_data: Callable[[int], torch.Tensor],
+                        sample_model: Callable[[int], torch.Tensor], num_steps: int,
+                        batch_size: int = 256, lr: float = 1e-3,
+                        device: torch.device | str | None = None) -> list[float]:
+    r"""Train D alone against a **fixed** generator: the inner maximization of the minimax game.
+
+    Each step draws ``batch_size`` data and ``batch_size`` model samples and takes one Adam step on
+    :func:`discriminator_loss` :math:`= -V(D, G)`, G held fixed. For a flexible enough D the
+    maximizer is :math:`D^* = p_{data} / (p_{data} + p_g)` (Goodfellow et al. 2014,
+    Proposition 1), which notebook 03 compares with the trained D.
+
+    Parameters
+    ----------
+    D : nn.Module
+        Discriminator ``x -> logits (N, 1)``.
+    sample_data, sample_model : callable
+        ``n -> (n, ...)`` samples from p_data and from the fixed generator (seed them yourself,
+        e.g. with a closure over a ``torch.Generator``).
+    num_steps : int
+        Adam steps (>= 1).
+    batch_size : int
+        Samples of each kind per step.
+    lr : float
+        Adam learning rate.
+    device : optional
+        Where D is trained (default ``course_lib.get_device()``); samples are moved there.
+
+    Returns
+    -------
+    list of float
+        The loss :math:`-V(D, G)` (nats) after each step; :math:`\log 4` is the value of D = 1/2.
+    """
+    from course_lib import get_device
+
+    num_steps = check_int("num_steps", num_steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    check_positive("lr", lr)
+    device = torch.device(device) if device is not None else get_device()
+    D.to(device)
+    opt = torch.optim.Adam(D.parameters(), lr=lr)
+    losses = []
+    for _ in range(num_steps):
+        real = sample_data(batch_size).to(device)
+        fake = sample_model(batch_size).to(device)
+        loss = discriminator_loss(D(real), D(fake))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses

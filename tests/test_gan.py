@@ -242,3 +242,30 @@ def test_short_training_run_covers_all_ring_modes():
         s = G(torch.randn(2500, 2, generator=g))
     r = gan.mode_coverage(s, mix.means, 0.01)
     assert r.modes == 8, r
+
+
+def test_train_discriminator_approaches_the_optimal_discriminator():
+    """Goodfellow et al. 2014, Proposition 1: D trained against a fixed p_g approaches D*; compared
+    with the density ratio from scipy.stats on the bulk of both distributions."""
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    D = gan.mlp_discriminator(1, hidden=(32, 32))
+    losses = gan.train_discriminator(D, lambda n: torch.randn(n, 1, generator=g),
+                                     lambda n: 1.5 + 0.7 * torch.randn(n, 1, generator=g),
+                                     num_steps=200, batch_size=256, lr=3e-3, device="cpu")
+    assert len(losses) == 200
+    # the loss starts near log 4 (D ~ 1/2) and ends near -V(G, D*) = log 4 - 2 JSD < log 4
+    assert abs(losses[0] - math.log(4)) < 0.1 and np.mean(losses[-50:]) < math.log(4) - 0.3
+    x = np.linspace(-1.5, 2.5, 81)
+    p, q = stats.norm.pdf(x, 0, 1), stats.norm.pdf(x, 1.5, 0.7)
+    with torch.no_grad():
+        d = torch.sigmoid(D(torch.tensor(x, dtype=torch.float32)[:, None]))[:, 0].numpy()
+    assert np.abs(d - p / (p + q)).max() < 0.06
+
+
+def test_train_discriminator_bad_input():
+    D = gan.mlp_discriminator(1, hidden=(4,))
+    with pytest.raises(ValueError, match="num_steps"):
+        gan.train_discriminator(D, torch.randn, torch.randn, num_steps=0, device="cpu")
+    with pytest.raises(ValueError, match="lr"):
+        gan.train_discriminator(D, torch.randn, torch.randn, num_steps=1, lr=-1.0, device="cpu")

@@ -96,3 +96,14 @@ def test_pyproject_declares_ranges_not_pins():
     reqs = list(project["dependencies"]) + [r for d in project["optional-dependencies"].values() for r in d]
     pinned = [r for r in reqs if "==" in r]
     assert not pinned, f"exact pins break installs on new Python versions: {pinned}"
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_opens_with_the_python_kernel(nb_path):
+    """Without kernelspec metadata JupyterLab asks students to pick a kernel; nbgrader needs it too."""
+    nb = nbformat.read(nb_path, as_version=4)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", (
+        f"{nb_path.name}: kernelspec metadata missing; the paired script needs the jupytext header "
+        "with kernelspec (see scripts/00_*.py)")
+    script = (ROOT / "scripts" / (nb_path.stem + ".py")).read_text()
+    assert "kernelspec:" in script.split("# %%", 1)[0], f"{nb_path.stem}.py: header without kernelspec"

@@ -7,6 +7,8 @@ Usage (from the repository root, with any Python >= 3.10 and nothing else instal
     python3 course.py lab --headless    # set up, execute every notebook in order, write build/
     python3 course.py test              # set up and run every test (unit tests + nbval notebooks)
     python3 course.py bench             # set up and time every notebook (the README's numbers)
+    python3 course.py release [NB ...]  # instructors: student versions into build/nbgrader/release/
+    python3 course.py grade SUBMISSIONS # instructors: autograde with nbgrader, scores as CSV
     python3 course.py setup             # only set up .venv
 
 Setup is idempotent: it creates ``.venv`` beside this file, installs PyTorch first and then
@@ -36,7 +38,7 @@ VENV = Path(os.environ.get("COURSE_VENV", ROOT / ".venv"))
 STAMP = VENV / ".course-installed"
 TESTED_TORCH = "torch==2.13.0"
 FALLBACK_TORCH = "torch>=2.2"
-EXTRAS = "course,test"
+EXTRAS = "course,homework,test"
 NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build"
 
@@ -155,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     test = sub.add_parser("test", help="run the whole test suite (unit tests + every notebook under nbval)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
     sub.add_parser("bench", help="time every notebook on this machine")
+    rel = sub.add_parser("release", help="write the student version of every notebook (or of the "
+                         "ones named) to build/nbgrader/release/")
+    rel.add_argument("notebooks", nargs="*", help="01, 01_autoencoders or a path; default: all")
+    gr = sub.add_parser("grade", help="autograde SUBMISSIONS_DIR/<student>/<id>.ipynb with nbgrader; "
+                        "write build/nbgrader/grades.csv, scores.csv and feedback/")
+    gr.add_argument("submissions_dir")
+    gr.add_argument("--timeout", type=int, default=120, help="seconds one cell may run (default 120)")
     args = ap.parse_args(argv)
 
     py = setup()
@@ -170,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         extra = list(args.pytest_args)
         return run([py, "-m", "pytest", "tests", "--nbval-lax", "--nbval-current-env",
                     "notebooks", *extra])
+    if args.cmd == "release":
+        return run([py, "-m", "assignments", "release",
+                    *[str(Path(n).resolve()) if Path(n).exists() else n for n in args.notebooks]])
+    if args.cmd == "grade":
+        return run([py, "-m", "assignments", "grade", str(Path(args.submissions_dir).resolve()),
+                    "--timeout", str(args.timeout)])
     if args.cmd == "bench":
         return run([py, ROOT / "benchmarks" / "notebook_times.py"])
     return 2

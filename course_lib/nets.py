@@ -264,3 +264,304 @@ class TimeConditionedMLP(nn.Module):
         for block, proj, act in zip(self.blocks, self.time_proj, self.acts):
             h = act(block(h) + proj(e))   # h_l = act(W_l h_{l-1} + b_l + P_l e(t))
         return self.output(h)
+
+
+# --- notebook 04: random Fourier features for 2-D toys, and a small U-Net for 8x8 digits --------
+class RandomFourierFeatures(nn.Module):
+    r"""Fixed random Fourier features ``x (N, D) -> (N, D + 2F)``: ``[x, sin(2 pi x B), cos(2 pi x B)]``.
+
+    ``B`` is a ``(D, F)`` matrix of frequencies drawn once from :math:`\mathcal N(0, s^2)` and stored
+    as a buffer (not trained). An MLP on these features can represent functions that vary on the
+    length scale ``1/s`` far more cheaply than an MLP on ``x`` alone (Tancik et al. 2020): in
+    notebook 04 this is what lets a small network learn the noise predictor of the 25-mode grid,
+    whose optimum switches sign between modes 0.7 apart (standardized units).
+
+    Parameters
+    ----------
+    in_dim : int
+        ``D``.
+    num_features : int, default 32
+        ``F``, the number of frequencies (the output has ``D + 2F`` columns).
+    scale : float, default 1.0
+        Standard deviation ``s`` of the frequencies, in cycles per unit of ``x``.
+    generator : torch.Generator, optional
+        Drives the draw of ``B`` (CPU); default a generator seeded with 0, so two models built
+        with the same arguments have the same features.
+
+    Shapes
+    ------
+    ``forward(x)``: ``x`` ``(N, D)`` floating -> ``(N, D + 2F)`` in x's dtype and device.
+
+    References
+    ----------
+    Rahimi & Recht 2007, "Random features for large-scale kernel machines"; Tancik et al. 2020,
+    "Fourier features let networks learn high frequency functions in low dimensional domains".
+    """
+
+    def __init__(self, in_dim: int, num_features: int = 32, scale: float = 1.0,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.in_dim = check_int("in_dim", in_dim, minimum=1)
+        self.num_features = check_int("num_features", num_features, minimum=1)
+        if not (float(scale) > 0 and math.isfinite(float(scale))):
+            raise ValueError(f"scale: expected a finite number > 0, got {scale!r}")
+        self.scale = float(scale)
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
+        b = torch.randn(self.in_dim, self.num_features, generator=generator, dtype=torch.float64)
+        self.register_buffer("B", (self.scale * b).to(torch.get_default_dtype()))
+
+    @property
+    def out_dim(self) -> int:
+        return self.in_dim + 2 * self.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_batch("x", x, self.in_dim, "RandomFourierFeatures")
+        proj = 2 * math.pi * (x @ self.B.to(x.dtype))          # 2 pi x B, (N, F)
+        return torch.cat([x, torch.sin(proj), torch.cos(proj)], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"in_dim={self.in_dim}, num_features={self.num_features}, scale={self.scale:g}"
+
+
+class FourierTimeMLP(nn.Module):
+    """A :class:`TimeConditionedMLP` on :class:`RandomFourierFeatures` of ``x``: ``model(x, t) -> (N, D)``.
+
+    ``x`` is mapped to ``[x, sin(2 pi x B), cos(2 pi x B)]`` and fed to a time-conditioned MLP
+    (sinusoidal embedding of ``t``, added to every hidden block) whose output layer returns
+    ``D`` columns. Used in notebook 04 as the noise predictor :math:`\\varepsilon_\\theta(x_t, t)`
+    for 2-D toys.
+
+    Parameters
+    ----------
+    data_dim : int
+        ``D``, the width of ``x`` and of the output.
+    num_features : int, default 32
+    scale : float, default 1.0
+        As in :class:`RandomFourierFeatures` (in units of the standardized data).
+    hidden, num_layers, embed_dim, activation, time_scale, max_period, num_classes
+        As in :class:`TimeConditionedMLP`.
+    generator : torch.Generator, optional
+        Drives the random frequencies (default seeded with 0).
+
+    Shapes
+    ------
+    ``forward(x, t, y=None)``: ``x`` ``(N, D)``; ``t`` ``(N,)`` or a scalar; ``y`` as in
+    :class:`TimeConditionedMLP`. Returns ``(N, D)``.
+
+    Raises
+    ------
+    ValueError
+        As :class:`TimeConditionedMLP`, with ``x`` checked against ``(N, data_dim)``.
+    """
+
+    def __init__(self, data_dim: int, num_features: int = 32, scale: float = 1.0, hidden: int = 128,
+                 num_layers: int = 3, embed_dim: int = 64, activation: str | type[nn.Module] = "silu",
+                 time_scale: float = 1.0, max_period: float = 10000.0,
+                 num_classes: int | None = None, generator: torch.Generator | None = None):
+        super().__init__()
+        self.data_dim = check_int("data_dim", data_dim, minimum=1)
+        self.features = RandomFourierFeatures(self.data_dim, num_features, scale, generator)
+        self.body = TimeConditionedMLP(self.features.out_dim, hidden=hidden, num_layers=num_layers,
+                                       embed_dim=embed_dim, activation=activation,
+                                       time_scale=time_scale, max_period=max_period,
+                                       num_classes=num_classes)
+        self.body.output = nn.Linear(check_int("hidden", hidden, minimum=1), self.data_dim)
+
+    def forward(self, x: torch.Tensor, t, y: torch.Tensor | None = None) -> torch.Tensor:
+        _check_batch("x", x, self.data_dim, "FourierTimeMLP")
+        return self.body(self.features(x), t, y)
+
+
+def _num_groups(channels: int, max_groups: int = 8) -> int:
+    """The largest divisor of ``channels`` that is <= ``max_groups`` (GroupNorm's group count)."""
+    return max(g for g in range(1, max_groups + 1) if channels % g == 0)
+
+
+class _ResBlock(nn.Module):
+    """GroupNorm-SiLU-Conv, plus the projected time (and class) embedding, GroupNorm-SiLU-Conv, plus a skip.
+
+    h = conv1(act(norm1(x))) + W e ;  out = skip(x) + conv2(dropout(act(norm2(h))))
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, embed_dim: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_num_groups(in_channels), in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.embed = nn.Linear(embed_dim, out_channels)
+        self.norm2 = nn.GroupNorm(_num_groups(out_channels), out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = (nn.Identity() if in_channels == out_channels
+                     else nn.Conv2d(in_channels, out_channels, 1))
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(self.act(self.norm1(x)))
+        h = h + self.embed(e)[:, :, None, None]            # the embedding, added at every pixel
+        h = self.conv2(self.dropout(self.act(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class UNet(nn.Module):
+    r"""A small U-Net noise predictor :math:`\varepsilon_\theta(x_t, t, y)` for ``(N, C, 8, 8)`` images.
+
+    Architecture (DDPM's, Ho et al. 2020 Appendix B, without attention, scaled down):
+
+    - the step ``t`` is embedded by :class:`SinusoidalEmbedding` and a 2-layer MLP into ``e`` of
+      width ``4 * base_channels``; with ``num_classes`` set, a learned class embedding of ``y`` is
+      **added** to ``e`` (the "time-invariant embedding for class information" of the lecture notes,
+      seed 000). Label ``num_classes`` is the **null class** ("no label"), used when ``y`` is None,
+      so one network can be trained with randomly dropped labels and sampled both ways;
+    - a 3x3 input convolution, then one residual block per resolution, ``8x8 -> 4x4 -> 2x2``
+      (stride-2 convolutions down), with ``base_channels * channel_mult[i]`` channels; each residual
+      block is GroupNorm, SiLU, 3x3 conv, plus a linear projection of ``e``, GroupNorm, SiLU, 3x3
+      conv, plus a (1x1-projected) skip;
+    - a middle residual block at ``2x2``;
+    - the way up, ``2x2 -> 4x4 -> 8x8`` (nearest upsampling + 3x3 conv), each level concatenating
+      the encoder's activation of the same resolution (the U-Net skip connection) before a
+      residual block;
+    - GroupNorm, SiLU and a 3x3 convolution back to ``C`` channels.
+
+    Parameters
+    ----------
+    in_channels : int, default 1
+        ``C``.
+    base_channels : int, default 32
+        Channels at full resolution.
+    channel_mult : sequence of int, default (1, 2, 2)
+        Channel multipliers per resolution; ``len(channel_mult) - 1`` halvings, so ``H`` and ``W``
+        must be divisible by ``2 ** (len(channel_mult) - 1)`` (4 by default).
+    embed_dim : int, optional
+        Width of the sinusoidal embedding (default ``base_channels``, even).
+    num_classes : int, optional
+        Enables class conditioning with labels ``0..num_classes-1`` plus the null label
+        ``num_classes``.
+    dropout : float, default 0.0
+        Dropout inside the residual blocks.
+    time_scale, max_period : float
+        Of the sinusoidal embedding (``time_scale=1`` for the 0-based step ``t`` in
+        ``{0, ..., T-1}``).
+
+    Shapes
+    ------
+    ``forward(x, t, y=None)``: ``x`` ``(N, C, H, W)`` floating; ``t`` ``(N,)`` integer or floating
+    (the **0-based** diffusion step), or a Python number / 0-d tensor used for every image; ``y``
+    ``(N,)`` integer labels in ``{0, ..., num_classes}`` (``num_classes`` = unconditional) or None.
+    Returns ``(N, C, H, W)`` in x's dtype.
+
+    Raises
+    ------
+    ValueError
+        ``x`` not 4-D with ``C`` channels, or ``H``/``W`` not divisible by the total downsampling;
+        ``t`` not ``(N,)`` or scalar; ``y`` given without ``num_classes``, of the wrong shape, or with
+        labels outside ``{0, ..., num_classes}``; bad constructor arguments.
+    TypeError
+        ``x`` not a floating tensor, ``y`` not an integer tensor.
+
+    References
+    ----------
+    Ronneberger et al. 2015 (U-Net); Ho et al. 2020, Appendix B (the DDPM noise predictor); Dhariwal
+    & Nichol 2021 (class embedding added to the time embedding); Ho & Salimans 2021 (null label for
+    classifier-free guidance).
+    """
+
+    def __init__(self, in_channels: int = 1, base_channels: int = 32,
+                 channel_mult: Sequence[int] = (1, 2, 2), embed_dim: int | None = None,
+                 num_classes: int | None = None, dropout: float = 0.0, time_scale: float = 1.0,
+                 max_period: float = 10000.0):
+        super().__init__()
+        self.in_channels = check_int("in_channels", in_channels, minimum=1)
+        base = check_int("base_channels", base_channels, minimum=1)
+        if isinstance(channel_mult, int) or not isinstance(channel_mult, Sequence) or not channel_mult:
+            raise ValueError(f"channel_mult: expected a non-empty sequence of ints, got {channel_mult!r}")
+        mults = tuple(check_int(f"channel_mult[{i}]", m, minimum=1) for i, m in enumerate(channel_mult))
+        if not (0.0 <= float(dropout) < 1.0):
+            raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
+        embed_dim = base if embed_dim is None else embed_dim
+        self.num_classes = None if num_classes is None else check_int("num_classes", num_classes, 1)
+        self.downsampling = 2 ** (len(mults) - 1)
+        width = 4 * base
+
+        self.time_embedding = SinusoidalEmbedding(embed_dim, max_period=max_period, scale=time_scale)
+        self.time_mlp = nn.Sequential(nn.Linear(embed_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.class_embedding = (nn.Embedding(self.num_classes + 1, width)      # + the null class
+                                if self.num_classes is not None else None)
+
+        chans = [base * m for m in mults]
+        self.input = nn.Conv2d(self.in_channels, base, 3, padding=1)
+        self.down_blocks = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        prev = base
+        for i, c in enumerate(chans):
+            self.down_blocks.append(_ResBlock(prev, c, width, dropout))
+            if i < len(chans) - 1:
+                self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))   # H -> H/2
+            prev = c
+        self.middle = _ResBlock(prev, prev, width, dropout)
+        self.up_blocks = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for i in reversed(range(len(chans))):
+            self.up_blocks.append(_ResBlock(prev + chans[i], chans[i], width, dropout))
+            prev = chans[i]
+            if i > 0:
+                self.upsample.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                                   nn.Conv2d(prev, prev, 3, padding=1)))
+        self.output = nn.Sequential(nn.GroupNorm(_num_groups(prev), prev), nn.SiLU(),
+                                    nn.Conv2d(prev, self.in_channels, 3, padding=1))
+
+    @property
+    def null_class(self) -> int | None:
+        """The label meaning "no class" (``num_classes``), or None without class conditioning."""
+        return self.num_classes
+
+    def _embed(self, x: torch.Tensor, t, y) -> torch.Tensor:
+        n = x.shape[0]
+        if not isinstance(t, torch.Tensor):
+            t = torch.as_tensor(t, device=x.device)
+        if t.dim() == 0:
+            t = t.expand(n)
+        if tuple(t.shape) != (n,):
+            raise ValueError(f"t: expected shape ({n},) matching x's batch, or a scalar, "
+                             f"got {tuple(t.shape)}")
+        e = self.time_mlp(self.time_embedding(t.to(device=x.device, dtype=x.dtype)))
+        if self.class_embedding is None:
+            if y is not None:
+                raise ValueError("y: this UNet was built without num_classes, so it takes no labels")
+            return e
+        if y is None:
+            y = torch.full((n,), self.num_classes, dtype=torch.long, device=x.device)   # null class
+        check_tensor("y", y, shape=(n,))
+        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+            raise TypeError(f"y: expected an integer tensor of class labels, got dtype {y.dtype}")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) > self.num_classes):
+            raise ValueError(f"y: expected labels in [0, {self.num_classes}] ({self.num_classes} = "
+                             f"no class), got values in [{int(y.min())}, {int(y.max())}]")
+        return e + self.class_embedding(y.to(device=x.device, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor, t, y: torch.Tensor | None = None) -> torch.Tensor:
+        check_tensor("x", x, floating=True)
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"x: UNet expected images of shape (N, {self.in_channels}, H, W), "
+                             f"got {tuple(x.shape)}")
+        k = self.downsampling
+        if x.shape[2] % k or x.shape[3] % k:
+            raise ValueError(f"x: UNet expected H and W divisible by {k} (it halves them "
+                             f"{len(self.down_blocks) - 1} times), got {tuple(x.shape[2:])}")
+        e = self._embed(x, t, y)
+        h = self.input(x)
+        skips = []
+        for i, block in enumerate(self.down_blocks):
+            h = block(h, e)
+            skips.append(h)                                      # same resolution as the way up
+            if i < len(self.downsample):
+                h = self.downsample[i](h)
+        h = self.middle(h, e)
+        for i, block in enumerate(self.up_blocks):
+            h = block(torch.cat([h, skips.pop()], dim=1), e)     # U-Net skip connection
+            if i < len(self.upsample):
+                h = self.upsample[i](h)
+        return self.output(h)
+
+
+__all__ += ["RandomFourierFeatures", "FourierTimeMLP", "UNet"]

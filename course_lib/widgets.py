@@ -162,6 +162,12 @@ def explorer(plot_fn: Callable[..., "plt.Figure"], caption: str, **controls: W.V
 # Notebook 00 checks both against an independent optimisation (tests/test_widgets_divergences.py
 # against scipy.integrate.quad).
 
+def _wide(control: W.ValueWidget, width: str = "30em") -> W.ValueWidget:
+    """Give a slider with a long description (label + units) room for its track."""
+    control.layout.width = width
+    return control
+
+
 _NB00_HERMITE_NODES = 160  # Gauss-Hermite nodes for E_q[log p]: error < 1e-6 nats (tested against quad)
 
 
@@ -281,8 +287,9 @@ def forward_reverse_kl_explorer() -> W.VBox:
         "as the modes separate, the forward fit (blue) stretches to cover both and puts mass "
         "where p has none; the reverse fit (red) stops covering both and locks onto one mode, "
         "with KL(q||p) close to -log of that mode's weight.",
-        separation=slider("separation d", 0.0, 10.0, 0.25, 6.0, continuous=False),
-        weight=slider("weight w of the left mode", 0.05, 0.95, 0.05, 0.5, continuous=False),
+        separation=_wide(slider("separation d", 0.0, 10.0, 0.25, 6.0, units="std of one mode",
+                                continuous=False)),
+        weight=_wide(slider("weight w of the left mode", 0.05, 0.95, 0.05, 0.5, continuous=False)),
     )
 
 
@@ -384,7 +391,8 @@ def denoising_explorer(models, images, noise_std: float = 0.5) -> W.VBox:
         "at the training noise level the denoising autoencoder's reconstructions stay clean "
         "digits while the plain autoencoder passes much of the noise through; at std 0 the "
         "plain one is (slightly) better; far above the training level both fail.",
-        noise_std=slider("noise std", 0.0, 1.5, 0.05, float(noise_std), continuous=False),
+        noise_std=_wide(slider("noise std", 0.0, 1.5, 0.05, float(noise_std),
+                               units="pixel, range [-1, 1]", continuous=False), "38em"),
     )
 
 
@@ -466,7 +474,8 @@ def random_latents_explorer(model, train_images, test_images, scale: float = 1.0
         "a few decoded random codes look like digits, many are blends or broken strokes, and their "
         "mean distance to the nearest training digit stays above that of reconstructions of "
         "unseen digits; small scales give nearly the same average blob, large ones scribbles.",
-        scale=slider("scale of the code std", 0.1, 3.0, 0.1, float(scale), continuous=False),
+        scale=_wide(slider("scale", 0.1, 3.0, 0.1, float(scale), units="x std of the training codes",
+                           continuous=False), "38em"),
     )
 
 
@@ -531,8 +540,8 @@ def gradient_estimator_explorer() -> W.VBox:
         "both histograms are centred on the true gradient (unbiased), but the score-function one is "
         "far wider, and gets wider as |mu - c| grows, because it multiplies the value f(z) (not "
         "its slope) by a zero-mean score.",
-        sigma=slider("sigma", 0.1, 3.0, 0.1, 1.0, continuous=False),
-        offset=slider("mu - c", -4.0, 4.0, 0.5, 2.0, continuous=False),
+        sigma=_wide(slider("sigma", 0.1, 3.0, 0.1, 1.0, units="std of q(z), z units", continuous=False)),
+        offset=_wide(slider("mu - c", -4.0, 4.0, 0.5, 2.0, units="z units", continuous=False)),
     )
 
 
@@ -563,7 +572,7 @@ def plot_decoder_std_sweep(sweep, decoder_std: float | None = None) -> Figure:
     ax.set_ylabel("KL term (nats)", color="tab:red")
     ax2 = ax.twinx()
     ax2.plot(stds, [r.reconstruction_mse for r in sweep], "s--", color="tab:blue")
-    ax2.set_ylabel("||x - x_hat||^2", color="tab:blue")
+    ax2.set_ylabel("squared error ||x - x_hat||^2 (pixel^2)", color="tab:blue")
     ax.axvline(pick.decoder_std, color="k", lw=0.8)
     ax.set_title(f"sigma_dec = {pick.decoder_std:g}: KL {pick.kl:.2f} nats")
     n = pick.reconstructions.shape[0]
@@ -575,8 +584,10 @@ def plot_decoder_std_sweep(sweep, decoder_std: float | None = None) -> Figure:
 def decoder_std_explorer(sweep) -> W.VBox:
     """A slider over the sweep's sigma_dec values; redraws :func:`plot_decoder_std_sweep`."""
     options = [(f"{r.decoder_std:g}", r.decoder_std) for r in sweep]
-    control = W.SelectionSlider(options=options, value=options[0][1], description="sigma_dec",
-                                continuous_update=False)
+    control = W.SelectionSlider(options=options, value=options[0][1],
+                                description="decoder std sigma_dec (pixel, range [-1, 1])",
+                                continuous_update=False, style={"description_width": "initial"},
+                                layout=W.Layout(width="32em"))
     return explorer(
         lambda decoder_std: plot_decoder_std_sweep(sweep, decoder_std),
         "a larger decoder std is a larger weight on the KL term: reconstructions lose detail, and "
@@ -916,8 +927,8 @@ def magical_scalars_explorer() -> W.VBox:
         "with b = sqrt(1 - a^2) the variance stays 1 and x_t forgets the two modes, becoming N(0, 1). "
         "Untick the box: a smaller b makes the variance vanish toward b^2/(1-a^2) < 1, a larger b "
         "inflates it, and a = 1 (a random walk) lets it grow without bound.",
-        a=slider("a", 0.9, 1.02, 0.005, 0.99, continuous=False),
-        b=slider("b", 0.0, 0.6, 0.01, 0.3, continuous=False),
+        a=slider("a", 0.9, 1.02, 0.005, 0.99, units="mean scale, sqrt(alpha)", continuous=False),
+        b=slider("b", 0.0, 0.6, 0.01, 0.3, units="noise std", continuous=False),
         magical=W.Checkbox(value=True, description="b = sqrt(1 - a^2)"),
     )
 
@@ -973,7 +984,7 @@ def noised_marginals_explorer(mixture, schedule, images) -> W.VBox:
         "as t grows the 25 modes first blur into each other (when sqrt(1 - abar) reaches about half "
         "their spacing times sqrt(abar)), then the whole cloud shrinks toward N(0, I); the digits "
         "stay readable until the SNR abar/(1 - abar) falls below about 1.",
-        t=slider("t (0-based)", 0, T - 1, 1, min(10, T - 1), continuous=False),
+        t=slider("t", 0, T - 1, 1, min(10, T - 1), units="0-based step, paper t + 1", continuous=False),
     )
 
 
@@ -1008,7 +1019,7 @@ def reverse_marginals_explorer(path, mixture, schedule) -> W.VBox:
         lambda t: plot_reverse_marginals(path, mixture, schedule, t),
         "move t down from T-1: the learned reverse chain's samples follow the exact marginals q(x_t) "
         "of the forward process (contours), splitting into 25 clusters late, at small t.",
-        t=slider("t (0-based, -1 = x_0)", -1, T - 1, 1, T // 4, continuous=False),
+        t=slider("t", -1, T - 1, 1, T // 4, units="0-based step, -1 = x_0", continuous=False),
     )
 
 

@@ -1,0 +1,68 @@
+"""Notebook-04 widgets (course_lib/widgets.py, section "notebook 04"): the variance recursion against
+its closed form, the plots' defaults, bad input, and that the explorers build and redraw cleanly."""
+
+from __future__ import annotations
+
+import math
+
+import ipywidgets as W
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from course_lib import diffusion as D  # noqa: E402
+from course_lib import toy, widgets  # noqa: E402
+
+
+def _setup():
+    mix = toy.grid_mixture(n_per_side=3, spacing=1.0, std=0.05)
+    images = torch.rand(8, 1, 8, 8) * 2 - 1
+    return mix, D.NoiseSchedule.cosine(20), images
+
+
+@pytest.mark.parametrize("a,b", [(0.99, 0.05), (0.9, 0.3), (0.5, math.sqrt(0.75))])
+def test_variance_path_closed_form(a, b):
+    """v_t = a^{2t} v_0 + b^2 (1 - a^{2t}) / (1 - a^2) (seed 001's unrolled sum)."""
+    v = widgets.nb04_variance_path(a, b, 2.0, 50)
+    t = np.arange(51)
+    np.testing.assert_allclose(v, a ** (2 * t) * 2.0 + b * b * (1 - a ** (2 * t)) / (1 - a * a), rtol=1e-12)
+    np.testing.assert_allclose(widgets.nb04_variance_path(1.0, b, 1.0, 50), 1 + t * b * b, rtol=1e-12)
+
+
+def test_plot_magical_scalars_defaults_and_errors():
+    before = plt.get_fignums()
+    fig = widgets.plot_magical_scalars(num_steps=50, num_chains=500)
+    assert fig.axes and len(fig.axes) == 2
+    plt.close(fig)
+    assert plt.get_fignums() == before
+    with pytest.raises(ValueError, match="a"):
+        widgets.plot_magical_scalars(a=1.01, magical=True)
+
+
+def test_noised_and_reverse_marginal_plots():
+    mix, sched, images = _setup()
+    for t in (0, 7, 19):
+        plt.close(widgets.plot_noised_marginals(mix, sched, images, t=t, num_samples=200))
+    with pytest.raises(ValueError, match="t: expected a 0-based step"):
+        widgets.plot_noised_marginals(mix, sched, images, t=20)
+    path = torch.randn(21, 50, 2)
+    for t in (-1, 0, 19):
+        plt.close(widgets.plot_reverse_marginals(path, mix, sched, t=t))
+    with pytest.raises(ValueError, match="t: expected a 0-based step"):
+        widgets.plot_reverse_marginals(path, mix, sched, t=20)
+
+
+def test_explorers_build_and_redraw():
+    mix, sched, images = _setup()
+    before = plt.get_fignums()
+    for box in (widgets.noised_marginals_explorer(mix, sched, images),
+                widgets.reverse_marginals_explorer(torch.randn(21, 50, 2), mix, sched)):
+        assert isinstance(box, W.VBox) and isinstance(box.children[-1], W.Output)
+        slider = box.children[1].children[0]
+        slider.value = 3
+        box.redraw()
+    assert plt.get_fignums() == before

@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 import torch
 
-from course_lib._checks import check_int, check_tensor
+from course_lib._checks import check_int
 from course_lib.gaussians import gaussian_kl, gaussian_log_likelihood
 
 __all__ = [

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Exercise", "register", "check", "exercises"]
+__all__ = ["Exercise", "register", "check", "exercises", "cases"]
 
 Inputs = tuple[tuple, dict]
 
@@ -97,6 +97,51 @@ def exercises() -> dict[str, Exercise]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _make_cases(ex: Exercise, num_cases: int, seed: int):
+    """Case ``i`` draws its inputs with a CPU generator seeded with ``seed + i``."""
+    for case in range(num_cases):
+        g = torch.Generator()
+        g.manual_seed(seed + case)
+        try:
+            yield ex.make_inputs(g)
+        except Exception as exc:  # a defect of the exercise, not of the student's code
+            raise RuntimeError(f"exercise {ex.name!r}: making the inputs of case {case + 1} failed "
+                               f"({type(exc).__name__}: {exc}); please report this") from None
+
+
+def cases(exercise_name: str, num_cases: int | None = None, seed: int = 0) -> list[Inputs]:
+    """The randomized inputs :func:`check` uses, to call and inspect a function on them.
+
+    Parameters
+    ----------
+    exercise_name : str
+        A registered exercise.
+    num_cases : int, optional
+        Default: the exercise's own ``num_cases``.
+    seed : int
+        Seed of the first case, as in :func:`check`.
+
+    Returns
+    -------
+    list of (args, kwargs)
+        Case ``i`` is exactly the input of :func:`check`'s case ``i + 1`` with the same seed.
+
+    Raises
+    ------
+    ValueError
+        Unknown exercise name, or ``num_cases < 1``.
+    """
+    known = exercises()
+    if exercise_name not in known:
+        raise ValueError(f"exercise_name: unknown exercise {exercise_name!r}; known exercises: "
+                         f"{', '.join(sorted(known))}")
+    ex = known[exercise_name]
+    n = ex.num_cases if num_cases is None else num_cases
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"num_cases: expected an int >= 1, got {n!r}")
+    return list(_make_cases(ex, n, seed))
+
+
 def check(exercise_name: str, fn: Callable[..., Any], num_cases: int | None = None, seed: int = 0,
           verbose: bool = True) -> None:
     """Compare a student's function with the registered reference on randomized inputs.
@@ -154,14 +199,7 @@ def check(exercise_name: str, fn: Callable[..., Any], num_cases: int | None = No
 
     failures: list[tuple[int, str]] = []
     not_attempted = False
-    for case in range(n):
-        g = torch.Generator()
-        g.manual_seed(seed + case)
-        try:
-            args, kwargs = ex.make_inputs(g)
-        except Exception as exc:  # a defect of the exercise, not of the student's code
-            raise RuntimeError(f"exercise {ex.name!r}: making the inputs of case {case + 1} failed "
-                               f"({type(exc).__name__}: {exc}); please report this") from None
+    for case, (args, kwargs) in enumerate(_make_cases(ex, n, seed)):
         pristine = copy.deepcopy((tuple(args), dict(kwargs)))
         ref_args, ref_kwargs = copy.deepcopy(pristine)
         try:

@@ -15,35 +15,16 @@ from course_lib.exercises import diffusion as ex
 NAMES = ["q_sample", "q_posterior", "predict_x0_from_eps", "ddpm_step"]
 
 
-def _cases(name, n=5):
-    make = grading.exercises()[name].make_inputs
-    for seed in range(n):
-        g = torch.Generator()
-        g.manual_seed(seed)
-        yield make(g)[0]
-
-
 def _abar(betas):
     """abar_t and abar_{t-1} (1 at index 0) in NumPy float64, from the betas alone."""
     ab = np.cumprod(1.0 - betas.numpy())
     return ab, np.concatenate([[1.0], ab[:-1]])
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_reference_passes_and_stub_fails(name):
-    grading.check(name, grading.exercises()[name].reference, verbose=False)
-
-    def stub(*args, **kwargs):
-        raise NotImplementedError()
-
-    with pytest.raises(AssertionError, match="not attempted"):
-        grading.check(name, stub, verbose=False)
-
-
 def test_inputs_cover_the_edges():
     seen_cosine_end = False
     for name in NAMES:
-        for args in _cases(name):
+        for args, _ in grading.cases(name):
             betas = args[-1]
             t = [a for a in args if isinstance(a, torch.Tensor) and a.dtype == torch.long][0]
             T = betas.shape[0]
@@ -54,14 +35,14 @@ def test_inputs_cover_the_edges():
 
 
 def test_q_sample_reference_matches_numpy():
-    for x0, t, eps, betas in _cases("q_sample"):
+    for x0, t, eps, betas in [args for args, _ in grading.cases("q_sample")]:
         ab = _abar(betas)[0][t.numpy()][:, None]
         np.testing.assert_allclose(ex.q_sample_reference(x0, t, eps, betas).numpy(),
                                    np.sqrt(ab) * x0.numpy() + np.sqrt(1 - ab) * eps.numpy(), rtol=1e-10)
 
 
 def test_q_posterior_reference_matches_numpy_and_bayes_in_1d():
-    for x0, xt, t, betas in _cases("q_posterior"):
+    for x0, xt, t, betas in [args for args, _ in grading.cases("q_posterior")]:
         ab, ab_prev = (a[t.numpy()][:, None] for a in _abar(betas))
         b = betas.numpy()[t.numpy()][:, None]
         mean, var = ex.q_posterior_reference(x0, xt, t, betas)
@@ -72,7 +53,7 @@ def test_q_posterior_reference_matches_numpy_and_bayes_in_1d():
         assert (var[t == 0] == 0).all()
         torch.testing.assert_close(mean[t == 0], x0[t == 0])
     # Bayes' rule by precision addition, one case: 1/var = alpha/beta + 1/(1 - abar_prev)
-    x0, xt, t, betas = next(_cases("q_posterior"))
+    x0, xt, t, betas = grading.cases("q_posterior")[0][0]
     ab, ab_prev = _abar(betas)
     k = int(t[4])
     assert k > 0
@@ -85,11 +66,11 @@ def test_q_posterior_reference_matches_numpy_and_bayes_in_1d():
 
 
 def test_predict_x0_and_ddpm_step_references_match_numpy():
-    for xt, t, eps, betas in _cases("predict_x0_from_eps"):
+    for xt, t, eps, betas in [args for args, _ in grading.cases("predict_x0_from_eps")]:
         ab = _abar(betas)[0][t.numpy()][:, None]
         np.testing.assert_allclose(ex.predict_x0_from_eps_reference(xt, t, eps, betas).numpy(),
                                    (xt.numpy() - np.sqrt(1 - ab) * eps.numpy()) / np.sqrt(ab), rtol=1e-9)
-    for xt, t, eps_pred, z, betas in _cases("ddpm_step"):
+    for xt, t, eps_pred, z, betas in [args for args, _ in grading.cases("ddpm_step")]:
         ab, ab_prev = (a[t.numpy()][:, None] for a in _abar(betas))
         b = betas.numpy()[t.numpy()][:, None]
         mean = (xt.numpy() - b / np.sqrt(1 - ab) * eps_pred.numpy()) / np.sqrt(1 - b)      # Eq. 11

@@ -175,6 +175,22 @@ def _errors(page) -> list[str]:
         .map(t => t.slice(-2000))""")
 
 
+def _wait_settled(page, view, timeout_s: float, quiet_s: float = 2.0) -> None:
+    """Wait until the kernel is idle and the explorer's figure has not changed for ``quiet_s``."""
+    idle = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) "
+                        ".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    deadline = time.monotonic() + timeout_s
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        img = view.locator(".widget-output img").first
+        cur = img.get_attribute("src") if img.count() else None
+        if cur != last:
+            last, since = cur, time.monotonic()
+        elif idle.count() and time.monotonic() - since >= quiet_s:
+            return
+        page.wait_for_timeout(250)
+
+
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_and_widgets_respond(lab, browser, nb_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -234,6 +250,11 @@ def test_notebook_runs_and_widgets_respond(lab, browser, nb_path):
                 page.wait_for_timeout(250)
             assert after and after != before, f"{nb_path.name}: moving a slider did not change its figure"
             moved = True
+            # Each key press is a value change, so redraws may still be queued: for the screenshot,
+            # wait until the kernel is idle and the figure has stopped changing (it then matches
+            # the slider), then put the explorer's cell at the top of the window.
+            _wait_settled(page, view, timeout_s=30)
+            view.evaluate("e => (e.closest('.jp-Cell') || e).scrollIntoView({block: 'start'})")
             page.wait_for_timeout(500)
             page.screenshot(path=str(ARTIFACTS / f"{nb_path.stem}.png"))
             break

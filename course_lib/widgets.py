@@ -921,15 +921,23 @@ def plot_magical_scalars(a: float = 0.99, b: float = 0.3, magical: bool = True,
 
 
 def magical_scalars_explorer() -> W.VBox:
-    """Sliders for ``a`` and ``b``; with the box ticked, ``b = sqrt(1 - a^2)``."""
+    """Sliders for ``a`` and ``b``; with the box ticked, ``b = sqrt(1 - a^2)`` (and ``a <= 1``)."""
+    a = slider("a", 0.9, 1.02, 0.005, 0.99, units="mean scale, sqrt(alpha)", continuous=False)
+    b = slider("b", 0.0, 0.6, 0.01, 0.3, units="noise std", continuous=False)
+    magical = W.Checkbox(value=True, description="b = sqrt(1 - a^2)")
+
+    def limit_a(_change=None):
+        # sqrt(1 - a^2) exists only for a <= 1: cap the slider while the box is ticked
+        a.max = 1.0 if magical.value else 1.02
+
+    magical.observe(limit_a, names="value")  # registered before the explorer's redraw
+    limit_a()
     return explorer(
         plot_magical_scalars,
         "with b = sqrt(1 - a^2) the variance stays 1 and x_t forgets the two modes, becoming N(0, 1). "
         "Untick the box: a smaller b makes the variance vanish toward b^2/(1-a^2) < 1, a larger b "
         "inflates it, and a = 1 (a random walk) lets it grow without bound.",
-        a=slider("a", 0.9, 1.02, 0.005, 0.99, units="mean scale, sqrt(alpha)", continuous=False),
-        b=slider("b", 0.0, 0.6, 0.01, 0.3, units="noise std", continuous=False),
-        magical=W.Checkbox(value=True, description="b = sqrt(1 - a^2)"),
+        a=a, b=b, magical=magical,
     )
 
 

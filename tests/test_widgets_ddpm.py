@@ -66,3 +66,16 @@ def test_explorers_build_and_redraw():
         slider.value = 3
         box.redraw()
     assert plt.get_fignums() == before
+
+
+def test_magical_scalars_explorer_never_offers_an_invalid_a():
+    """With the box ticked the slider stops at a = 1 (found by the browser test: a > 1 raised)."""
+    box = widgets.magical_scalars_explorer()
+    a, b, magical = box.children[1].children
+    assert magical.value and a.max == 1.0
+    a.value = 1.0
+    magical.value = False
+    a.value = 1.015
+    magical.value = True  # ticking it again clamps a to 1 instead of raising in the output
+    assert a.value == 1.0
+    assert "Traceback" not in str(box.children[-1].outputs)

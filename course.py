@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     lab = sub.add_parser("lab", help="open the course in JupyterLab")
     lab.add_argument("--headless", action="store_true",
                      help="execute every notebook in order and write build/ instead of opening a browser")
-    test = sub.add_parser("test", help="run the whole test suite (unit tests + every notebook under nbval)")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
+    sub.add_parser("test", help="run the whole test suite (unit tests + every notebook under nbval); "
+                   "further arguments go to pytest, e.g. `test -k gaussian -x`")
     sub.add_parser("bench", help="time every notebook on this machine")
     rel = sub.add_parser("release", help="write the student version of every notebook (or of the "
                          "ones named) to build/nbgrader/release/")
@@ -164,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                         "write build/nbgrader/grades.csv, scores.csv and feedback/")
     gr.add_argument("submissions_dir")
     gr.add_argument("--timeout", type=int, default=120, help="seconds one cell may run (default 120)")
-    args = ap.parse_args(argv)
+    args, extra = ap.parse_known_args(argv)
+    if extra and args.cmd != "test":
+        ap.error(f"unrecognized arguments: {' '.join(extra)}")
 
     py = setup()
     if args.cmd == "setup":
@@ -176,9 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         return run([py, "-m", "jupyter", "lab", str(first)])
     if args.cmd == "test":
         ensure_chromium()
-        extra = list(args.pytest_args)
-        return run([py, "-m", "pytest", "tests", "--nbval-lax", "--nbval-current-env",
-                    "notebooks", *extra])
+        # Paths among the extra arguments narrow the run (`test tests/test_toy.py`); by default
+        # every test and every notebook runs.
+        targets = [] if any(Path(a.split("::")[0]).exists() for a in extra) else ["tests", "notebooks"]
+        return run([py, "-m", "pytest", "--nbval-lax", "--nbval-current-env", *targets, *extra])
     if args.cmd == "release":
         return run([py, "-m", "assignments", "release",
                     *[str(Path(n).resolve()) if Path(n).exists() else n for n in args.notebooks]])

@@ -16,8 +16,8 @@ Setup is idempotent: it creates ``.venv`` beside this file, installs PyTorch fir
 skips straight to the work. PyTorch is installed as ``torch==2.13.0`` (the version the course is
 tested with): on a machine with a local CPU wheelhouse that is the CPU build, on a Linux machine
 with a GPU it is PyPI's CUDA build, on a Mac the MPS build. Set ``COURSE_TORCH`` to install another
-build, e.g. ``COURSE_TORCH="torch --index-url https://download.pytorch.org/whl/cpu"`` for a CPU-only
-Linux laptop; if the tested version has no wheel for your Python, the range in ``pyproject.toml``
+build, e.g. the pip arguments of PyTorch's CPU-only install command for a CPU-only Linux laptop
+(``COURSE_TORCH="torch --index-url <PyTorch's CPU wheel index>"``); if the tested version has no wheel for your Python, the range in ``pyproject.toml``
 is used instead. This script uses the standard library only.
 """
 

@@ -232,7 +232,8 @@ def plot_forward_reverse_kl(separation: float = 6.0, weight: float = 0.5) -> "pl
     matplotlib.figure.Figure
         p (shaded); the forward-KL fit, mean (1 - 2w) d/2 and variance 1 + w (1 - w) d^2 (moment
         matching); the best reverse-KL fit over three initialisations (solid) and, when there is
-        one, a worse local minimum (dotted); the KL values in the legend.
+        one, another local minimum (dotted; worse, or equally good when the modes are symmetric); the
+        KL values in the legend.
 
     Raises
     ------
@@ -269,8 +270,9 @@ def plot_forward_reverse_kl(separation: float = 6.0, weight: float = 0.5) -> "pl
     others = [f for f in fits[1:] if abs(f[0] - best[0]) > 1e-2 or abs(f[1] - best[1]) > 1e-2]
     if others:
         other = others[0]
+        kind = "an equally good" if other[2] - best[2] < 5e-4 else "a worse"  # symmetric modes tie
         ax.plot(x, normal_pdf(other[0], other[1]), color="C3", lw=1.5, ls=":",
-                label=rf"reverse, a worse local min: KL$(q\|p)$ = {other[2]:.3f}")
+                label=rf"reverse, {kind} local min: KL$(q\|p)$ = {other[2]:.3f}")
     ax.set_xlabel("x")
     ax.set_ylabel("density")
     ax.set_ylim(0, max(p.max(), normal_pdf(best[0], best[1]).max()) * 1.6)

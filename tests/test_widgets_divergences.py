@@ -83,3 +83,12 @@ def test_plot_and_explorer():
 def test_plot_rejects_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         widgets.plot_forward_reverse_kl(**kwargs)
+
+
+def test_legend_calls_a_tied_local_minimum_equally_good():
+    """With equal weights the two mode-locked reverse fits tie; with unequal ones the other is worse."""
+    for weight, word in ((0.5, "equally good"), (0.3, "a worse")):
+        fig = widgets.plot_forward_reverse_kl(6.0, weight)
+        labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        plt.close(fig)
+        assert any(word in label for label in labels), labels

@@ -15,7 +15,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "__version__"]
+__all__ = ["get_device", "seed_everything", "course_seed", "set_num_threads", "__version__"]
 __version__ = "0.1.0"
 
 
@@ -82,3 +82,73 @@ def seed_everything(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}: expected an integer >= {minimum} in the environment, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum} in the environment, got {raw!r}")
+    return value
+
+
+def course_seed(default: int = 0) -> int:
+    """The seed a notebook runs under: ``COURSE_SEED`` from the environment, else ``default``.
+
+    Every notebook reads its seed through this function in its first cell, so that anyone can rerun
+    it under another seed without editing it (``COURSE_SEED=3 jupyter lab``, or
+    ``python3 course.py robustness``). Every claim a notebook asserts must hold for any seed
+    (DESIGN.md §3, claims rule 4).
+
+    Parameters
+    ----------
+    default : int
+        The seed when ``COURSE_SEED`` is unset or empty (the course's outputs are shown for 0).
+
+    Returns
+    -------
+    int
+        A non-negative integer seed.
+
+    Raises
+    ------
+    ValueError
+        If ``COURSE_SEED`` is set to anything but a non-negative integer, or ``default`` is negative.
+    """
+    if isinstance(default, bool) or not isinstance(default, (int, np.integer)) or default < 0:
+        raise ValueError(f"default: expected a non-negative int, got {default!r}")
+    return _env_int("COURSE_SEED", int(default), 0)
+
+
+def set_num_threads(default: int = 1) -> int:
+    """Set PyTorch's CPU thread count: ``COURSE_THREADS`` from the environment, else ``default``.
+
+    The course's networks are tiny, so one CPU thread is fastest and never oversubscribes a laptop;
+    ``COURSE_THREADS=2`` reruns a notebook with two threads, which changes the order of floating
+    point reductions (a claim must not depend on it; ``python3 course.py robustness`` checks).
+
+    Parameters
+    ----------
+    default : int
+        Threads when ``COURSE_THREADS`` is unset or empty.
+
+    Returns
+    -------
+    int
+        The number of threads now in use (``torch.get_num_threads()``).
+
+    Raises
+    ------
+    ValueError
+        If ``COURSE_THREADS`` is set to anything but a positive integer, or ``default`` < 1.
+    """
+    if isinstance(default, bool) or not isinstance(default, (int, np.integer)) or default < 1:
+        raise ValueError(f"default: expected a positive int, got {default!r}")
+    threads = _env_int("COURSE_THREADS", int(default), 1)
+    torch.set_num_threads(threads)
+    return torch.get_num_threads()

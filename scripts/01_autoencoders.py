@@ -35,15 +35,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from course_lib import get_device, seed_everything, grading, plotting, widgets
+from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
 from course_lib import autoencoders as ae_lib
 from course_lib.autoencoders import Autoencoder, reconstruction_error
 from course_lib.data import train_test_split_digits
 from course_lib.train import fit
 
-gen = seed_everything(0)
+SEED = course_seed()      # COURSE_SEED from the environment (default 0): rerun under any seed
+gen = seed_everything(SEED)
+set_num_threads(1)       # tiny networks: one CPU thread is fastest (COURSE_THREADS overrides)
 device = get_device()
-torch.set_num_threads(1)  # the models here are tiny: on a CPU one thread beats several (no syncing)
 print("device:", device)
 
 # %% [markdown]

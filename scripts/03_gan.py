@@ -48,11 +48,12 @@ import torch
 from scipy import integrate, stats
 from torch import nn
 
-from course_lib import get_device, seed_everything, grading, plotting, widgets
+from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
 from course_lib import data, gan, metrics, toy
 
-torch.set_num_threads(1)  # these networks are tiny: one thread is fastest and never oversubscribes
-gen = seed_everything(0)
+SEED = course_seed()      # COURSE_SEED from the environment (default 0): rerun under any seed
+gen = seed_everything(SEED)
+set_num_threads(1)       # tiny networks: one CPU thread is fastest (COURSE_THREADS overrides)
 device = get_device()
 print("device:", device)
 # The 1-D and 2-D toys use MLPs with ~10^4 weights: they train as fast on a CPU as on a GPU, and on

@@ -32,13 +32,14 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from course_lib import get_device, seed_everything, grading, plotting, widgets
+from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
 from course_lib import data, gan, gaussians, nets, toy, train
 from course_lib import diffusion as D
 
-gen = seed_everything(0)
+SEED = course_seed()      # COURSE_SEED from the environment (default 0): rerun under any seed
+gen = seed_everything(SEED)
+set_num_threads(1)       # tiny networks: one CPU thread is fastest (COURSE_THREADS overrides)
 device = get_device()
-torch.set_num_threads(1)  # the networks here are tiny: one CPU thread is fastest and never oversubscribes
 F64 = dict(dtype=torch.float64)
 print("device:", device)
 

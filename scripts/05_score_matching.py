@@ -35,12 +35,14 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from course_lib import get_device, seed_everything, grading, plotting, widgets
+from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
 from course_lib import diffusion, toy
 from course_lib import score as sm
 from course_lib.train import fit
 
-gen = seed_everything(0)
+SEED = course_seed()      # COURSE_SEED from the environment (default 0): rerun under any seed
+gen = seed_everything(SEED)
+set_num_threads(1)       # tiny networks: one CPU thread is fastest (COURSE_THREADS overrides)
 device = get_device()
 f64 = torch.float64
 print("device:", device)

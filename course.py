@@ -8,6 +8,7 @@ Usage (from the repository root, with any Python >= 3.10 and nothing else instal
     python3 course.py test              # set up and run every test (unit tests + nbval notebooks)
     python3 course.py bench             # set up and time every notebook (the README's numbers)
     python3 course.py robustness        # every notebook under seeds 0-5, portable CPU kernels, 2 threads
+    python3 course.py mutations         # plant textbook mistakes in course_lib; what catches each
     python3 course.py release [NB ...]  # instructors: student versions into build/nbgrader/release/
     python3 course.py grade SUBMISSIONS # instructors: autograde with nbgrader, scores as CSV
     python3 course.py setup             # only set up .venv
@@ -158,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("test", help="run the whole test suite (unit tests + every notebook under nbval); "
                    "further arguments go to pytest, e.g. `test -k gaussian -x`")
     sub.add_parser("bench", help="time every notebook on this machine")
+    sub.add_parser("mutations", help="plant textbook mistakes in course_lib one at a time and report "
+                   "the unit test and the notebook assert that catch each (arguments go to "
+                   "verification/mutations.py, e.g. `mutations --list`)")
     sub.add_parser("robustness", help="run every notebook under several COURSE_SEEDs, portable CPU "
                    "kernels and 2 threads; print notebook x variant (arguments go to "
                    "verification/robustness.py, e.g. `robustness 03 --variants 0 7`)")
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     gr.add_argument("submissions_dir")
     gr.add_argument("--timeout", type=int, default=120, help="seconds one cell may run (default 120)")
     args, extra = ap.parse_known_args(argv)
-    if extra and args.cmd not in ("test", "robustness"):
+    if extra and args.cmd not in ("test", "robustness", "mutations"):
         ap.error(f"unrecognized arguments: {' '.join(extra)}")
 
     py = setup()
@@ -194,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                     "--timeout", str(args.timeout)])
     if args.cmd == "robustness":
         return run([py, "-m", "verification.robustness", *extra])
+    if args.cmd == "mutations":
+        return run([py, "-m", "verification.mutations", *extra])
     if args.cmd == "bench":
         return run([py, ROOT / "benchmarks" / "notebook_times.py"])
     return 2

@@ -39,7 +39,7 @@ class Outcome:
             return f"passed ({self.seconds:.0f} s)"
         where = f"cell {self.cell}: " if self.cell is not None else ""
         what = self.line or self.error
-        if self.line and self.error and not self.error.endswith("Error: "):
+        if self.line and self.error and not self.error.endswith(":"):
             what = f"{self.line}  [{self.error}]"
         return f"FAILED {where}{what}"[:240]
 

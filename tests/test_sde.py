@@ -140,7 +140,8 @@ def test_kernel_solves_the_moment_equations(t, kind):
     t = (lo + hi) / 2                                                    # central difference at t
     a = float(sde.drift(torch.ones(1, 1, dtype=F64), t))
     g2 = float(sde.diffusion(t)) ** 2
-    dlogm = (math.log(float(sde.marginal_mean_coeff(hi))) - math.log(float(sde.marginal_mean_coeff(lo)))) / (hi - lo)
+    log_m = lambda u: math.log(float(sde.marginal_mean_coeff(u)))      # noqa: E731
+    dlogm = (log_m(hi) - log_m(lo)) / (hi - lo)
     V = lambda u: float(sde.marginal_std(u)) ** 2                        # noqa: E731
     dV = (V(hi) - V(lo)) / (hi - lo)
     assert dlogm == pytest.approx(a, rel=1e-6, abs=1e-8)
@@ -194,7 +195,8 @@ def test_prior_log_prob_and_sample(sde):
     z = sde.prior_sample((4000, 3), generator=_gen(4), dtype=F64)
     std = sde.prior_std
     assert z.std().item() == pytest.approx(std, rel=Z * math.sqrt(1 / (2 * z.numel())))
-    ref = torch.distributions.Normal(torch.tensor(0.0, dtype=F64), torch.tensor(std, dtype=F64)).log_prob(z[:10]).sum(1)
+    prior = torch.distributions.Normal(torch.tensor(0.0, dtype=F64), torch.tensor(std, dtype=F64))
+    ref = prior.log_prob(z[:10]).sum(1)
     assert torch.allclose(sde.prior_log_prob(z[:10]), ref, rtol=1e-12)
 
 
@@ -369,21 +371,21 @@ def test_flow_matching_loss_is_stationary_at_the_optimal_velocity():
     mix = _mix2d()
     v_star = S.optimal_velocity(mix)
 
-    def bump(x, t):
-        return 0.3 * torch.stack([torch.sin(2 * x[:, 1]) + t, torch.cos(x[:, 0]) * t], dim=1)
-
+    bumps = [lambda x, t: 0.3 * (1 - t)[:, None] * x,                     # linear in x
+             lambda x, t: 0.3 * torch.stack([torch.sin(2 * x[:, 1]) + t, torch.cos(x[:, 0]) * t], dim=1)]
     x1 = mix.sample(100_000, generator=_gen(21))
     base = S.flow_matching_loss(v_star, x1, generator=_gen(22), reduction="none")
-    moved = S.flow_matching_loss(lambda x, t: v_star(x, t) + bump(x, t), x1, generator=_gen(22),
-                                 reduction="none")
-    # the same t and x0 (same generator): recompute |d|^2 on those draws
+    # the same t and x0 as inside the loss (same generator, same order of draws)
     g = _gen(22)
     t = torch.rand(x1.shape[0], generator=g, dtype=F64)
     x0 = torch.randn(x1.shape, generator=g, dtype=F64)
     xt = (1 - t)[:, None] * x0 + t[:, None] * x1
-    cross = moved - base - (bump(xt, t) ** 2).sum(1)                    # 2 (v* - u) . d
-    se = cross.std().item() / math.sqrt(cross.numel())
-    assert abs(cross.mean().item()) <= Z * se, (cross.mean().item(), se)
+    for bump in bumps:
+        moved = S.flow_matching_loss(lambda x, tt: v_star(x, tt) + bump(x, tt), x1, generator=_gen(22),
+                                     reduction="none")
+        cross = moved - base - (bump(xt, t) ** 2).sum(1)                # 2 (v* - u) . d
+        se = cross.std().item() / math.sqrt(cross.numel())
+        assert abs(cross.mean().item()) <= Z * se, (cross.mean().item(), se)
 
 
 def test_flow_matching_sample_with_exact_velocity_follows_the_path():
@@ -435,6 +437,10 @@ def _mix():
     return _mix2d()
 
 
+def _zeros42():
+    return torch.zeros(4, 2)
+
+
 _BAD = [
     (lambda: S.VPSDE(beta_min=-0.1), ValueError, "beta_min"),
     (lambda: S.VPSDE(beta_min=1.0, beta_max=0.5), ValueError, "beta_max"),
@@ -468,29 +474,29 @@ _BAD = [
     (lambda: S.reverse_sde_sample(S.VPSDE(), lambda x, t: x, (4, 2), 3, x1=torch.zeros(5, 2)), ValueError, "x1"),
     (lambda: S.pc_sample(S.VPSDE(), lambda x, t: x, (4, 2), 3, snr=0.0), ValueError, "snr"),
     (lambda: S.pc_sample(S.VPSDE(), lambda x, t: x, (4, 2), 3, corrector_steps=-1), ValueError, "corrector_steps"),
-    (lambda: S.probability_flow_trajectory(S.VPSDE(), lambda x, t: x, torch.zeros(4, 2), [1.0, 0.5, 0.7]),
+    (lambda: S.probability_flow_trajectory(S.VPSDE(), lambda x, t: x, _zeros42(), [1.0, 0.5, 0.7]),
      ValueError, "times: expected a strictly"),
-    (lambda: S.probability_flow_trajectory(S.VPSDE(), lambda x, t: x, torch.zeros(4, 2), [1.0, 1.0]),
+    (lambda: S.probability_flow_trajectory(S.VPSDE(), lambda x, t: x, _zeros42(), [1.0, 1.0]),
      ValueError, "times: expected a strictly"),
-    (lambda: S.probability_flow_trajectory(S.VPSDE(), lambda x, t: x, torch.zeros(4, 2), [1.2, 0.5]),
+    (lambda: S.probability_flow_trajectory(S.VPSDE(), lambda x, t: x, _zeros42(), [1.2, 0.5]),
      ValueError, r"times: expected times in \[0, 1\]"),
-    (lambda: S.probability_flow_trajectory(S.VPSDE(), lambda x, t: x, torch.zeros(4, 2), [1.0]),
+    (lambda: S.probability_flow_trajectory(S.VPSDE(), lambda x, t: x, _zeros42(), [1.0]),
      ValueError, "times"),
-    (lambda: S.probability_flow_sample(S.VPSDE(), lambda x, t: x, torch.zeros(4, 2), rtol=0.0), ValueError, "rtol"),
-    (lambda: S.probability_flow_sample(S.VPSDE(), lambda x, t: x, torch.zeros(4, 2), method="Euler"),
+    (lambda: S.probability_flow_sample(S.VPSDE(), lambda x, t: x, _zeros42(), rtol=0.0), ValueError, "rtol"),
+    (lambda: S.probability_flow_sample(S.VPSDE(), lambda x, t: x, _zeros42(), method="Euler"),
      ValueError, "method"),
-    (lambda: S.probability_flow_sample(S.VPSDE(), lambda x, t: x[:, :1], torch.zeros(4, 2)), ValueError, "score_fn"),
-    (lambda: S.ode_log_likelihood(S.VPSDE(), lambda x, t: x, torch.zeros(4, 2), num_probes=0), ValueError, "num_probes"),
-    (lambda: S.ode_log_likelihood(S.VPSDE(), lambda x, t: x, torch.zeros(4, 2), eps=-0.1), ValueError, "eps"),
-    (lambda: S.ode_log_likelihood(S.VPSDE(), lambda x, t: x, torch.zeros(4, 2), probe="x", num_probes=1),
+    (lambda: S.probability_flow_sample(S.VPSDE(), lambda x, t: x[:, :1], _zeros42()), ValueError, "score_fn"),
+    (lambda: S.ode_log_likelihood(S.VPSDE(), lambda x, t: x, _zeros42(), num_probes=0), ValueError, "num_probes"),
+    (lambda: S.ode_log_likelihood(S.VPSDE(), lambda x, t: x, _zeros42(), eps=-0.1), ValueError, "eps"),
+    (lambda: S.ode_log_likelihood(S.VPSDE(), lambda x, t: x, _zeros42(), probe="x", num_probes=1),
      ValueError, "probe"),
-    (lambda: S.ode_log_likelihood(S.VPSDE(), lambda x, t: x, torch.zeros(4, 2), prior_log_prob=lambda z: z),
+    (lambda: S.ode_log_likelihood(S.VPSDE(), lambda x, t: x, _zeros42(), prior_log_prob=lambda z: z),
      ValueError, "prior_log_prob"),
-    (lambda: S.flow_matching_loss(lambda x, t: x[:, :1], torch.zeros(4, 2)), ValueError, "velocity_fn"),
-    (lambda: S.flow_matching_loss(lambda x, t: x, torch.zeros(4, 2), reduction="sum"), ValueError, "reduction"),
-    (lambda: S.flow_matching_sample(lambda x, t: x, torch.zeros(4, 2), num_steps=0), ValueError, "num_steps"),
-    (lambda: S.flow_matching_sample(lambda x, t: x, torch.zeros(4, 2), num_steps=3, times=[0, 1]), ValueError, "times"),
-    (lambda: S.flow_matching_sample(lambda x, t: x, torch.zeros(4, 2), times=[0.5, 0.2, 0.9]), ValueError, "times"),
+    (lambda: S.flow_matching_loss(lambda x, t: x[:, :1], _zeros42()), ValueError, "velocity_fn"),
+    (lambda: S.flow_matching_loss(lambda x, t: x, _zeros42(), reduction="sum"), ValueError, "reduction"),
+    (lambda: S.flow_matching_sample(lambda x, t: x, _zeros42(), num_steps=0), ValueError, "num_steps"),
+    (lambda: S.flow_matching_sample(lambda x, t: x, _zeros42(), num_steps=3, times=[0, 1]), ValueError, "times"),
+    (lambda: S.flow_matching_sample(lambda x, t: x, _zeros42(), times=[0.5, 0.2, 0.9]), ValueError, "times"),
     (lambda: S.optimal_velocity(_mix())(torch.zeros(3, 2, dtype=F64), torch.full((3,), 1.01)), ValueError, "t: "),
     (lambda: S.flow_marginal(_mix(), 2.0), ValueError, "t: "),
 ]
@@ -523,3 +529,19 @@ def test_runs_on_device_and_matches_cpu(device):
     assert torch.allclose(ll.cpu(), ll_cpu, atol=1e-3)
     loss = S.flow_matching_loss(S.optimal_velocity(mix_dev), x.to(device), generator=_gen(29))
     assert loss.device.type == torch.device(device).type and torch.isfinite(loss)
+
+
+def test_pending_mutations_still_apply(tmp_path):
+    """The planted mistakes of verification/mutants/_sde_pending.py match the source exactly once."""
+    import shutil
+
+    from verification.mutants._sde_pending import MUTATIONS, PENDING
+    from verification.mutations import ROOT
+
+    assert MUTATIONS == [] and len(PENDING) >= 3
+    assert len({m.name for m in PENDING}) == len(PENDING)
+    for m in PENDING:
+        copy = tmp_path / m.name / "course_lib"
+        shutil.copytree(ROOT / "course_lib", copy, ignore=shutil.ignore_patterns("__pycache__"))
+        m.apply(copy)
+        compile((copy / m.file).read_text(), m.file, "exec")

@@ -1,0 +1,123 @@
+"""Planted mistakes for ``course_lib/sde.py``, pending the continuous-time notebook.
+
+Not yet part of :func:`verification.mutations.all_mutations`: that runner requires every
+mutation to name a notebook whose asserts catch it, and the continuous-time notebook does not
+exist yet. The list is therefore called ``PENDING``, not ``MUTATIONS`` (``pkgutil`` still imports
+this module, so it also defines an empty ``MUTATIONS``: without it the runner would fail), and the
+file name starts with an underscore. When the notebook lands: rename the file to ``sde.py``, rename ``PENDING`` to
+``MUTATIONS`` and fill in ``notebooks=("07",)`` (or the notebook's id).
+
+Each mutation below was run against ``tests/test_sde.py`` (a copy of ``course_lib`` with the
+mistake, ``pytest -x``); ``caught_by`` records the first unit test that failed.
+"""
+
+from verification.mutations import Mutation
+
+# The runner reads MUTATIONS from every module here (pkgutil imports this one too): none yet.
+MUTATIONS: list[Mutation] = []
+
+PENDING = [
+    Mutation(
+        name="reverse-sde-drift-sign",
+        file="sde.py",
+        old="return _column(self._drift_coeff(tt), x) * x - g2 * score          # f - g^2 s",
+        new="return _column(self._drift_coeff(tt), x) * x + g2 * score          # f - g^2 s",
+        breaks="the reverse-time SDE pushes along the score instead of against it: f + g^2 s",
+        notebooks=(),
+        tests=("tests/test_sde.py",),
+    ),
+    Mutation(
+        name="probability-flow-no-half",
+        file="sde.py",
+        old="return _column(self._drift_coeff(tt), x) * x - 0.5 * g2 * score    # f - 1/2 g^2 s",
+        new="return _column(self._drift_coeff(tt), x) * x - g2 * score    # f - 1/2 g^2 s",
+        breaks="the probability-flow ODE uses the reverse SDE's drift f - g^2 s (the 1/2 is lost)",
+        notebooks=(),
+        tests=("tests/test_sde.py",),
+    ),
+    Mutation(
+        name="kernel-std-without-sqrt",
+        file="sde.py",
+        old="std = torch.sqrt(self._marginal_var(tt)).to(x0.dtype).expand(x0.shape[0])",
+        new="std = self._marginal_var(tt).to(x0.dtype).expand(x0.shape[0])",
+        breaks="the perturbation kernel's std is its variance (the square root is missing)",
+        notebooks=(),
+        tests=("tests/test_sde.py",),
+    ),
+    Mutation(
+        name="ve-kernel-sigma-t",
+        file="sde.py",
+        old="return self.sigma_min ** 2 * torch.expm1(2.0 * t * self._log_ratio)",
+        new="return self._sigma(t) ** 2",
+        breaks="the VE kernel variance is sigma(t)^2 instead of sigma(t)^2 - sigma(0)^2 "
+               "(score_sde's approximation, wrong for the SDE started at the data)",
+        notebooks=(),
+        tests=("tests/test_sde.py",),
+    ),
+    Mutation(
+        name="vp-log-mean-coeff-quarter",
+        file="sde.py",
+        old="return -0.25 * t ** 2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min",
+        new="return -0.5 * t ** 2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min",
+        breaks="the VP mean coefficient integrates beta(t)/2 wrongly: -1/2 t^2 (beta_max - beta_min) "
+               "instead of -1/4",
+        notebooks=(),
+        tests=("tests/test_sde.py",),
+    ),
+    Mutation(
+        name="mixture-score-unscaled-components",
+        file="sde.py",
+        old="var = m * m * stds * stds + s2                                            # (N|1, K, D)",
+        new="var = stds * stds + s2                                            # (N|1, K, D)",
+        breaks="the noised mixture's component variances ignore the scaling by m(t): s_k^2 + s^2 "
+               "instead of m^2 s_k^2 + s^2",
+        notebooks=(),
+        tests=("tests/test_sde.py",),
+    ),
+    Mutation(
+        name="euler-maruyama-noise-dt",
+        file="sde.py",
+        old="return x_mean + g * math.sqrt(dt) * _randn(x.shape, generator, x.device, x.dtype)",
+        new="return x_mean + g * dt * _randn(x.shape, generator, x.device, x.dtype)",
+        breaks="the reverse SDE's noise scales with dt instead of sqrt(dt)",
+        notebooks=(),
+        tests=("tests/test_sde.py",),
+    ),
+    Mutation(
+        name="pc-corrector-step-not-squared",
+        file="sde.py",
+        old="step = 2.0 * alpha * (snr * z_norm / s_norm) ** 2",
+        new="step = 2.0 * alpha * (snr * z_norm / s_norm)",
+        breaks="the Langevin corrector's step is linear, not quadratic, in snr |z| / |s|",
+        notebooks=(),
+        tests=("tests/test_sde.py",),
+    ),
+    Mutation(
+        name="likelihood-divergence-sign",
+        file="sde.py",
+        old="return np.concatenate([dx, div.detach().to(\"cpu\", torch.float64).numpy()])",
+        new="return np.concatenate([dx, -div.detach().to(\"cpu\", torch.float64).numpy()])",
+        breaks="the change of variables subtracts the integrated divergence instead of adding it",
+        notebooks=(),
+        tests=("tests/test_sde.py",),
+    ),
+    Mutation(
+        name="flow-velocity-covariance-sign",
+        file="sde.py",
+        old="cond = means + (tt * s2 - (1.0 - tt)) / var * diff",
+        new="cond = means + (tt * s2 + (1.0 - tt)) / var * diff",
+        breaks="the exact flow-matching velocity uses Cov[x1 - x0, x_t | k] = t s^2 + (1 - t) "
+               "(the sign of x0's contribution is lost)",
+        notebooks=(),
+        tests=("tests/test_sde.py",),
+    ),
+    Mutation(
+        name="flow-matching-target-reversed",
+        file="sde.py",
+        old="target = x1 - x0                                                  # d x_t / dt",
+        new="target = x0 - x1                                                  # d x_t / dt",
+        breaks="the flow-matching regression target is x0 - x1, the velocity of the reversed path",
+        notebooks=(),
+        tests=("tests/test_sde.py",),
+    ),
+]

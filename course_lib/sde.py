@@ -48,7 +48,7 @@ References
   equations", NeurIPS 2018 (instantaneous change of variables, Theorem 1).
 - W. Grathwohl et al., "FFJORD", ICLR 2019 (Hutchinson's estimator in the change of variables).
 - J. Song, C. Meng, S. Ermon, "Denoising diffusion implicit models", ICLR 2021 (DDIM as an Euler
-  step of the probability-flow ODE, Eq. 14).
+  step of the probability-flow ODE, Sec. 4.3).
 - Y. Lipman, R. T. Q. Chen, H. Ben-Hamu, M. Nickel, M. Le, "Flow matching for generative
   modeling", ICLR 2023; X. Liu, C. Gong, Q. Liu, "Flow straight and fast: learning to generate and
   transfer data with rectified flow", ICLR 2023.
@@ -239,7 +239,8 @@ class SDE:
     Base class of :class:`VPSDE` and :class:`VESDE`; both have a drift linear in :math:`x`, so the
     perturbation kernel is :math:`p_{0t}(x_t \mid x_0) = \mathcal N\big(m(t)\,x_0,\ s(t)^2 I\big)`
     with :math:`\log m(t) = \int_0^t a` and :math:`s(t)^2 = \int_0^t g(u)^2\, m(t)^2/m(u)^2\, du`
-    (Song et al. 2021, Appendix B, Eqs. 28-29; Särkkä & Solin 2019, Eq. 5.51). Subclasses provide
+    (Song et al. 2021, Appendix B; the mean and variance equations of linear SDEs in Särkkä &
+    Solin, "Applied stochastic differential equations", 2019). Subclasses provide
     ``_drift_coeff`` (:math:`a`), ``_g2`` (:math:`g^2`), ``_log_mean_coeff`` (:math:`\log m`),
     ``_marginal_var`` (:math:`s^2`) and ``prior_std``, all as functions of a float64 tensor ``t``.
 
@@ -369,7 +370,7 @@ class SDE:
 
         References
         ----------
-        Song et al. (2021), Eq. 29 (VE) and Eq. 33 (VP); score_sde ``marginal_prob``.
+        Song et al. (2021), Appendix B (the VE and VP kernels); score_sde ``marginal_prob``.
         """
         x0 = _check_data("x0", x0)
         tt = _check_time(t, x0.shape[0], x0.device)
@@ -504,7 +505,7 @@ class VPSDE(SDE):
                \beta(t) = \beta_\min + t(\beta_\max - \beta_\min),
 
     with kernel :math:`\mathcal N(m(t)x_0, (1 - m(t)^2) I)`,
-    :math:`\log m(t) = -\tfrac14 t^2(\beta_\max-\beta_\min) - \tfrac12 t\beta_\min` (Eq. 33).
+    :math:`\log m(t) = -\tfrac14 t^2(\beta_\max-\beta_\min) - \tfrac12 t\beta_\min` (Appendix B).
     DDPM's chain :math:`x_i = \sqrt{1-\beta_i}\,x_{i-1} + \sqrt{\beta_i}\,z` with
     :math:`\beta_i = \beta(t)/T` is its Euler-Maruyama discretization (Appendix B), so
     ``alphas_cumprod`` of DDPM's schedule tends to :math:`m(t)^2` as :math:`T` grows
@@ -634,7 +635,7 @@ class VPSDE(SDE):
         is :math:`t = 1`), i.e. :math:`\beta_i = 1 - \bar\alpha(t_i)/\bar\alpha(t_{i-1})`. Use it to
         run :mod:`course_lib.diffusion`'s samplers on exactly this process: DDIM with ``eta = 0``
         on it is a first-order discretization of this SDE's probability-flow ODE from
-        :math:`t = 1` to :math:`t = 0` (Song, Meng, Ermon 2021, Eq. 14), so its error against
+        :math:`t = 1` to :math:`t = 0` (Song, Meng, Ermon 2021, Sec. 4.3), so its error against
         :func:`probability_flow_trajectory` (times ``[1, 0]``) falls like ``1 / num_steps``.
 
         Parameters
@@ -699,7 +700,7 @@ class VESDE(SDE):
     started at :math:`x(0) = x_0` is
 
     .. math::  p_{0t}(x_t\mid x_0) = \mathcal N\big(x_0,\ [\sigma(t)^2 - \sigma(0)^2]\, I\big)
-               \quad\text{(Eq. 29)}.
+               \quad\text{(Appendix B)}.
 
     score_sde's ``marginal_prob`` uses :math:`\sigma(t)` instead, i.e. treats the data as already
     noised at :math:`\sigma_\min`; here the exact kernel is used (it is what simulating the SDE
@@ -721,7 +722,7 @@ class VESDE(SDE):
 
     References
     ----------
-    Song et al. (2021), Eq. 9 and Appendix B (Eqs. 29-30); Song & Ermon (2020), NCSNv2;
+    Song et al. (2021), Eq. 9 and Appendix B; Song & Ermon (2020), NCSNv2;
     score_sde ``sde_lib.VESDE`` (REFERENCES.md A4).
     """
 
@@ -1114,7 +1115,7 @@ def probability_flow_trajectory(sde: SDE, score_fn: TimeFn, x: torch.Tensor, tim
     optimal_eps_model(mixture, sched), shape, n, noise=x1)`` approximates
     ``probability_flow_trajectory(sde, mixture_score(mixture, sde), x1, [1.0, 0.0])[-1]`` with an
     error :math:`O(1/n)` (DDIM is Euler's method on this ODE in the variables
-    :math:`x/m(t)` and :math:`s(t)/m(t)`, Song, Meng, Ermon 2021, Eq. 14).
+    :math:`x/m(t)` and :math:`s(t)/m(t)`, Song, Meng, Ermon 2021, Sec. 4.3).
 
     **Solver.** scipy's ``solve_ivp`` on a float64 state, default ``"DOP853"`` (Dormand-Prince
     8(5,3), adaptive), chosen by accuracy. The error control runs in float64 whatever the score's
@@ -1250,7 +1251,7 @@ def ode_log_likelihood(sde: SDE, score_fn: TimeFn, x: torch.Tensor, eps: float =
     .. math::  \log p_{\mathrm{eps}}(x) = \log p_1(x(1)) + \int_{\mathrm{eps}}^1
                \nabla\cdot\tilde f(x(t), t)\, dt
 
-    (Song et al. 2021, Eq. 39, Appendix D.2), with :math:`p_1` replaced by the prior
+    (Song et al. 2021, Appendix D.2), with :math:`p_1` replaced by the prior
     (:math:`\mathcal N(0, I)` for VP, :math:`\mathcal N(0, \sigma_\max^2 I)` for VE) unless
     ``prior_log_prob`` is given. The divergence is exact (autograd, :math:`D` backward passes,
     :func:`course_lib.score.divergence`) or, with ``num_probes``, Hutchinson's unbiased estimate
@@ -1309,7 +1310,7 @@ def ode_log_likelihood(sde: SDE, score_fn: TimeFn, x: torch.Tensor, eps: float =
     References
     ----------
     Chen et al. (2018), Theorem 1; Grathwohl et al. (2019), FFJORD; Song et al. (2021),
-    Appendix D.2, Eq. 39; score_sde ``likelihood.py`` (which uses RK45 with rtol = atol = 1e-5;
+    Appendix D.2; score_sde ``likelihood.py`` (which uses RK45 with rtol = atol = 1e-5;
     REFERENCES.md A4); Hairer, Norsett, Wanner (1993), DOP853.
     """
     _check_sde(sde)
@@ -1406,8 +1407,9 @@ def flow_matching_loss(velocity_fn: TimeFn, x1: torch.Tensor,
 
     References
     ----------
-    Lipman et al. (2023), Eqs. 9, 14 and 23 (with :math:`\sigma_\min = 0`); Liu et al. (2023),
-    Eq. 1 (rectified flow); Albergo & Vanden-Eijnden (2023), stochastic interpolants.
+    Lipman et al. (2023), Sec. 3-4 (the conditional loss, Theorem 2 for its gradient; the
+    optimal-transport path with :math:`\sigma_\min = 0`); Liu et al. (2023), Sec. 2 (rectified
+    flow); Albergo & Vanden-Eijnden (2023), stochastic interpolants.
     """
     _check_callable("velocity_fn", velocity_fn)
     x1 = _check_data("x1", x1)
@@ -1515,7 +1517,7 @@ def optimal_velocity(mixture: GaussianMixture) -> OptimalVelocity:
 
     References
     ----------
-    Lipman et al. (2023), Theorem 1 (the marginal velocity); Liu et al. (2023), Eq. 2
+    Lipman et al. (2023), Theorem 1 (the marginal velocity); Liu et al. (2023), Sec. 2
     (:math:`v^X(x, t) = E[X_1 - X_0\mid X_t = x]`).
     """
     return OptimalVelocity(mixture)

@@ -133,7 +133,7 @@ def test_kernel_matches_simulated_forward_sde(sde):
 
 @given(st.floats(0.0, 1.0), st.sampled_from(["VP", "VE"]))
 def test_kernel_solves_the_moment_equations(t, kind):
-    """d log m/dt = a(t) and dV/dt = 2 a(t) V + g(t)^2 (Sarkka & Solin 2019, Eq. 5.51), by central differences."""
+    """d log m/dt = a(t) and dV/dt = 2 a(t) V + g(t)^2 (linear SDEs, Sarkka & Solin 2019), by central differences."""
     sde = S.VPSDE() if kind == "VP" else S.VESDE()
     h = 1e-5
     lo, hi = max(t - h, 0.0), min(t + h, 1.0)
@@ -534,14 +534,18 @@ def test_runs_on_device_and_matches_cpu(device):
 def test_pending_mutations_still_apply(tmp_path):
     """The planted mistakes of verification/mutants/_sde_pending.py match the source exactly once."""
     import shutil
+    import sys
+    from pathlib import Path
 
+    root = Path(__file__).resolve().parents[1]
+    if str(root) not in sys.path:     # e.g. under the mutation runner, whose working folder is a copy
+        sys.path.append(str(root))
     from verification.mutants._sde_pending import MUTATIONS, PENDING
-    from verification.mutations import ROOT
 
     assert MUTATIONS == [] and len(PENDING) >= 3
     assert len({m.name for m in PENDING}) == len(PENDING)
     for m in PENDING:
         copy = tmp_path / m.name / "course_lib"
-        shutil.copytree(ROOT / "course_lib", copy, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(root / "course_lib", copy, ignore=shutil.ignore_patterns("__pycache__"))
         m.apply(copy)
         compile((copy / m.file).read_text(), m.file, "exec")

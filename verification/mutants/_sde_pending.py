@@ -4,11 +4,13 @@ Not yet part of :func:`verification.mutations.all_mutations`: that runner requir
 mutation to name a notebook whose asserts catch it, and the continuous-time notebook does not
 exist yet. The list is therefore called ``PENDING``, not ``MUTATIONS`` (``pkgutil`` still imports
 this module, so it also defines an empty ``MUTATIONS``: without it the runner would fail), and the
-file name starts with an underscore. When the notebook lands: rename the file to ``sde.py``, rename ``PENDING`` to
-``MUTATIONS`` and fill in ``notebooks=("07",)`` (or the notebook's id).
+file name starts with an underscore. When the notebook lands: rename the file to ``sde.py``,
+merge ``PENDING`` into ``MUTATIONS``, fill in ``notebooks=("07",)`` (or the notebook's id), and
+drop ``test_pending_mutations_still_apply`` from ``tests/test_sde.py`` (``tests/test_verification.py``
+then covers them).
 
 Each mutation below was run against ``tests/test_sde.py`` (a copy of ``course_lib`` with the
-mistake, ``pytest -x``); ``caught_by`` records the first unit test that failed.
+mistake, the whole file); the comment above it lists the tests that failed.
 """
 
 from verification.mutations import Mutation
@@ -17,6 +19,8 @@ from verification.mutations import Mutation
 MUTATIONS: list[Mutation] = []
 
 PENDING = [
+    # caught by test_reverse_sde_with_exact_score_recovers_the_mixture[VP, VE],
+    #   test_pc_sampler_recovers_the_mixture[VP, VE]
     Mutation(
         name="reverse-sde-drift-sign",
         file="sde.py",
@@ -26,6 +30,10 @@ PENDING = [
         notebooks=(),
         tests=("tests/test_sde.py",),
     ),
+    # caught by test_probability_flow_has_the_marginals_at_several_times[VP, VE],
+    #   test_ddim_is_a_first_order_solver_of_the_probability_flow,
+    #   test_ode_log_likelihood_equals_the_exact_log_density[VP, VE],
+    #   test_ode_log_likelihood_hutchinson_is_unbiased
     Mutation(
         name="probability-flow-no-half",
         file="sde.py",
@@ -35,6 +43,8 @@ PENDING = [
         notebooks=(),
         tests=("tests/test_sde.py",),
     ),
+    # caught by test_kernel_matches_simulated_forward_sde[VP, VE],
+    #   test_perturbed_mixture_has_the_marginal_mixture_law[VE]
     Mutation(
         name="kernel-std-without-sqrt",
         file="sde.py",
@@ -44,6 +54,8 @@ PENDING = [
         notebooks=(),
         tests=("tests/test_sde.py",),
     ),
+    # caught by test_vp_kernel_matches_published_values (its VE line),
+    #   test_kernel_matches_simulated_forward_sde[VE]
     Mutation(
         name="ve-kernel-sigma-t",
         file="sde.py",
@@ -54,6 +66,9 @@ PENDING = [
         notebooks=(),
         tests=("tests/test_sde.py",),
     ),
+    # caught by test_vp_kernel_matches_published_values,
+    #   test_kernel_matches_simulated_forward_sde[VP], test_kernel_solves_the_moment_equations,
+    #   test_vp_marginal_is_the_limit_of_ddpm, and 6 more
     Mutation(
         name="vp-log-mean-coeff-quarter",
         file="sde.py",
@@ -64,6 +79,10 @@ PENDING = [
         notebooks=(),
         tests=("tests/test_sde.py",),
     ),
+    # caught by test_mixture_score_is_the_gradient_of_the_noised_log_density[VP],
+    #   test_probability_flow_has_the_marginals_at_several_times[VP],
+    #   test_ddim_is_a_first_order_solver_of_the_probability_flow,
+    #   test_ode_log_likelihood_equals_the_exact_log_density[VP]
     Mutation(
         name="mixture-score-unscaled-components",
         file="sde.py",
@@ -74,6 +93,7 @@ PENDING = [
         notebooks=(),
         tests=("tests/test_sde.py",),
     ),
+    # caught by test_reverse_sde_with_exact_score_recovers_the_mixture[VP, VE]
     Mutation(
         name="euler-maruyama-noise-dt",
         file="sde.py",
@@ -83,6 +103,7 @@ PENDING = [
         notebooks=(),
         tests=("tests/test_sde.py",),
     ),
+    # caught by test_pc_sampler_recovers_the_mixture[VP, VE]
     Mutation(
         name="pc-corrector-step-not-squared",
         file="sde.py",
@@ -92,6 +113,7 @@ PENDING = [
         notebooks=(),
         tests=("tests/test_sde.py",),
     ),
+    # caught by test_ode_log_likelihood_equals_the_exact_log_density[VP, VE]
     Mutation(
         name="likelihood-divergence-sign",
         file="sde.py",
@@ -101,6 +123,10 @@ PENDING = [
         notebooks=(),
         tests=("tests/test_sde.py",),
     ),
+    # caught by test_optimal_velocity_matches_importance_sampling[0.2, 0.5, 0.8],
+    #   test_optimal_velocity_at_the_ends, test_flow_matching_loss_minimum_for_a_gaussian,
+    #   test_flow_matching_loss_is_stationary_at_the_optimal_velocity,
+    #   test_flow_matching_sample_with_exact_velocity_follows_the_path
     Mutation(
         name="flow-velocity-covariance-sign",
         file="sde.py",
@@ -111,6 +137,8 @@ PENDING = [
         notebooks=(),
         tests=("tests/test_sde.py",),
     ),
+    # caught by test_flow_matching_loss_minimum_for_a_gaussian,
+    #   test_flow_matching_loss_is_stationary_at_the_optimal_velocity
     Mutation(
         name="flow-matching-target-reversed",
         file="sde.py",

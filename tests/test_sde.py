@@ -350,6 +350,16 @@ def test_optimal_velocity_at_the_ends():
     assert torch.allclose(S.optimal_velocity(mix)(x, 1.0), x, atol=1e-12)          # x1 - E[x0]
 
 
+@given(st.floats(0.01, 1.0))
+def test_optimal_velocity_is_tweedie_on_the_path(t):
+    """For x_t = (1-t) x0 + t x1: E[x0 | x_t] = -(1-t) grad log p_t, so v = (x + (1-t) grad log p_t(x)) / t,
+    with the score of flow_marginal from GaussianMixture.score (an independent closed form)."""
+    mix = _mix2d()
+    x = 3 * torch.randn(6, 2, generator=_gen(30), dtype=F64)
+    score = S.flow_marginal(mix, t).score(x)
+    assert torch.allclose(S.optimal_velocity(mix)(x, t), (x + (1 - t) * score) / t, rtol=1e-9, atol=1e-9)
+
+
 def test_flow_matching_loss_minimum_for_a_gaussian():
     """At the optimal velocity the loss is E_t tr Cov[x1 - x0 | x_t]: quadrature for one Gaussian."""
     s = np.array([0.5, 1.5])

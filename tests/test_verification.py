@@ -191,6 +191,24 @@ def test_a_stalled_execution_fails_quickly_and_says_so(tmp_path):
     assert out.seconds < 60, out
 
 
+def test_nbval_fails_a_cell_whose_reply_never_came(tmp_path):
+    """nbval alone passes such a cell after its whole timeout; verification/nbval_stall.py (loaded
+    by course.py test) fails it and says why."""
+    import subprocess
+    import sys
+
+    cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(STALL)]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(tmp_path / "stall.ipynb"))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "verification.nbval_stall", "-p",
+                           "no:cacheprovider", "--nbval-lax", "--nbval-cell-timeout=10", "-q",
+                           str(tmp_path / "stall.ipynb")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "1 failed, 1 passed" in proc.stdout, proc.stdout[-2000:]
+    assert "the kernel sent no reply within 10" in proc.stdout and "a stall" in proc.stdout
+
+
 def test_a_slow_cell_is_told_apart_from_a_stall(tmp_path):
     cells = [nbformat.v4.new_code_cell("while True:\n    pass")]
     nb = nbformat.v4.new_notebook(cells=cells)

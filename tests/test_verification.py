@@ -170,7 +170,8 @@ k = get_ipython().kernel
 _send = k.session.send
 def _drop_execute_reply(stream, msg_or_type, *args, **kwargs):
     kind = msg_or_type if isinstance(msg_or_type, str) else msg_or_type["header"]["msg_type"]
-    return None if kind == "execute_reply" else _send(stream, msg_or_type, *args, **kwargs)
+    # stream None: the message is built and returned, not sent
+    return _send(None if kind == "execute_reply" else stream, msg_or_type, *args, **kwargs)
 k.session.send = _drop_execute_reply  # from now on the kernel never answers: a stall'''
 
 

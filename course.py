@@ -36,6 +36,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from verification.limits import CELL_TIMEOUT  # noqa: E402  (standard library only)
+
 VENV = Path(os.environ.get("COURSE_VENV", ROOT / ".venv"))
 STAMP = VENV / ".course-installed"
 TESTED_TORCH = "torch==2.13.0"
@@ -133,8 +136,13 @@ def headless(py: Path) -> int:
     failed = []
     for nb in notebooks():
         t0 = time.perf_counter()
-        rc = run([py, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-                  "--ExecutePreprocessor.timeout=600", "--output-dir", out_nb, nb])
+        # The kernel client of verification/kernel_client.py (importable: `-m` puts the working
+        # folder, ROOT, on sys.path): jupyter_client's own can lose the wake-up of a reply while
+        # nbclient mirrors an Output widget, stalling a cell until its timeout.
+        rc = run([py, "-m", "nbconvert", "--to", "notebook", "--execute",
+                  f"--ExecutePreprocessor.timeout={CELL_TIMEOUT}",
+                  "--AsyncKernelManager.client_class=verification.kernel_client.AsyncKernelClient",
+                  "--output-dir", out_nb, nb])
         if rc == 0:
             run([py, "-m", "jupyter", "nbconvert", "--to", "html", "--output-dir", out_html,
                  out_nb / nb.name])
@@ -189,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         # Paths among the extra arguments narrow the run (`test tests/test_toy.py`); by default
         # every test and every notebook runs.
         targets = [] if any(Path(a.split("::")[0]).exists() for a in extra) else ["tests", "notebooks"]
-        return run([py, "-m", "pytest", "--nbval-lax", "--nbval-current-env", *targets, *extra])
+        return run([py, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
+                    f"--nbval-cell-timeout={CELL_TIMEOUT}", "-p", "verification.nbval_stall",
+                    *targets, *extra])
     if args.cmd == "release":
         return run([py, "-m", "assignments", "release",
                     *[str(Path(n).resolve()) if Path(n).exists() else n for n in args.notebooks]])

@@ -22,17 +22,20 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make the repository's packages importable
+    sys.path.insert(0, str(ROOT))
+
+from verification.kernel_client import notebook_client  # noqa: E402
+
 PER_NOTEBOOK_S = 180
 TOTAL_S = 600
 
 
 def time_notebook(path: Path) -> tuple[float, str | None]:
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=900, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = notebook_client(nb, path.parent)  # verification.limits.CELL_TIMEOUT per cell
     t0 = time.perf_counter()
     try:
         client.execute()

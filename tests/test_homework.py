@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import nbclient  # noqa: E402
 import nbgrader  # noqa: E402,F401  (a missing nbgrader fails here, it is never skipped)
 from assignments import (  # noqa: E402
     discover_exercises,
@@ -38,9 +37,10 @@ from assignments import (  # noqa: E402
     resolve_notebooks,
 )
 from assignments.pipeline import _nbgrader_md  # noqa: E402
+from verification.kernel_client import notebook_client  # noqa: E402
+from verification.limits import CELL_TIMEOUT, NOTEBOOK_TIMEOUT  # noqa: E402
 
 REAL = [p.stem for p in resolve_notebooks()]
-NOTEBOOK_TIMEOUT = 600  # seconds per cell when this test executes a real student notebook
 
 
 # ----------------------------------------------------------------------------------------------
@@ -137,8 +137,7 @@ def run_student_then_solutions(student, source, cwd: Path, timeout: int):
             cell = copy.deepcopy(by_id[gid])
             cell.outputs, cell.execution_count = [], None
             composed.cells.append(cell)
-    client = nbclient.NotebookClient(composed, timeout=timeout, kernel_name="python3",
-                                     allow_errors=True, resources={"metadata": {"path": str(cwd)}})
+    client = notebook_client(composed, cwd, timeout=timeout, allow_errors=True)
     client.execute()
     return composed, n_student
 
@@ -377,6 +376,10 @@ def test_generated_config_reaches_nbgraders_executor(graded_class):
     cfg = PyFileConfigLoader("nbgrader_config.py", path=str(base / "course")).load_config()
     ex = Execute(config=cfg)
     assert ex.timeout == CLASS_TIMEOUT and ex.interrupt_on_timeout
+    # ... and so is the kernel client that cannot lose a reply's wake-up
+    from verification.kernel_client import AsyncKernelClient
+
+    assert ex.kernel_manager_class(config=ex.config).client_factory is AsyncKernelClient
     assert Path(cfg.CourseDirectory.root) == (base / "course").resolve()
 
 
@@ -468,6 +471,7 @@ def test_real_release_structure(real_course, name):
         [strip.sub("", c.source) for c in src_code], "injecting the solutions does not restore the notebook"
 
 
+@pytest.mark.timeout(NOTEBOOK_TIMEOUT)
 @pytest.mark.parametrize("name", REAL)
 def test_real_student_version(real_course, name):
     """Execute the student version once: every check fails on its stub, nothing else fails, and
@@ -480,10 +484,11 @@ def test_real_student_version(real_course, name):
         assert [c.source for c in student.cells] == [c.source for c in source.cells]
         return
     source = nbformat.read(str(ROOT / "notebooks" / f"{name}.ipynb"), as_version=4)
-    executed, n = run_student_then_solutions(student, source, released[name].parent, NOTEBOOK_TIMEOUT)
+    executed, n = run_student_then_solutions(student, source, released[name].parent, CELL_TIMEOUT)
     assert_stubs_fail_solutions_pass(executed, n, name)
 
 
+@pytest.mark.timeout(NOTEBOOK_TIMEOUT)
 def test_real_notebook_autograded_complete(tmp_path):
     """nbgrader's own autograder gives full marks to the first real notebook with exercises,
     solved (its per-cell timeout and working folder included)."""

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from verification.limits import CELL_TIMEOUT, NOTEBOOK_TIMEOUT
 from verification.run import ROOT, Outcome, run_in_subprocess
 
 LIB = ROOT / "course_lib"
@@ -109,7 +110,8 @@ class Result:
         return bool(self.unit_test) and bool(self.notebook)
 
 
-def run_one(m: Mutation, timeout: int = 900) -> Result:
+def run_one(m: Mutation, timeout: int = CELL_TIMEOUT) -> Result:
+    """Plant ``m``, run its unit tests (at most NOTEBOOK_TIMEOUT s) and notebooks (``timeout`` s a cell)."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"mutation-{m.name}-") as tmp:
         copy = Path(tmp) / "course_lib"
@@ -126,7 +128,7 @@ def run_one(m: Mutation, timeout: int = 900) -> Result:
         tests = [str(ROOT / t) for t in m.tests]
         proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider",
                                "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), *tests],
-                              cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
+                              cwd=tmp, env=env, capture_output=True, text=True, timeout=NOTEBOOK_TIMEOUT)
         unit = first_failure(proc.stdout) if proc.returncode != 0 else ""
         if proc.returncode not in (0, 1):
             unit = unit or f"pytest exited {proc.returncode}: {proc.stdout.strip().splitlines()[-1:]}"
@@ -156,7 +158,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*", help="mutations to run (default: all)")
     ap.add_argument("--list", action="store_true", help="list the mutations and exit")
-    ap.add_argument("--timeout", type=int, default=900)
+    ap.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
+                    help="seconds one notebook cell may run (default %(default)s)")
     args = ap.parse_args(argv)
     mutations = all_mutations()
     by_name = {m.name: m for m in mutations}

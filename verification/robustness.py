@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from verification.limits import CELL_TIMEOUT
 from verification.run import ROOT, Outcome, run_in_subprocess
 
 DEFAULT_VARIANTS = ["0", "1", "2", "3", "4", "5", "0:default", "0:t2", "1:default:t2"]
@@ -99,7 +100,8 @@ def main(argv=None) -> int:
                     help="SEED[:default][:tN] ... (default: %(default)s)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="notebooks run at once (each uses COURSE_THREADS threads; default 1)")
-    ap.add_argument("--timeout", type=int, default=900, help="seconds one cell may run")
+    ap.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
+                    help="seconds one cell may run (default %(default)s)")
     args = ap.parse_args(argv)
     variants = [Variant.parse(v) for v in args.variants]
     paths = notebooks(args.notebooks)

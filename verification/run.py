@@ -20,7 +20,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from verification.limits import CELL_TIMEOUT, NOTEBOOK_TIMEOUT
+
 ROOT = Path(__file__).resolve().parents[1]
+
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -55,15 +58,21 @@ def failing_line(traceback_text: str, source: str) -> str:
     return arrows[-1] if arrows else ""
 
 
-def execute(path: Path, timeout: int = 900) -> Outcome:
-    """Execute the notebook at ``path`` in this process's environment (fresh kernel, all cells)."""
+def execute(path: Path, timeout: int = CELL_TIMEOUT) -> Outcome:
+    """Execute the notebook at ``path`` in this process's environment (fresh kernel, all cells).
+
+    ``timeout`` is the seconds one cell may run; a cell that times out is reported with its index
+    and whether its kernel was computing or idle (:mod:`verification.kernel_client`).
+    """
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
+    from verification.kernel_client import notebook_client
+
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
-                            resources={"metadata": {"path": str(path.parent)}})
+    current = {"cell": None}
+    client = notebook_client(nb, path.parent, timeout=timeout, allow_errors=False,
+                             on_cell_execute=lambda cell, cell_index: current.update(cell=cell_index))
     t0 = time.perf_counter()
     try:
         client.execute()
@@ -77,16 +86,19 @@ def execute(path: Path, timeout: int = 900) -> Outcome:
         message = f"{err.get('ename', type(exc).__name__)}: {ANSI.sub('', str(err.get('evalue', '')))}"
         return Outcome(False, time.perf_counter() - t0, idx, failing_line(tb, src), message.strip())
     except CellTimeoutError as exc:
-        return Outcome(False, time.perf_counter() - t0, None, "", f"timeout: {str(exc)[:200]}")
+        return Outcome(False, time.perf_counter() - t0, current["cell"], "", f"CellTimeoutError: {exc}")
     except Exception as exc:  # a dead kernel, a broken notebook: report, never hang
         return Outcome(False, time.perf_counter() - t0, None, "", f"{type(exc).__name__}: {str(exc)[:200]}")
     return Outcome(True, time.perf_counter() - t0)
 
 
-def run_in_subprocess(path: Path, env: dict[str, str] | None = None, timeout: int = 900) -> Outcome:
+def run_in_subprocess(path: Path, env: dict[str, str] | None = None, timeout: int = CELL_TIMEOUT,
+                      total: int = NOTEBOOK_TIMEOUT) -> Outcome:
     """Execute ``path`` in a fresh subprocess (and kernel) whose environment is ours plus ``env``.
 
-    A variable mapped to ``None``-like empty string is removed from the environment.
+    A variable mapped to an empty string is removed from the environment. ``timeout`` is the
+    seconds one cell may run, ``total`` the seconds the whole run may take before the subprocess
+    (and with it its kernel) is stopped.
     """
     full = dict(os.environ)
     for k, v in (env or {}).items():
@@ -97,9 +109,10 @@ def run_in_subprocess(path: Path, env: dict[str, str] | None = None, timeout: in
     t0 = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, "-m", "verification.run", str(path), "--timeout", str(timeout)],
-                              cwd=ROOT, env=full, capture_output=True, text=True, timeout=timeout + 120)
+                              cwd=ROOT, env=full, capture_output=True, text=True, timeout=total)
     except subprocess.TimeoutExpired:
-        return Outcome(False, time.perf_counter() - t0, None, "", f"no answer within {timeout + 120} s")
+        return Outcome(False, time.perf_counter() - t0, None, "",
+                       f"the whole notebook did not finish within {total} s (the runner was stopped)")
     for line in reversed(proc.stdout.strip().splitlines()):
         if line.startswith("{"):
             return Outcome(**json.loads(line))
@@ -112,7 +125,8 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("notebook", type=Path)
-    ap.add_argument("--timeout", type=int, default=900, help="seconds one cell may run")
+    ap.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
+                    help="seconds one cell may run (default %(default)s)")
     args = ap.parse_args(argv)
     out = execute(args.notebook.resolve(), timeout=args.timeout)
     print(json.dumps(out.__dict__), flush=True)

@@ -605,7 +605,7 @@ def _grade(submissions: Path, course: Path, notebooks_dir: Path, timeout: int,
 
     report = GradeReport(rows, course / "grades.csv", course / "scores.csv", course / "feedback",
                          problems)
-    _write_tables(report, aids)
+    write_tables(report, aids)
     if feedback:
         _write_summaries(report, course)
     for p in problems:
@@ -660,7 +660,7 @@ def _rows_graded(api, course, student, aid, exercises, graded_path, notes, gener
     return rows
 
 
-def _write_tables(report: GradeReport, aids: Sequence[str]) -> None:
+def write_tables(report: GradeReport, aids: Sequence[str]) -> None:
     """Write grades.csv and scores.csv; rows of notebooks graded by earlier runs (and not by this
     one) are kept, so grading one homework after another builds up the whole table."""
     earlier: list[Row] = []

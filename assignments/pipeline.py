@@ -158,8 +158,8 @@ def resolve_notebooks(notebooks: Iterable[str | Path] | None = None,
     Parameters
     ----------
     notebooks : iterable of str or Path, optional
-        Paths of notebooks, or names in ``notebooks_dir`` given as ``01``, ``01_vae`` or
-        ``01_vae.ipynb``. None means every ``NN_*.ipynb`` in ``notebooks_dir``.
+        Paths of notebooks, or names in ``notebooks_dir`` given as ``02``, ``02_vae`` or
+        ``02_vae.ipynb``. None means every ``NN_*.ipynb`` in ``notebooks_dir``.
     notebooks_dir : str or Path
         Where the course notebooks are (default ``notebooks/``).
 

@@ -97,6 +97,13 @@ def magical_scalars_explorer() -> W.VBox:
     )
 
 
+def _within_schedule(plot: partial, schedule) -> partial:
+    """``plot`` as it is, or starting at the schedule's last step when its default ``t`` is beyond it."""
+    if plot_defaults(plot)["t"] > schedule.num_steps - 1:
+        return partial(plot, t=schedule.num_steps - 1)
+    return plot
+
+
 def plot_noised_marginals(mixture, schedule, images, t: int = 10, num_samples: int = 2000,
                           num_images: int = 8, seed: int = 0, lim: float = 3.0) -> Figure:
     """q(x_t) of a 2-D mixture (exact contours + q_sample draws) and ``num_images`` noised digits.
@@ -137,11 +144,8 @@ def plot_noised_marginals(mixture, schedule, images, t: int = 10, num_samples: i
 
 def noised_marginals_explorer(mixture, schedule, images) -> W.VBox:
     """A slider over the 0-based step ``t``; redraws :func:`plot_noised_marginals`."""
-    plot = partial(plot_noised_marginals, mixture, schedule, images)
-    if plot_defaults(plot)["t"] > schedule.num_steps - 1:   # a short schedule: start at its last step
-        plot = partial(plot, t=schedule.num_steps - 1)
     return explorer(
-        plot,
+        _within_schedule(partial(plot_noised_marginals, mixture, schedule, images), schedule),
         "as t grows the 25 modes first blur into each other (when sqrt(1 - abar) reaches about half "
         "their spacing times sqrt(abar)), then the whole cloud shrinks toward N(0, I); the digits "
         "stay readable until the SNR abar/(1 - abar) falls below about 1.",
@@ -172,11 +176,8 @@ def plot_reverse_marginals(path, mixture, schedule, t: int = 10, lim: float = 3.
 
 def reverse_marginals_explorer(path, mixture, schedule) -> W.VBox:
     """A slider over the 0-based step (``-1`` = the output x_0); redraws :func:`plot_reverse_marginals`."""
-    plot = partial(plot_reverse_marginals, path, mixture, schedule)
-    if plot_defaults(plot)["t"] > schedule.num_steps - 1:   # a short schedule: start at its last step
-        plot = partial(plot, t=schedule.num_steps - 1)
     return explorer(
-        plot,
+        _within_schedule(partial(plot_reverse_marginals, path, mixture, schedule), schedule),
         "move t down from T-1: the learned reverse chain's samples follow the exact marginals q(x_t) "
         "of the forward process (contours), splitting into 25 clusters late, at small t.",
         t=slider("t", -1, schedule.num_steps - 1, 1, units="0-based step, -1 = x_0", continuous=False),

@@ -35,6 +35,18 @@ def _log_density(p: toy.GaussianMixture, x) -> torch.Tensor:
     return p.log_prob(torch.as_tensor(x, dtype=_F64)[:, None])
 
 
+def _generator_loss_and_slope(d, saturating: bool) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`course_lib.gan.generator_loss` of each discriminator output ``d`` (a batch of one
+    example each, vectorized) and the magnitude of its derivative in the logit, by autograd."""
+    def loss(logit):
+        return gan.generator_loss(logit[None], saturating=saturating)
+
+    logits = torch.logit(torch.as_tensor(d, dtype=_F64))
+    values = torch.func.vmap(loss)(logits)
+    slopes = torch.func.vmap(torch.func.grad(loss))(logits)
+    return values.numpy(), slopes.abs().numpy()
+
+
 def plot_optimal_discriminator(shift: float = 3.0, scale: float = 1.0, num_samples: int = 400,
                                seed: int = 0) -> Figure:
     """The optimal discriminator for 1-D Gaussians, and why the minimax generator loss saturates.
@@ -98,18 +110,21 @@ def plot_optimal_discriminator(shift: float = 3.0, scale: float = 1.0, num_sampl
     ax.legend(fontsize=8, frameon=False, loc="upper left")
 
     d = np.linspace(1e-3, 1 - 1e-3, 400)
-    bx.plot(d, np.log1p(-d), color="C1", lw=2, label=r"minimax: $\log(1 - D)$")
-    bx.plot(d, -np.log(d), color="C2", lw=2, label=r"log-D trick: $-\log D$")
-    bx.plot(d, d, color="C1", lw=1, ls="--", label=r"$|\partial/\partial\ell|$ minimax $= D$")
-    bx.plot(d, 1 - d, color="C2", lw=1, ls="--", label=r"$|\partial/\partial\ell|$ log-D $= 1 - D$")
+    minimax, minimax_slope = _generator_loss_and_slope(d, saturating=True)
+    log_d, log_d_slope = _generator_loss_and_slope(d, saturating=False)
+    bx.plot(d, minimax, color="C1", lw=2, label=r"minimax: $\log(1 - D)$")
+    bx.plot(d, log_d, color="C2", lw=2, label=r"log-D trick: $-\log D$")
+    bx.plot(d, minimax_slope, color="C1", lw=1, ls="--", label=r"$|\partial/\partial\ell|$ minimax $= D$")
+    bx.plot(d, log_d_slope, color="C2", lw=1, ls="--", label=r"$|\partial/\partial\ell|$ log-D $= 1 - D$")
     xs = p_g.sample(int(num_samples), generator=torch.Generator().manual_seed(int(seed)))[:, 0]
     ds = d_star(xs)
     bx.plot(ds, np.full_like(ds, -3.6), "|", color="C0", alpha=0.3, ms=12)
     bx.plot([], [], "|", color="C0", label=rf"$D^*(G(z))$ of {int(num_samples)} samples")
     bx.set_ylim(-4.0, 4.0)
     bx.set_xlabel("D(G(z))")
-    bx.set_title(f"mean gradient magnitude over the samples: minimax {ds.mean():.3f}, "
-                 f"log-D {1 - ds.mean():.3f}", fontsize=9)
+    bx.set_title(f"mean gradient magnitude over the samples: "
+                 f"minimax {_generator_loss_and_slope(ds, True)[1].mean():.3f}, "
+                 f"log-D {_generator_loss_and_slope(ds, False)[1].mean():.3f}", fontsize=9)
     bx.legend(fontsize=7, frameon=False, loc="upper right")
     return fig
 

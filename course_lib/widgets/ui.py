@@ -155,11 +155,14 @@ def _start_at_plot_defaults(plot_fn, controls: dict[str, W.ValueWidget]) -> None
                              f"{name!r}")
         default = defaults[name]
         lo, hi = getattr(c, "min", None), getattr(c, "max", None)
-        if isinstance(c, W.FloatLogSlider):
-            lo, hi = c.base ** lo, c.base ** hi
+        if isinstance(c, W.FloatLogSlider):  # its min and max are exponents (widened by rounding)
+            lo, hi = c.base ** lo * (1 - 1e-12), c.base ** hi * (1 + 1e-12)
         if lo is not None and not (isinstance(default, (int, float)) and lo <= default <= hi):
             raise ValueError(f"controls[{name!r}]: the plot function's default {default!r} is "
                              f"outside the slider's range [{lo:g}, {hi:g}]")
+        if isinstance(c, W.Checkbox) and not isinstance(default, bool):
+            raise ValueError(f"controls[{name!r}]: the plot function's default {default!r} is not "
+                             f"a bool, but the control is a check box")
         if isinstance(c, W.IntSlider) and default != int(default):
             raise ValueError(f"controls[{name!r}]: the plot function's default {default!r} is not "
                              f"an int, but the slider is an IntSlider")

@@ -179,6 +179,8 @@ def test_controls_without_a_value_need_a_default_in_range():
         widgets.explorer(Recorder(), "look", a=widgets.slider("a", 2.0, 3.0, 0.1))
     with pytest.raises(ValueError, match="not an int"):
         widgets.explorer(lambda n=2.5: plt.figure(), "look", n=widgets.slider("n", 1, 10, 1))
+    with pytest.raises(ValueError, match="not a bool"):
+        widgets.explorer(lambda flag=None: plt.figure(), "look", flag=widgets.checkbox("flag"))
     with pytest.raises(ValueError, match="value"):
         widgets.checkbox("flag", value=1)
     assert plt.get_fignums() == []

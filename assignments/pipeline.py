@@ -166,8 +166,8 @@ def resolve_notebooks(notebooks: Iterable[str | Path] | None = None,
     Parameters
     ----------
     notebooks : iterable of str or Path, optional
-        Paths of notebooks, or names in ``notebooks_dir`` given as ``01``, ``01_vae`` or
-        ``01_vae.ipynb``. None means every ``NN_*.ipynb`` in ``notebooks_dir``.
+        Paths of notebooks, or names in ``notebooks_dir`` given as ``02``, ``02_vae`` or
+        ``02_vae.ipynb``. None means every ``NN_*.ipynb`` in ``notebooks_dir``.
     notebooks_dir : str or Path
         Where the course notebooks are (default ``notebooks/``).
 
@@ -614,7 +614,7 @@ def _grade(submissions: Path, course: Path, notebooks_dir: Path, timeout: int,
 
     report = GradeReport(rows, course / "grades.csv", course / "scores.csv", course / "feedback",
                          problems)
-    _write_tables(report, aids)
+    write_tables(report, aids)
     if feedback:
         _write_summaries(report, course)
     for p in problems:
@@ -669,7 +669,7 @@ def _rows_graded(api, course, student, aid, exercises, graded_path, notes, gener
     return rows
 
 
-def _write_tables(report: GradeReport, aids: Sequence[str]) -> None:
+def write_tables(report: GradeReport, aids: Sequence[str]) -> None:
     """Write grades.csv and scores.csv; rows of notebooks graded by earlier runs (and not by this
     one) are kept, so grading one homework after another builds up the whole table."""
     earlier: list[Row] = []

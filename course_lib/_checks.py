@@ -79,3 +79,41 @@ def check_int(name: str, value, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
     return value
+
+
+def check_log_densities_on_grid(x, **log_densities) -> tuple[torch.Tensor, ...]:
+    """For 1-D quadrature: a strictly increasing float64 grid ``x`` (N >= 2) and, by name, one
+    log-density value per grid point (finite or ``-inf``). Returns ``(x, *log_densities)`` in float64."""
+    x = torch.as_tensor(x, dtype=torch.float64)
+    check_tensor("x", x, ndim=1)
+    if x.shape[0] < 2:
+        raise ValueError(f"x: expected a grid of at least 2 points, got {x.shape[0]}")
+    if not bool((x[1:] > x[:-1]).all()):
+        raise ValueError("x: expected strictly increasing grid points, got a step <= 0")
+    out = [x]
+    for name, v in log_densities.items():
+        v = torch.as_tensor(v, dtype=torch.float64).to(x.device)
+        if tuple(v.shape) != tuple(x.shape):
+            raise ValueError(f"{name}: expected one log-density value per grid point, shape "
+                             f"{tuple(x.shape)}, got {tuple(v.shape)}")
+        if bool(torch.isnan(v).any()) or bool(torch.isposinf(v).any()):
+            raise ValueError(f"{name}: expected log-densities (finite or -inf), got NaN or +inf")
+        out.append(v)
+    return tuple(out)
+
+
+def call_checked(name: str, fn, x: torch.Tensor, *args, call: str | None = None) -> torch.Tensor:
+    """Call ``fn(x, *args)`` (a model, a score function, a denoiser) and require a tensor of x's shape.
+
+    ``name`` is the argument that holds ``fn``; ``call`` how the message writes the call (default
+    ``name(x)``). A non-tensor output raises ``TypeError``, a tensor of another shape ``ValueError``.
+    """
+    out = fn(x, *args)
+    call = call or (f"{name}(x, ...)" if args else f"{name}(x)")
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"{name}: expected {call} to return a torch.Tensor of its input's shape "
+                        f"{tuple(x.shape)}, got {type(out).__name__}")
+    if out.shape != x.shape:
+        raise ValueError(f"{name}: expected {call} to return a tensor of its input's shape "
+                         f"{tuple(x.shape)}, got shape {tuple(out.shape)}")
+    return out

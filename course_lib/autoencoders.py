@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ._checks import check_int, check_positive, check_same_shape, check_tensor
+from ._primitives import model_device, rand, randn
 from .nets import MLP
 
 __all__ = [
@@ -316,9 +317,8 @@ def _check_corruption(noise_std, mask_prob) -> None:
 
 def _draw(kind: str, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal or uniform draws of ``like``'s shape, on the generator's device, then moved."""
-    fn = torch.randn if kind == "normal" else torch.rand
-    device = generator.device if generator is not None else like.device
-    return fn(like.shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+    fn = randn if kind == "normal" else rand
+    return fn(like.shape, generator, like.device, like.dtype)
 
 
 def corrupt(x: torch.Tensor, noise_std: float | None = None, mask_prob: float | None = None,
@@ -483,10 +483,7 @@ def encode_dataset(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) ->
     check_tensor("x", x, floating=True)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     encode = getattr(model, "encode", None) or model
-    try:
-        device = next(model.parameters()).device
-    except StopIteration:
-        device = x.device
+    device = model_device(model, default=x.device)
     was_training = model.training
     model.eval()
     try:
@@ -536,3 +533,47 @@ def linear_probe_accuracy(features_train: torch.Tensor, labels_train: torch.Tens
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=float(C), max_iter=max_iter))
     clf.fit(to_np(features_train), labels_train.detach().cpu().numpy())
     return float(clf.score(to_np(features_test), labels_test.detach().cpu().numpy()))
+
+
+def random_codes(codes: torch.Tensor, num_samples: int, scale: float = 1.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Random codes :math:`z \sim \mathcal N(m, \mathrm{diag}(c^2 s^2))` fitted to some codes.
+
+    :math:`m` and :math:`s` are the per-dimension mean and standard deviation of ``codes`` (e.g.
+    :func:`encode_dataset` of the training images), :math:`c` = ``scale``. The most favourable way
+    to "generate" with a plain autoencoder: decode such codes. Most land off the thin set the real
+    codes fill, which is why the decoded images are often not digits (notebook 01, section 7).
+
+    Parameters
+    ----------
+    codes : tensor (N, K)
+        Codes, ``N >= 2``.
+    num_samples : int
+        Number of random codes (>= 1).
+    scale : float
+        Multiplies the per-dimension standard deviation (> 0).
+    generator : torch.Generator, optional
+        Drives the draws (on the generator's device, then moved to ``codes``').
+
+    Returns
+    -------
+    tensor (num_samples, K)
+        On ``codes``' device, in its dtype.
+
+    Raises
+    ------
+    ValueError
+        ``codes`` not 2-D with at least 2 rows, ``num_samples < 1`` or ``scale <= 0``.
+    """
+    check_tensor("codes", codes, ndim=2, floating=True)
+    if codes.shape[0] < 2:
+        raise ValueError(f"codes: expected at least 2 codes to estimate a spread, got {codes.shape[0]}")
+    num_samples = check_int("num_samples", num_samples, minimum=1)
+    check_positive("scale", scale)
+    codes = codes.detach()
+    m, s = codes.mean(0), codes.std(0)
+    eps = randn((num_samples, codes.shape[1]), generator, codes.device, codes.dtype)
+    return m + float(scale) * s * eps                                   # z = m + c s eps
+
+
+__all__ += ["random_codes"]

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from ._checks import check_int, check_tensor
+from ._primitives import randperm
 
 __all__ = ["load_digits", "train_test_split_digits", "iterate_minibatches", "DIGITS_SHAPE"]
 
@@ -104,7 +105,7 @@ def train_test_split_digits(test_fraction: float = 0.2, generator: torch.Generat
                          f"out of {n} images")
     if generator is None:
         generator = torch.Generator().manual_seed(_SPLIT_SEED)
-    perm = torch.randperm(n, generator=generator, device=generator.device).cpu()
+    perm = randperm(n, generator, "cpu")
     test_idx, train_idx = perm[:n_test], perm[n_test:]
     return (images[train_idx].to(device), labels[train_idx].to(device),
             images[test_idx].to(device), labels[test_idx].to(device))
@@ -142,8 +143,7 @@ def iterate_minibatches(tensors: torch.Tensor | Sequence[torch.Tensor], batch_si
     batch_size = check_int("batch_size", batch_size, minimum=1)
     n = items[0].shape[0]
     if shuffle:
-        order = torch.randperm(n, generator=generator,
-                               device=generator.device if generator is not None else "cpu")
+        order = randperm(n, generator, "cpu")
     else:
         order = torch.arange(n)
     stop = n - n % batch_size if drop_last else n

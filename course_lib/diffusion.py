@@ -44,8 +44,10 @@ from typing import NamedTuple
 
 import torch
 
-from course_lib._checks import check_int
-from course_lib.gaussians import gaussian_kl, gaussian_log_likelihood
+from course_lib._checks import call_checked, check_int
+from course_lib._primitives import model_device, randint, randn
+from course_lib._primitives import progress as progress_bar
+from course_lib.gaussians import diag_gaussian_log_prob, gaussian_kl, gaussian_log_likelihood
 
 __all__ = [
     "NoiseSchedule", "q_sample", "q_mean_variance", "q_posterior_mean_variance",
@@ -387,43 +389,31 @@ def _check_clip(clip_x0):
     return float(clip_x0)
 
 
+def _check_batch(schedule, name: str, x, t=None):
+    """The preamble of every function of a batch: a schedule, a floating-point batch ``x`` named
+    ``name`` and, when given, 0-based steps ``t`` (one per example). Returns ``(x, t)``."""
+    _check_schedule(schedule)
+    x = _check_data(name, x)
+    if t is not None:
+        t = _check_t(t, schedule, x.shape[0], name)
+    return x, t
+
+
+def _check_options(prediction: str | None = None, variance: str | None = None, clip_x0=None):
+    """The options of the reverse step, the samplers, the loss and the bound (None: not taken).
+    Returns ``clip_x0`` as a float or None."""
+    if prediction is not None:
+        _check_choice("prediction", prediction, _PREDICTIONS)
+    if variance is not None:
+        _check_choice("variance", variance, _VARIANCES)
+    return _check_clip(clip_x0)
+
+
 def _extract(arr: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Gather ``arr[t]`` (float64 schedule array, 0-based ``t`` of shape (N,)) and shape it
     ``(N, 1, ..., 1)`` to broadcast against ``x``, on ``x``'s device and in ``x``'s dtype."""
     out = arr[t.to(arr.device)]
     return out.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
-
-
-def _randn(shape, generator: torch.Generator | None, device, dtype) -> torch.Tensor:
-    """Standard normal noise on ``device``; drawn on the generator's device when one is given
-    (a CPU generator cannot drive ``randn`` on CUDA), then moved."""
-    if generator is None:
-        return torch.randn(shape, device=device, dtype=dtype)
-    return torch.randn(shape, generator=generator, device=generator.device,
-                       dtype=dtype).to(device)
-
-
-def _call_model(model: Model, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    out = model(xt, t)
-    if not isinstance(out, torch.Tensor):
-        raise ValueError(f"model: expected model(xt, t) to return a tensor of shape "
-                         f"{tuple(xt.shape)} (xt's shape), got {type(out).__name__}")
-    if out.shape != xt.shape:
-        raise ValueError(f"model: expected model(xt, t) to return a tensor of xt's shape "
-                         f"{tuple(xt.shape)}, got shape {tuple(out.shape)}")
-    return out
-
-
-def _model_device(model, device) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if isinstance(model, torch.nn.Module):
-        for p in model.parameters():
-            return p.device
-        for b in model.buffers():
-            return b.device
-    dev = getattr(model, "device", None)
-    return torch.device(dev) if dev is not None else torch.device("cpu")
 
 
 def _check_shape(shape) -> tuple[int, ...]:
@@ -465,9 +455,7 @@ def q_mean_variance(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor):
     ----------
     Ho et al. (2020), Eq. 4.
     """
-    _check_schedule(schedule)
-    x0 = _check_data("x0", x0)
-    t = _check_t(t, schedule, x0.shape[0], "x0")
+    x0, t = _check_batch(schedule, "x0", x0, t)
     mean = _extract(schedule.sqrt_alphas_cumprod, t, x0) * x0        # sqrt(abar_t) x0
     variance = (1.0 - _extract(schedule.alphas_cumprod, t, x0)).expand(x0.shape).contiguous()
     return mean, variance
@@ -504,11 +492,9 @@ def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor,
     ----------
     Ho et al. (2020), Eq. 4 and Algorithm 1 line 5.
     """
-    _check_schedule(schedule)
-    x0 = _check_data("x0", x0)
-    t = _check_t(t, schedule, x0.shape[0], "x0")
+    x0, t = _check_batch(schedule, "x0", x0, t)
     if noise is None:
-        noise = _randn(x0.shape, generator, x0.device, x0.dtype)
+        noise = randn(x0.shape, generator, x0.device, x0.dtype)
     else:
         _check_data("noise", noise)
         if noise.shape != x0.shape:
@@ -558,13 +544,7 @@ def q_posterior_mean_variance(schedule: NoiseSchedule, x0: torch.Tensor, xt: tor
     ----------
     Ho et al. (2020), Eqs. 6-7.
     """
-    _check_schedule(schedule)
-    x0 = _check_data("x0", x0)
-    xt = _check_data("xt", xt)
-    if x0.shape != xt.shape:
-        raise ValueError(f"x0 and xt: expected the same shape, got {tuple(x0.shape)} and "
-                         f"{tuple(xt.shape)}")
-    t = _check_t(t, schedule, x0.shape[0], "x0")
+    x0, xt, t = _check_pair(schedule, "x0", x0, "xt", xt, t)
     return _q_posterior(schedule, x0, xt, t)
 
 
@@ -581,13 +561,13 @@ def _q_posterior(schedule, x0, xt, t):
 # Conversions between parameterizations (REFERENCES.md C17)
 # ================================================================================================
 def _check_pair(schedule, name_a, a, name_b, b, t):
-    _check_schedule(schedule)
-    a = _check_data(name_a, a)
+    """:func:`_check_batch` for two batches of the same shape; returns ``(a, b, t)``."""
+    a, t = _check_batch(schedule, name_a, a, t)
     b = _check_data(name_b, b)
     if a.shape != b.shape:
         raise ValueError(f"{name_a} and {name_b}: expected the same shape, got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
-    _check_t(t, schedule, a.shape[0], name_a)
+    return a, b, t
 
 
 def predict_x0_from_eps(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tensor,
@@ -675,9 +655,7 @@ def eps_to_score(schedule: NoiseSchedule, t: torch.Tensor, eps: torch.Tensor) ->
     Song et al., "Score-based generative modeling through SDEs", ICLR 2021, Appendix;
     Efron (2011) (Tweedie's formula); REFERENCES.md C17.
     """
-    _check_schedule(schedule)
-    eps = _check_data("eps", eps)
-    t = _check_t(t, schedule, eps.shape[0], "eps")
+    eps, t = _check_batch(schedule, "eps", eps, t)
     return -eps / _extract(schedule.sqrt_one_minus_alphas_cumprod, t, eps)   # s = -eps / sqrt(1-abar)
 
 
@@ -695,9 +673,7 @@ def score_to_eps(schedule: NoiseSchedule, t: torch.Tensor, score: torch.Tensor) 
     -------
     tensor, score's shape
     """
-    _check_schedule(schedule)
-    score = _check_data("score", score)
-    t = _check_t(t, schedule, score.shape[0], "score")
+    score, t = _check_batch(schedule, "score", score, t)
     return -_extract(schedule.sqrt_one_minus_alphas_cumprod, t, score) * score
 
 
@@ -841,12 +817,8 @@ def p_mean_variance(schedule: NoiseSchedule, model: Model, xt: torch.Tensor, t: 
     Ho et al. (2020), Eqs. 7, 11 and Section 3.2; Nichol & Dhariwal (2021), ``p_mean_variance``;
     Salimans & Ho (2022) for ``"v"``.
     """
-    _check_schedule(schedule)
-    xt = _check_data("xt", xt)
-    t = _check_t(t, schedule, xt.shape[0], "xt")
-    _check_choice("prediction", prediction, _PREDICTIONS)
-    _check_choice("variance", variance, _VARIANCES)
-    clip_x0 = _check_clip(clip_x0)
+    xt, t = _check_batch(schedule, "xt", xt, t)
+    clip_x0 = _check_options(prediction, variance, clip_x0)
     return _p_mean_variance(schedule, model, xt, t, prediction, variance, clip_x0)
 
 
@@ -859,7 +831,7 @@ def _pred_x0(schedule, out, xt, t, prediction):
 
 
 def _p_mean_variance(schedule, model, xt, t, prediction, variance, clip_x0) -> PMeanVariance:
-    out = _call_model(model, xt, t)
+    out = call_checked("model", model, xt, t, call="model(xt, t)")
     pred_x0 = _pred_x0(schedule, out, xt, t, prediction)
     if clip_x0 is not None:
         pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)
@@ -906,29 +878,17 @@ def p_sample(schedule: NoiseSchedule, model: Model, xt: torch.Tensor, t: torch.T
     ----------
     Ho et al. (2020), Algorithm 2, line 4.
     """
-    _check_schedule(schedule)
-    xt = _check_data("xt", xt)
-    t = _check_t(t, schedule, xt.shape[0], "xt")
-    _check_choice("prediction", prediction, _PREDICTIONS)
-    _check_choice("variance", variance, _VARIANCES)
-    clip_x0 = _check_clip(clip_x0)
+    xt, t = _check_batch(schedule, "xt", xt, t)
+    clip_x0 = _check_options(prediction, variance, clip_x0)
     return _p_sample(schedule, model, xt, t, generator, prediction, variance, clip_x0)[0]
 
 
 def _p_sample(schedule, model, xt, t, generator, prediction, variance, clip_x0):
     out = _p_mean_variance(schedule, model, xt, t, prediction, variance, clip_x0)
-    z = _randn(xt.shape, generator, xt.device, xt.dtype)
+    z = randn(xt.shape, generator, xt.device, xt.dtype)
     nonzero = (t != 0).to(xt.dtype).reshape(-1, *([1] * (xt.dim() - 1)))   # no noise at t = 0
     # x_{t-1} = mu + sigma z, sigma = exp(log sigma^2 / 2)
     return out.mean + nonzero * torch.exp(0.5 * out.log_variance) * z, out.pred_x0
-
-
-def _progress(iterable, progress: bool, desc: str, total: int):
-    if not progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, leave=False)
 
 
 def _default_dtype(dtype, noise):
@@ -941,7 +901,7 @@ def _default_dtype(dtype, noise):
 
 def _initial_noise(noise, shape, generator, device, dtype):
     if noise is None:
-        return _randn(shape, generator, device, dtype)
+        return randn(shape, generator, device, dtype)
     noise = _check_data("noise", noise)
     if tuple(noise.shape) != shape:
         raise ValueError(f"noise: expected the initial x_T of shape {shape}, got "
@@ -1006,17 +966,15 @@ def sample(schedule: NoiseSchedule, model: Model, shape, generator: torch.Genera
     """
     _check_schedule(schedule)
     shape = _check_shape(shape)
-    _check_choice("prediction", prediction, _PREDICTIONS)
-    _check_choice("variance", variance, _VARIANCES)
-    clip_x0 = _check_clip(clip_x0)
-    device = _model_device(model, device)
+    clip_x0 = _check_options(prediction, variance, clip_x0)
+    device = torch.device(device) if device is not None else model_device(model)
     dtype = _default_dtype(dtype, noise)
     sched = schedule.to(device)
     T = sched.num_steps
     with torch.inference_mode():
         x = _initial_noise(noise, shape, generator, device, dtype)          # x_T ~ N(0, I)
         path = [x] if trajectory else None
-        for i in _progress(reversed(range(T)), progress, "DDPM sampling", T):
+        for i in progress_bar(reversed(range(T)), progress, "DDPM sampling", T):
             t = torch.full((shape[0],), i, dtype=torch.long, device=device)
             x = _p_sample(sched, model, x, t, generator, prediction, variance, clip_x0)[0]
             if trajectory:
@@ -1114,9 +1072,8 @@ def ddim_sample(schedule: NoiseSchedule, model: Model, shape, num_steps: int, et
     eta = float(eta)
     if not (eta >= 0.0 and math.isfinite(eta)):
         raise ValueError(f"eta: expected a finite number >= 0, got {eta!r}")
-    _check_choice("prediction", prediction, _PREDICTIONS)
-    clip_x0 = _check_clip(clip_x0)
-    device = _model_device(model, device)
+    clip_x0 = _check_options(prediction, clip_x0=clip_x0)
+    device = torch.device(device) if device is not None else model_device(model)
     dtype = _default_dtype(dtype, noise)
     sched = schedule.to(device)
     ab_all = sched.alphas_cumprod
@@ -1124,10 +1081,10 @@ def ddim_sample(schedule: NoiseSchedule, model: Model, shape, num_steps: int, et
     with torch.inference_mode():
         x = _initial_noise(noise, shape, generator, device, dtype)
         path = [x] if trajectory else None
-        for i in _progress(range(len(steps_list)), progress, "DDIM sampling", len(steps_list)):
+        for i in progress_bar(range(len(steps_list)), progress, "DDIM sampling", len(steps_list)):
             step = steps_list[i]
             t = torch.full((shape[0],), step, dtype=torch.long, device=device)
-            out = _call_model(model, x, t)
+            out = call_checked("model", model, x, t, call="model(xt, t)")
             pred_x0 = _pred_x0(sched, out, x, t, prediction)
             if clip_x0 is not None:
                 pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)
@@ -1140,7 +1097,7 @@ def ddim_sample(schedule: NoiseSchedule, model: Model, shape, num_steps: int, et
             c_dir = torch.sqrt((1 - ab_prev - sigma ** 2).clamp_min(0.0))
             x = (torch.sqrt(ab_prev).to(dtype) * pred_x0 + c_dir.to(dtype) * eps)
             if eta > 0:
-                x = x + sigma.to(dtype) * _randn(shape, generator, device, dtype)
+                x = x + sigma.to(dtype) * randn(shape, generator, device, dtype)
             if trajectory:
                 path.append(x)
         out = torch.stack(path) if trajectory else None
@@ -1151,12 +1108,6 @@ def ddim_sample(schedule: NoiseSchedule, model: Model, shape, num_steps: int, et
 # ================================================================================================
 # Training loss and variational bound
 # ================================================================================================
-def _randint_t(T, n, generator, device):
-    if generator is None:
-        return torch.randint(0, T, (n,), device=device)
-    return torch.randint(0, T, (n,), generator=generator, device=generator.device).to(device)
-
-
 def loss_simple(schedule: NoiseSchedule, model: Model, x0: torch.Tensor,
                 generator: torch.Generator | None = None, prediction: str = "eps") -> torch.Tensor:
     r""":math:`L_\text{simple}`, Algorithm 1 of Ho et al. (2020): noise-prediction mean squared error.
@@ -1195,14 +1146,13 @@ def loss_simple(schedule: NoiseSchedule, model: Model, x0: torch.Tensor,
     ----------
     Ho et al. (2020), Algorithm 1 and Eq. 14; Salimans & Ho (2022) for the v target.
     """
-    _check_schedule(schedule)
-    x0 = _check_data("x0", x0)
-    _check_choice("prediction", prediction, _PREDICTIONS)
+    x0, _ = _check_batch(schedule, "x0", x0)
+    _check_options(prediction)
     T = schedule.num_steps
-    t = _randint_t(T, x0.shape[0], generator, x0.device)        # t ~ Uniform({0, ..., T-1})
-    eps = _randn(x0.shape, generator, x0.device, x0.dtype)      # eps ~ N(0, I)
+    t = randint(T, (x0.shape[0],), generator, x0.device)        # t ~ Uniform({0, ..., T-1})
+    eps = randn(x0.shape, generator, x0.device, x0.dtype)      # eps ~ N(0, I)
     xt = _q_sample(schedule, x0, t, eps)
-    out = _call_model(model, xt, t)
+    out = call_checked("model", model, xt, t, call="model(xt, t)")
     if prediction == "eps":
         target = eps
     elif prediction == "x0":
@@ -1260,10 +1210,8 @@ def vlb_term(schedule: NoiseSchedule, model: Model, x0: torch.Tensor, xt: torch.
     ----------
     Ho et al. (2020), Eq. 5; Nichol & Dhariwal (2021), ``_vb_terms_bpd`` (in nats here).
     """
-    _check_pair(schedule, "x0", x0, "xt", xt, t)
-    _check_choice("prediction", prediction, _PREDICTIONS)
-    _check_choice("variance", variance, _VARIANCES)
-    clip_x0 = _check_clip(clip_x0)
+    x0, xt, t = _check_pair(schedule, "x0", x0, "xt", xt, t)
+    clip_x0 = _check_options(prediction, variance, clip_x0)
     return _vlb_term(schedule, model, x0, xt, t, prediction, variance, clip_x0)
 
 
@@ -1343,11 +1291,8 @@ def vlb_terms(schedule: NoiseSchedule, model: Model, x0: torch.Tensor, variance:
     Ho et al. (2020), Eq. 5; Sohl-Dickstein et al. (2015); Nichol & Dhariwal (2021),
     ``calc_bpd_loop`` and ``_prior_bpd``.
     """
-    _check_schedule(schedule)
-    x0 = _check_data("x0", x0)
-    _check_choice("variance", variance, _VARIANCES)
-    _check_choice("prediction", prediction, _PREDICTIONS)
-    clip_x0 = _check_clip(clip_x0)
+    x0, _ = _check_batch(schedule, "x0", x0)
+    clip_x0 = _check_options(prediction, variance, clip_x0)
     N, T = x0.shape[0], schedule.num_steps
     with torch.no_grad():
         last = torch.full((N,), T - 1, dtype=torch.long, device=x0.device)
@@ -1356,9 +1301,9 @@ def vlb_terms(schedule: NoiseSchedule, model: Model, x0: torch.Tensor, variance:
         prior_logvar = _extract(schedule.log_one_minus_alphas_cumprod, last, x0)
         prior = _sum_dims(gaussian_kl(prior_mean, prior_logvar.expand(x0.shape), 0.0, 0.0))
         terms = x0.new_empty(N, T)
-        for i in _progress(reversed(range(T)), progress, "variational bound", T):
+        for i in progress_bar(reversed(range(T)), progress, "variational bound", T):
             t = torch.full((N,), i, dtype=torch.long, device=x0.device)
-            noise = _randn(x0.shape, generator, x0.device, x0.dtype)     # fresh noise per t
+            noise = randn(x0.shape, generator, x0.device, x0.dtype)     # fresh noise per t
             xt = _q_sample(schedule, x0, t, noise)
             terms[:, i] = _vlb_term(schedule, model, x0, xt, t, prediction, variance, clip_x0)
         total = prior + terms.sum(1)
@@ -1419,8 +1364,7 @@ class OptimalEpsModel:
         m = torch.sqrt(ab)[:, None, :] * means[None]                               # (N, K, D)
         v = ab[:, None, :] * stds[None] ** 2 + (1.0 - ab)[:, None, :]              # (N, K, D)
         diff = x[:, None, :] - m
-        log_joint = torch.log(weights)[None] - 0.5 * (diff ** 2 / v + torch.log(v)
-                                                       + math.log(2 * math.pi)).sum(-1)
+        log_joint = torch.log(weights)[None] + diag_gaussian_log_prob(x[:, None, :], m, var=v)
         resp = torch.softmax(log_joint, dim=1)                                     # (N, K)
         score = -(resp[:, :, None] * diff / v).sum(1)                              # grad log q_t
         eps = -torch.sqrt(1.0 - ab) * score                  # E[eps | x_t] = -sqrt(1-abar) score
@@ -1465,3 +1409,134 @@ def optimal_eps_model(mixture, schedule: NoiseSchedule) -> OptimalEpsModel:
     Efron (2011), Tweedie's formula; Ho et al. (2020), Eq. 12 (eps-parameterization).
     """
     return OptimalEpsModel(mixture, schedule)
+
+
+# ================================================================================================
+# Notebook 04's first section: the scaled chain x_t = a x_{t-1} + b eps, and the exact marginals
+# ================================================================================================
+def variance_recursion(a: float, b: float, v0: float, num_steps: int):
+    r"""Variance of the chain :math:`x_t = a\,x_{t-1} + b\,\varepsilon_t`: :math:`v_t = a^2 v_{t-1} + b^2`.
+
+    Unrolled, :math:`v_t = a^{2t} v_0 + b^2 (1 - a^{2t})/(1 - a^2)`, with fixed point
+    :math:`b^2/(1-a^2)` when :math:`|a| < 1`: 1 exactly when :math:`b = \sqrt{1-a^2}` (DDPM's
+    :math:`a = \sqrt{\alpha}`, :math:`b = \sqrt{1-\alpha}`: variance preserving). ``a = 1`` is a
+    random walk, :math:`v_t = v_0 + t b^2`.
+
+    Parameters
+    ----------
+    a, b : float
+        Mean scaling and noise standard deviation of one step.
+    v0 : float
+        :math:`\mathrm{Var}[x_0]` (>= 0).
+    num_steps : int
+        Number of steps (>= 0).
+
+    Returns
+    -------
+    numpy.ndarray (num_steps + 1,), float64
+        :math:`v_0, \dots, v_{\mathrm{num\_steps}}`.
+
+    Raises
+    ------
+    ValueError
+        ``v0 < 0`` or ``num_steps < 0``.
+
+    References
+    ----------
+    Ho et al. (2020), Eq. 2 (:math:`a = \sqrt{1-\beta_t}`, :math:`b = \sqrt{\beta_t}`); Song et al.
+    (2021), Section 3.4 (variance-preserving SDE).
+    """
+    import numpy as np
+
+    num_steps = check_int("num_steps", num_steps, minimum=0)
+    if not float(v0) >= 0:
+        raise ValueError(f"v0: expected a variance >= 0, got {v0!r}")
+    v = np.empty(num_steps + 1)
+    v[0] = v0
+    for i in range(num_steps):
+        v[i + 1] = a * a * v[i] + b * b
+    return v
+
+
+def scaled_chain(x0: torch.Tensor, a: float, b: float, num_steps: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Simulate :math:`x_t = a\,x_{t-1} + b\,\varepsilon_t`, :math:`\varepsilon_t \sim \mathcal N(0, I)`, from ``x0``.
+
+    The forward chain of DDPM with one constant step (:math:`a = \sqrt{\alpha}`,
+    :math:`b = \sqrt{1-\alpha}`) when :math:`a^2 + b^2 = 1`; any other pair shows why the scalars
+    must be tied (:func:`variance_recursion` gives the variance of every state).
+
+    Parameters
+    ----------
+    x0 : tensor (N, ...)
+        Starting states (floating point).
+    a, b : float
+        Mean scaling and noise standard deviation.
+    num_steps : int
+        Number of steps (>= 0).
+    generator : torch.Generator, optional
+        Drives every :math:`\varepsilon_t` (drawn on the generator's device, then moved).
+
+    Returns
+    -------
+    tensor (num_steps + 1, N, ...)
+        The path :math:`x_0, \dots, x_{\mathrm{num\_steps}}`; ``path[0]`` is ``x0``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``x0`` not a floating-point tensor with a batch dimension; ``num_steps < 0``.
+
+    References
+    ----------
+    Ho et al. (2020), Eq. 2.
+    """
+    x = _check_data("x0", x0)
+    num_steps = check_int("num_steps", num_steps, minimum=0)
+    path = [x]
+    for _ in range(num_steps):
+        x = a * x + b * randn(x.shape, generator, x.device, x.dtype)   # x_t = a x_{t-1} + b eps
+        path.append(x)
+    return torch.stack(path)
+
+
+def noised_mixture(mixture, schedule: NoiseSchedule, t: int):
+    r"""The exact marginal :math:`q(x_t)` of data from a Gaussian mixture, itself a Gaussian mixture.
+
+    With :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon` and
+    :math:`x_0 \sim \sum_k w_k\mathcal N(\mu_k, \mathrm{diag}\,s_k^2)`:
+
+    .. math::  q(x_t) = \sum_k w_k\, \mathcal N\big(\sqrt{\bar\alpha_t}\,\mu_k,\
+               \mathrm{diag}(\bar\alpha_t s_k^2 + 1 - \bar\alpha_t)\big)
+
+    Parameters
+    ----------
+    mixture : course_lib.toy.GaussianMixture
+        The data distribution.
+    schedule : NoiseSchedule
+    t : int
+        **0-based** step in ``[0, T-1]`` (index ``t`` is the paper's step ``t+1``).
+
+    Returns
+    -------
+    course_lib.toy.GaussianMixture
+        ``mixture.scale(sqrt(abar_t)).convolve(sqrt(1 - abar_t))``.
+
+    Raises
+    ------
+    ValueError
+        ``t`` not an int in ``[0, T-1]``.
+
+    References
+    ----------
+    Ho et al. (2020), Eq. 4, applied to each component.
+    """
+    _check_schedule(schedule)
+    T = schedule.num_steps
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < T:
+        raise ValueError(f"t: expected a 0-based step in [0, {T - 1}], got {t!r}")
+    ab = float(schedule.alphas_cumprod[t])
+    return mixture.scale(math.sqrt(ab)).convolve(math.sqrt(1 - ab))
+
+
+__all__ += ["variance_recursion", "scaled_chain", "noised_mixture"]

@@ -32,7 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib._checks import check_int, check_positive, check_tensor
+from course_lib._checks import check_int, check_log_densities_on_grid, check_positive, check_tensor
+from course_lib._primitives import progress as progress_bar
+from course_lib._primitives import rand, randint, randn
 from course_lib.nets import MLP
 
 __all__ = [
@@ -296,8 +298,7 @@ def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
         raise ValueError(f"real and fake: expected the same shape, got {tuple(real.shape)} and "
                          f"{tuple(fake.shape)}")
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    dev = real.device if generator is None else generator.device
-    u = torch.rand(shape, generator=generator, device=dev, dtype=real.dtype).to(real.device)
+    u = rand(shape, generator, real.device, real.dtype)
     x_hat = (u * real.detach() + (1 - u) * fake.detach()).requires_grad_(True)
     out = _logits("D(x_hat)", D(x_hat))
     (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
@@ -390,16 +391,12 @@ class GANHistory:
     metrics: list[tuple[int, dict]] = field(default_factory=list)
 
     def plot(self, ax=None):
-        """Loss curves; returns the figure."""
-        import matplotlib.pyplot as plt
+        """Loss curves of both players (:func:`course_lib.plotting.loss_curve`); returns the figure."""
+        from course_lib.plotting import loss_curve
 
-        fig, ax = (plt.subplots(figsize=(6, 3.2)) if ax is None else (ax.figure, ax))
-        ax.plot(self.d_losses, label="discriminator", lw=1)
-        ax.plot(self.g_losses, label="generator", lw=1)
-        ax.set_xlabel("generator step")
-        ax.set_ylabel("loss (nats)")
-        ax.legend()
-        return fig
+        out = loss_curve({"discriminator": self.d_losses, "generator": self.g_losses}, ax=ax,
+                         xlabel="generator step", ylabel="loss (nats)")
+        return out if ax is None else ax.figure
 
 
 def train_gan(G: nn.Module, D: nn.Module, data: torch.Tensor, num_steps: int, latent_dim: int,
@@ -444,8 +441,6 @@ def train_gan(G: nn.Module, D: nn.Module, data: torch.Tensor, num_steps: int, la
     -------
     GANHistory
     """
-    from tqdm.auto import tqdm
-
     from course_lib import get_device
 
     num_steps = check_int("num_steps", num_steps, minimum=1)
@@ -464,11 +459,10 @@ def train_gan(G: nn.Module, D: nn.Module, data: torch.Tensor, num_steps: int, la
     hist = GANHistory()
 
     def noise(n):
-        return torch.randn(n, latent_dim, generator=generator).to(device)
+        return randn((n, latent_dim), generator, device)
 
     def batch():
-        idx = torch.randint(0, data.shape[0], (batch_size,), generator=generator)
-        return data[idx.to(device)]
+        return data[randint(data.shape[0], (batch_size,), generator, device)]
 
     def evaluate(step):
         if eval_fn is None:
@@ -478,7 +472,7 @@ def train_gan(G: nn.Module, D: nn.Module, data: torch.Tensor, num_steps: int, la
             hist.metrics.append((step, eval_fn(G)))
         G.train()
 
-    bar = tqdm(range(1, num_steps + 1), disable=not progress, desc=f"GAN ({loss})")
+    bar = progress_bar(range(1, num_steps + 1), progress, f"GAN ({loss})", leave=True)
     for step in bar:
         for _ in range(d_steps):
             real = batch()
@@ -564,3 +558,54 @@ def train_discriminator(D: nn.Module, sample_data: Callable[[int], torch.Tensor]
         opt.step()
         losses.append(float(loss.detach()))
     return losses
+
+
+# ----------------------------------------------------------------------------------------------
+# the value of the game at the optimal discriminator, by quadrature (1-D)
+# ----------------------------------------------------------------------------------------------
+def optimal_discriminator_value(log_p_data, log_p_model, x) -> float:
+    r"""The value :math:`V(G, D^*)` of the game at the optimal discriminator, by the trapezoid rule in 1-D.
+
+    .. math::  V(G, D^*) = \int p_{data}(x)\log D^*(x)\,dx + \int p_g(x)\log\big(1 - D^*(x)\big)\,dx,
+               \qquad D^* = \frac{p_{data}}{p_{data} + p_g}
+
+    with :math:`\log D^* = \log\sigma(\log p_{data} - \log p_g)` and
+    :math:`\log(1 - D^*) = \log\sigma(\log p_g - \log p_{data})`, stable where either density is
+    tiny. Goodfellow et al.'s Theorem 1 says it equals :math:`-\log 4 + 2\,\mathrm{JSD}(p_{data}\|p_g)`
+    (compare :func:`course_lib.divergences.js_divergence_1d`, computed independently).
+
+    Parameters
+    ----------
+    log_p_data, log_p_model : tensor or array (N,)
+        Log-densities of the data and of the generator at the grid points (finite, or ``-inf``
+        where a density is zero).
+    x : tensor or array (N,)
+        Strictly increasing grid covering both densities' mass, e.g.
+        :func:`course_lib.divergences.quadrature_grid`.
+
+    Returns
+    -------
+    float
+        Nats, in :math:`[-\log 4, 0]` up to the quadrature error.
+
+    Raises
+    ------
+    ValueError
+        Shapes that differ from the grid's, NaN or ``+inf`` log-densities, a grid that is not
+        strictly increasing or has fewer than 2 points.
+
+    References
+    ----------
+    Goodfellow et al., "Generative Adversarial Nets" (2014), Eq. 1, Proposition 1 and Theorem 1.
+    """
+    x, lp, lq = check_log_densities_on_grid(x, log_p_data=log_p_data, log_p_model=log_p_model)
+    diff = (lp - lq).nan_to_num(0.0)             # -inf - -inf: no mass from either density there
+    p, q = torch.exp(lp), torch.exp(lq)
+    zero = torch.zeros_like(p)
+    # p log D* + q log(1 - D*), with 0 log 0 = 0 where a density vanishes
+    integrand = (torch.where(p > 0, p * F.logsigmoid(diff), zero)
+                 + torch.where(q > 0, q * F.logsigmoid(-diff), zero))
+    return float(torch.trapezoid(integrand, x))
+
+
+__all__ += ["optimal_discriminator_value"]

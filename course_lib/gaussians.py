@@ -191,6 +191,62 @@ def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, logvar) -> torc
     if shape != x.shape:
         raise ValueError(f"logvar: expected a number or a shape broadcastable to x's "
                          f"{tuple(x.shape)} without changing it, got {tuple(logvar.shape)}")
+    n = x.shape[0]
+    return diag_gaussian_log_prob(x.reshape(n, -1), mean.reshape(n, -1),
+                                  logvar=logvar.expand(x.shape).reshape(n, -1))
+
+
+def diag_gaussian_log_prob(x: torch.Tensor, mean, logvar=None, *, var=None) -> torch.Tensor:
+    r"""The diagonal Gaussian log-density, summed over the last dimension, with broadcasting.
+
+    .. math::  \log\mathcal N(x; \mu, \mathrm{diag}\,\sigma^2)
+               = -\tfrac12 \sum_j \Big[\frac{(x_j-\mu_j)^2}{\sigma_j^2} + \log\sigma_j^2 + \log 2\pi\Big]
+
+    The one implementation of this formula in the course: :func:`gaussian_log_likelihood` (with its
+    input checks), the VAE's :math:`\log q(z\mid x)`, the mixtures of :mod:`course_lib.toy` and the
+    Bayes-optimal noise predictor of :mod:`course_lib.diffusion` all call it. Give the variance
+    either as ``logvar`` (the course's convention; the residual is scaled by
+    :math:`e^{-\log\sigma^2/2}` before squaring, so it stays finite where
+    :math:`e^{-\log\sigma^2}` overflows, and an exactly zero residual contributes exactly zero) or
+    as ``var`` (for variances that come as sums, e.g. :math:`s_k^2 + \sigma^2` of a noised
+    mixture component).
+
+    Parameters
+    ----------
+    x : tensor (..., D)
+        Points.
+    mean : tensor or number, broadcastable with ``x``
+    logvar : tensor or number, broadcastable with ``x``
+        Log-variances (exactly one of ``logvar`` and ``var``).
+    var : tensor, broadcastable with ``x``
+        Variances, > 0.
+
+    Returns
+    -------
+    tensor
+        The broadcast shape of the inputs without its last dimension; nats. No input checks (a
+        building block: the public functions check their inputs).
+
+    Raises
+    ------
+    ValueError
+        Both or neither of ``logvar`` and ``var``.
+
+    References
+    ----------
+    Bishop, *Pattern Recognition and Machine Learning* (2006), Eq. 2.43 with a diagonal
+    covariance. Fixed point (REFERENCES.md A9): log N(0.3; 1, 0.5^2) = -1.2057913526447273.
+    """
+    if (logvar is None) == (var is None):
+        raise ValueError("logvar, var: expected exactly one of them, got "
+                         f"{'both' if logvar is not None else 'neither'}")
+    if var is not None:
+        diff = x - mean
+        return -0.5 * ((diff * diff / var) + torch.log(var) + _LOG_2PI).sum(-1)
+    if not isinstance(logvar, torch.Tensor):
+        logvar = torch.as_tensor(logvar, dtype=x.dtype, device=x.device)
     z = _scaled_residual(x - mean, logvar)                          # (x - mu) / sigma
-    per_dim = -0.5 * (_LOG_2PI + logvar + z * z)
-    return per_dim.expand(x.shape).reshape(x.shape[0], -1).sum(1)
+    return -0.5 * (_LOG_2PI + logvar + z * z).sum(-1)
+
+
+__all__ += ["diag_gaussian_log_prob"]

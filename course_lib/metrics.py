@@ -21,6 +21,7 @@ import math
 import torch
 
 from course_lib._checks import check_int, check_positive
+from course_lib._primitives import randn
 
 __all__ = ["mmd", "sliced_wasserstein", "kl_divergence_discrete", "js_divergence_discrete"]
 
@@ -163,9 +164,7 @@ def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, num_projections: int = 
     p = float(p)
     if not p >= 1.0 or not math.isfinite(p):
         raise ValueError(f"p: expected a finite number >= 1, got {p!r}")
-    dev = x.device if generator is None else generator.device
-    theta = torch.randn(num_projections, x.shape[1], generator=generator, dtype=x.dtype,
-                        device=dev).to(x.device)
+    theta = randn((num_projections, x.shape[1]), generator, x.device, x.dtype)
     theta = theta / theta.norm(dim=1, keepdim=True)               # uniform on the unit sphere
     xs = (theta @ x.T).sort(dim=1).values                         # (L, m) sorted projections
     ys = (theta @ y.T).sort(dim=1).values                         # (L, n)
@@ -257,3 +256,81 @@ def js_divergence_discrete(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     kl_pm = torch.where(p > 0, p * (torch.log(p) - log_m), torch.zeros_like(p)).sum(-1)
     kl_qm = torch.where(q > 0, q * (torch.log(q) - log_m), torch.zeros_like(q)).sum(-1)
     return (0.5 * (kl_pm + kl_qm)).clamp(0.0, math.log(2.0))
+
+
+# ------------------------------------------------------------------------------------------------
+# sample-based checks against a reference set or a mixture
+# ------------------------------------------------------------------------------------------------
+def nearest_neighbor_distance(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance from each example of ``x`` to its nearest example of ``reference``.
+
+    Both are flattened per example (images ``(N, C, H, W)`` become vectors) and compared in
+    float64.
+
+    Parameters
+    ----------
+    x : tensor (M, ...)
+        Query examples, e.g. decoded images.
+    reference : tensor (N, ...)
+        Reference examples with the same per-example shape, e.g. the training images; ``N >= 1``.
+
+    Returns
+    -------
+    tensor (M,), float64
+        In the data's units (pixel units of the ``[-1, 1]`` scale for images); on ``x``'s device.
+
+    Raises
+    ------
+    TypeError
+        Non-tensor inputs.
+    ValueError
+        0-d inputs, different per-example shapes, or an empty ``reference``.
+    """
+    for name, t in (("x", x), ("reference", reference)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor of shape (N, ...), got {type(t).__name__}")
+        if t.dim() < 1:
+            raise ValueError(f"{name}: expected a tensor of shape (N, ...) with a batch dimension, "
+                             f"got a 0-d tensor")
+    if x.shape[1:] != reference.shape[1:]:
+        raise ValueError(f"x and reference: expected the same shape per example, got "
+                         f"{tuple(x.shape[1:])} and {tuple(reference.shape[1:])}")
+    if reference.shape[0] < 1:
+        raise ValueError("reference: expected at least one example, got none")
+    a = x.detach().reshape(x.shape[0], -1).to(torch.float64)
+    b = reference.detach().reshape(reference.shape[0], -1).to(a)
+    return torch.cdist(a, b).min(dim=1).values
+
+
+def mode_fractions(samples: torch.Tensor, mixture) -> torch.Tensor:
+    r"""Fraction of the samples assigned to each component of a mixture, by largest responsibility.
+
+    Sample :math:`x` goes to :math:`\arg\max_k r_k(x)`, with responsibilities
+    :math:`r_k(x) = w_k\mathcal N(x;\mu_k, s_k^2)/p(x)`. For samples of the mixture itself the
+    fractions estimate the weights :math:`w_k` (exactly so for well separated components), with
+    standard error :math:`\sqrt{w_k(1-w_k)/N}`; a sampler that is stuck in the basins where it
+    started gives other fractions.
+
+    Parameters
+    ----------
+    samples : tensor (N, D)
+    mixture : course_lib.toy.GaussianMixture
+        With ``D``-dimensional components.
+
+    Returns
+    -------
+    tensor (K,), float64
+        Non-negative, summing to one.
+
+    Raises
+    ------
+    ValueError
+        ``samples`` of the wrong shape (from ``mixture.responsibilities``) or no samples.
+    """
+    if isinstance(samples, torch.Tensor) and samples.dim() >= 1 and samples.shape[0] < 1:
+        raise ValueError("samples: expected at least one sample, got none")
+    k = mixture.responsibilities(samples.to(mixture.dtype)).argmax(1)
+    return torch.bincount(k, minlength=mixture.num_components).to(torch.float64) / samples.shape[0]
+
+
+__all__ += ["nearest_neighbor_distance", "mode_fractions"]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ._checks import check_int, check_tensor
+from ._primitives import randn
 
 __all__ = ["MLP", "SinusoidalEmbedding", "TimeConditionedMLP", "make_activation", "ACTIVATIONS"]
 
@@ -308,7 +309,7 @@ class RandomFourierFeatures(nn.Module):
         self.scale = float(scale)
         if generator is None:
             generator = torch.Generator().manual_seed(0)
-        b = torch.randn(self.in_dim, self.num_features, generator=generator, dtype=torch.float64)
+        b = randn((self.in_dim, self.num_features), generator, "cpu", torch.float64)
         self.register_buffer("B", (self.scale * b).to(torch.get_default_dtype()))
 
     @property

@@ -562,7 +562,8 @@ def plot_1d_densities(xs, curves: Mapping[str, object], ax: Axes | None = None,
 
 
 def loss_curve(losses, ax: Axes | None = None, xlabel: str = "step", ylabel: str = "loss",
-               title: str | None = None, smooth: int = 1, log_y: bool = False):
+               title: str | None = None, smooth: int = 1, log_y: bool = False,
+               show_raw: bool = False):
     """Training curve(s): one sequence, or a dict label -> sequence of per-step values.
 
     Parameters
@@ -579,6 +580,8 @@ def loss_curve(losses, ax: Axes | None = None, xlabel: str = "step", ylabel: str
         Width of a trailing moving average (1 = raw values).
     log_y : bool
         Logarithmic vertical axis.
+    show_raw : bool
+        With ``smooth > 1``, also draw the raw values, faintly, behind each moving average.
 
     Returns
     -------
@@ -597,11 +600,14 @@ def loss_curve(losses, ax: Axes | None = None, xlabel: str = "step", ylabel: str
         y = _to_numpy("losses" if label is None else f"losses[{label!r}]", values)
         if y.ndim != 1 or y.size == 0:
             raise ValueError(f"losses: expected a non-empty 1-D sequence, got shape {y.shape}")
+        color = None
         if smooth > 1:
+            if show_raw:
+                color = ax_.plot(np.arange(y.size), y, alpha=0.3, lw=0.8)[0].get_color()
             c = np.cumsum(np.insert(y, 0, 0.0))
             k = np.minimum(np.arange(1, y.size + 1), smooth)
             y = (c[1:] - c[np.arange(1, y.size + 1) - k]) / k
-        ax_.plot(np.arange(y.size), y, label=None if label is None else str(label))
+        ax_.plot(np.arange(y.size), y, color=color, label=None if label is None else str(label))
     if log_y:
         ax_.set_yscale("log")
     if any(label is not None for label in series):

@@ -51,7 +51,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from course_lib._checks import check_int, check_positive, check_tensor
+from course_lib._checks import call_checked, check_int, check_positive, check_tensor
+from course_lib._primitives import randint, randn
 
 __all__ = [
     "langevin_dynamics", "annealed_langevin_dynamics", "geometric_sigmas",
@@ -79,18 +80,6 @@ def _check_points(name: str, x) -> torch.Tensor:
 def _check_callable(name: str, fn) -> None:
     if not callable(fn):
         raise TypeError(f"{name}: expected a callable, got {type(fn).__name__}")
-
-
-def _call(name: str, fn, x: torch.Tensor, *args) -> torch.Tensor:
-    """Call ``fn(x, *args)`` and require a tensor of x's shape."""
-    out = fn(x, *args)
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"{name}: expected it to return a torch.Tensor of shape {tuple(x.shape)}, "
-                        f"got {type(out).__name__}")
-    if out.shape != x.shape:
-        raise ValueError(f"{name}: expected an output of shape {tuple(x.shape)} (the input's), "
-                         f"got {tuple(out.shape)}")
-    return out
 
 
 def _check_reduction(reduction: str) -> str:
@@ -138,19 +127,12 @@ def _check_sigmas(sigmas) -> torch.Tensor:
     return s
 
 
-def _randn(shape, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-    """Standard normal draws, on the generator's device, then moved to ``like``'s device."""
-    dev = like.device if generator is None else generator.device
-    return torch.randn(shape, generator=generator, device=dev, dtype=like.dtype).to(like.device)
-
-
 def _probes(shape, kind: str, generator, like: torch.Tensor) -> torch.Tensor:
     """Probe vectors with E[v v^T] = I: Rademacher (+-1) or standard Gaussian."""
     if kind == "gaussian":
-        return _randn(shape, generator, like)
-    dev = like.device if generator is None else generator.device
-    signs = torch.randint(0, 2, shape, generator=generator, device=dev)
-    return (2 * signs - 1).to(device=like.device, dtype=like.dtype)
+        return randn(shape, generator, like.device, like.dtype)
+    signs = randint(2, shape, generator, like.device)
+    return (2 * signs - 1).to(dtype=like.dtype)
 
 
 def _check_probe_kind(name: str, kind: str) -> str:
@@ -212,8 +194,8 @@ def langevin_dynamics(score_fn: ScoreFn, x: torch.Tensor, step_size: float, num_
     x = x.detach().clone()
     path = [x] if trajectory else None
     for _ in range(num_steps):
-        s = _call("score_fn", score_fn, x).detach()
-        x = x + eta * s + noise_scale * _randn(x.shape, generator, x)   # x + eta s + sqrt(2 eta) z
+        s = call_checked("score_fn", score_fn, x).detach()
+        x = x + eta * s + noise_scale * randn(x.shape, generator, x.device, x.dtype)   # x + eta s + sqrt(2 eta) z
         if trajectory:
             path.append(x)
     return (x, torch.stack(path)) if trajectory else x
@@ -319,12 +301,12 @@ def annealed_langevin_dynamics(score_fn: Callable[[torch.Tensor, float], torch.T
         eta_i = float(step_size) * sigma ** 2 / sigma_last ** 2          # eta_i = eta sigma_i^2 / sigma_L^2
         noise_scale = math.sqrt(2.0 * eta_i)
         for _ in range(steps_per_level):
-            score = _call("score_fn", score_fn, x, sigma).detach()
-            x = x + eta_i * score + noise_scale * _randn(x.shape, generator, x)
+            score = call_checked("score_fn", score_fn, x, sigma).detach()
+            x = x + eta_i * score + noise_scale * randn(x.shape, generator, x.device, x.dtype)
         if trajectory:
             path.append(x)
     if final_denoise:
-        x = x + sigma_last ** 2 * _call("score_fn", score_fn, x, sigma_last).detach()
+        x = x + sigma_last ** 2 * call_checked("score_fn", score_fn, x, sigma_last).detach()
     return (x, torch.stack(path)) if trajectory else x
 
 
@@ -384,7 +366,7 @@ def divergence(f: ScoreFn, y: torch.Tensor, num_probes: int | None = None,
     create_graph = torch.is_grad_enabled()
     with torch.enable_grad():
         yy = y.detach().requires_grad_(True)
-        out = _call("f", f, yy)
+        out = call_checked("f", f, yy)
         if num_probes is None:
             return _exact_trace(out, yy, create_graph)
         total = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
@@ -422,7 +404,7 @@ def explicit_score_matching_loss(score_fn: ScoreFn, target_score_fn: ScoreFn, x:
     _check_callable("target_score_fn", target_score_fn)
     x = _check_points("x", x)
     _check_reduction(reduction)
-    diff = _call("score_fn", score_fn, x) - _call("target_score_fn", target_score_fn, x)
+    diff = call_checked("score_fn", score_fn, x) - call_checked("target_score_fn", target_score_fn, x)
     return _reduce(0.5 * (diff ** 2).sum(1), reduction)       # 1/2 ||s - grad log p||^2
 
 
@@ -460,7 +442,7 @@ def score_matching_loss(score_fn: ScoreFn, x: torch.Tensor, reduction: str = "me
     create_graph = torch.is_grad_enabled()
     with torch.enable_grad():
         xx = x.detach().requires_grad_(True)
-        s = _call("score_fn", score_fn, xx)
+        s = call_checked("score_fn", score_fn, xx)
         per = 0.5 * (s ** 2).sum(1) + _exact_trace(s, xx, create_graph)   # 1/2||s||^2 + tr(grad s)
     return _reduce(per if create_graph else per.detach(), reduction)
 
@@ -516,7 +498,7 @@ def sliced_score_matching_loss(score_fn: ScoreFn, x: torch.Tensor, num_projectio
     n = x.shape[0]
     with torch.enable_grad():
         xx = x.detach().repeat(num_projections, 1).requires_grad_(True)       # (M N, D)
-        s = _call("score_fn", score_fn, xx)
+        s = call_checked("score_fn", score_fn, xx)
         v = _probes(xx.shape, probe, generator, x)
         (vjp,) = torch.autograd.grad((s * v).sum(), xx, create_graph=create_graph)  # v^T grad s
         first = (vjp * v).sum(1)                                                 # v^T grad s v
@@ -567,10 +549,10 @@ def denoising_score_matching_loss(score_fn: ScoreFn, x: torch.Tensor, sigma,
     x = _check_points("x", x)
     _check_reduction(reduction)
     s_col = _sigma_column(sigma, x)
-    eps = _randn(x.shape, generator, x)
+    eps = randn(x.shape, generator, x.device, x.dtype)
     x_tilde = x + s_col * eps                                    # x~ = x + sigma eps
     target = -(x_tilde - x) / s_col ** 2                         # grad log q(x~|x) = -eps / sigma
-    out = _call("score_fn", score_fn, x_tilde)
+    out = call_checked("score_fn", score_fn, x_tilde)
     return _reduce(0.5 * ((out - target) ** 2).sum(1), reduction)
 
 
@@ -610,12 +592,11 @@ def annealed_denoising_score_matching_loss(score_fn: Callable[[torch.Tensor, tor
     x = _check_points("x", x)
     _check_reduction(reduction)
     levels = _check_sigmas(sigmas).to(device=x.device, dtype=x.dtype)
-    dev = x.device if generator is None else generator.device
-    idx = torch.randint(0, levels.numel(), (x.shape[0],), generator=generator, device=dev).to(x.device)
+    idx = randint(levels.numel(), (x.shape[0],), generator, x.device)
     sigma = levels[idx]                                                      # (N,)
-    eps = _randn(x.shape, generator, x)
+    eps = randn(x.shape, generator, x.device, x.dtype)
     x_tilde = x + sigma[:, None] * eps
-    out = _call("score_fn", score_fn, x_tilde, sigma)
+    out = call_checked("score_fn", score_fn, x_tilde, sigma)
     per = 0.5 * ((sigma[:, None] * out + eps) ** 2).sum(1)   # sigma^2 * 1/2||s + eps/sigma||^2
     return _reduce(per, reduction)
 
@@ -730,7 +711,7 @@ def sure(denoiser: ScoreFn, y: torch.Tensor, sigma, num_probes: int | None = Non
     create_graph = torch.is_grad_enabled()
     with torch.enable_grad():
         yy = y.detach().requires_grad_(True)
-        fy = _call("denoiser", denoiser, yy)
+        fy = call_checked("denoiser", denoiser, yy)
         residual = ((fy - yy) ** 2).sum(1)
     if not create_graph:
         residual = residual.detach()
@@ -816,5 +797,5 @@ def score_error(score_fn: ScoreFn, mixture, sigma: float, num_samples: int = 200
         y = y.to(device)
     with torch.no_grad():
         true = noisy.score(y)
-    out = _call("score_fn", score_fn, y).detach()
+    out = call_checked("score_fn", score_fn, y).detach()
     return float(((out - true) ** 2).sum() / (true ** 2).sum())

@@ -29,16 +29,11 @@ import math
 import torch
 
 from course_lib._checks import as_tensor, check_int, check_positive, check_tensor
+from course_lib._primitives import draw_device, rand, randint, randn, randperm
+from course_lib.gaussians import diag_gaussian_log_prob
 
 __all__ = ["GaussianMixture", "ring_mixture", "grid_mixture", "bimodal_1d",
            "two_moons", "swiss_roll", "checkerboard"]
-
-_LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _draw_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
-    """Device on which random numbers are drawn: the generator's own device when one is given."""
-    return device if generator is None else generator.device
 
 
 class GaussianMixture:
@@ -245,13 +240,13 @@ class GaussianMixture:
             Only when ``return_labels``.
         """
         n = check_int("n", n, minimum=0)
-        dev = _draw_device(generator, self.device)
+        dev = draw_device(generator, self.device)
         labels = torch.multinomial(self.weights.to(dev), n, replacement=True,
                                    generator=generator) if n > 0 else \
             torch.zeros(0, dtype=torch.long, device=dev)
-        eps = torch.randn(n, self.dim, generator=generator, dtype=self.dtype, device=dev)
+        eps = randn((n, self.dim), generator, self.device, self.dtype)
         labels = labels.to(self.device)
-        x = self.means[labels] + self.stds[labels] * eps.to(self.device)  # x = mu_k + s_k * eps
+        x = self.means[labels] + self.stds[labels] * eps  # x = mu_k + s_k * eps
         return (x, labels) if return_labels else x
 
     # ------------------------------------------------------------------------------------------
@@ -263,9 +258,8 @@ class GaussianMixture:
         """log N(x; mu_k, diag(v_k)) for every point and component: (N, K).
 
         ``variances`` is (K, D) or (N, K, D)."""
-        diff = x[:, None, :] - means[None, :, :]                                    # (N, K, D)
         # log N = -1/2 sum_d [ (x_d - mu_kd)^2 / v_kd + log v_kd + log 2 pi ]
-        return -0.5 * ((diff * diff / variances) + torch.log(variances) + _LOG_2PI).sum(-1)
+        return diag_gaussian_log_prob(x[:, None, :], means[None, :, :], var=variances)
 
     def _joint_log_probs(self, x: torch.Tensor, extra_var=None) -> torch.Tensor:
         """log w_k + log N(x; mu_k, s_k^2 + extra_var): (N, K)."""
@@ -596,11 +590,6 @@ def bimodal_1d(separation: float = 4.0, std: float = 0.5, weights=None,
 # ------------------------------------------------------------------------------------------------
 # sample-only toys
 # ------------------------------------------------------------------------------------------------
-def _uniform(n: int, generator, dtype, device) -> torch.Tensor:
-    return torch.rand(n, generator=generator, dtype=dtype,
-                      device=_draw_device(generator, torch.device(device or "cpu")))
-
-
 def two_moons(n: int, noise: float = 0.05, generator: torch.Generator | None = None,
               dtype: torch.dtype | None = None,
               device: torch.device | str | None = None) -> torch.Tensor:
@@ -629,14 +618,14 @@ def two_moons(n: int, noise: float = 0.05, generator: torch.Generator | None = N
     n = check_int("n", n, minimum=0)
     check_positive("noise", noise, strict=False)
     dtype = dtype or torch.get_default_dtype()
-    t = math.pi * _uniform(n, generator, dtype, device)
+    t = math.pi * rand((n,), generator, device or "cpu", dtype)
     n_outer = (n + 1) // 2
     outer = torch.stack([torch.cos(t[:n_outer]), torch.sin(t[:n_outer])], dim=1)
     inner = torch.stack([1 - torch.cos(t[n_outer:]), 0.5 - torch.sin(t[n_outer:])], dim=1)
     x = torch.cat([outer, inner])
     x = (x - torch.tensor([0.5, 0.25], dtype=dtype, device=x.device)) / 1.5
-    x = x + float(noise) * torch.randn(x.shape, generator=generator, dtype=dtype, device=x.device)
-    perm = torch.randperm(n, generator=generator, device=x.device)
+    x = x + float(noise) * randn(x.shape, generator, x.device, dtype)
+    perm = randperm(n, generator, x.device)
     return x[perm].to(device or "cpu")
 
 
@@ -665,9 +654,9 @@ def swiss_roll(n: int, noise: float = 0.0, generator: torch.Generator | None = N
     n = check_int("n", n, minimum=0)
     check_positive("noise", noise, strict=False)
     dtype = dtype or torch.get_default_dtype()
-    t = 1.5 * math.pi * (1 + 2 * _uniform(n, generator, dtype, device))
+    t = 1.5 * math.pi * (1 + 2 * rand((n,), generator, device or "cpu", dtype))
     x = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) / (4.5 * math.pi)
-    x = x + float(noise) * torch.randn(x.shape, generator=generator, dtype=dtype, device=x.device)
+    x = x + float(noise) * randn(x.shape, generator, x.device, dtype)
     return x.to(device or "cpu")
 
 
@@ -692,10 +681,37 @@ def checkerboard(n: int, generator: torch.Generator | None = None,
     """
     n = check_int("n", n, minimum=0)
     dtype = dtype or torch.get_default_dtype()
-    dev = _draw_device(generator, torch.device(device or "cpu"))
-    cell = torch.randint(0, 8, (n,), generator=generator, device=dev)    # one of 8 dark squares
+    cell = randint(8, (n,), generator, device or "cpu")                  # one of 8 dark squares
     col = cell // 2                                                      # 0..3
     row = 2 * (cell % 2) + (col % 2)                                     # c + r even
-    u = torch.rand(n, 2, generator=generator, dtype=dtype, device=dev)
+    u = rand((n, 2), generator, device or "cpu", dtype)
     x = torch.stack([col, row], dim=1).to(dtype) + u                     # in [0, 4)^2
     return (x / 2 - 1).to(device or "cpu")
+
+
+def three_mode_mixture(dtype: torch.dtype | None = None,
+                       device: torch.device | str | None = None) -> GaussianMixture:
+    r"""Notebook 05's toy: three unequal, well separated 2-D Gaussians with weights 0.5, 0.3, 0.2.
+
+    Means :math:`(-2, -1)`, :math:`(2, -1)`, :math:`(0, 2)`; isotropic standard deviations 0.4, 0.6,
+    0.3. The modes are separated by more than 5 standard deviations, so Langevin dynamics with the
+    exact score barely crosses between them (unlike annealed Langevin), and the unequal weights
+    show whether a sampler recovers them.
+
+    Parameters
+    ----------
+    dtype, device : optional
+        Default float dtype and CPU.
+
+    Returns
+    -------
+    GaussianMixture
+        K = 3 components in D = 2.
+    """
+    dtype = dtype or torch.get_default_dtype()
+    return GaussianMixture(torch.tensor([[-2.0, -1.0], [2.0, -1.0], [0.0, 2.0]], dtype=dtype, device=device),
+                           torch.tensor([0.4, 0.6, 0.3], dtype=dtype, device=device),
+                           torch.tensor([0.5, 0.3, 0.2], dtype=dtype, device=device))
+
+
+__all__ += ["three_mode_mixture"]

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from ._checks import check_int, check_positive
+from ._primitives import progress as progress_bar
+from ._primitives import randperm
 from .data import _as_tensor_tuple
 
 __all__ = ["History", "fit", "minibatch_indices"]
@@ -75,30 +77,15 @@ class History:
         -------
         matplotlib.figure.Figure
         """
-        import matplotlib.pyplot as plt
-        import numpy as np
+        from course_lib.plotting import loss_curve
 
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(5, 3))
-        else:
-            fig = ax.figure
-        y = np.asarray(self.losses, dtype=float)
-        steps = np.arange(1, len(y) + 1)
-        w = smooth if smooth is not None else max(1, len(y) // 50)
+        w = smooth if smooth is not None else max(1, len(self.losses) // 50)
         w = check_int("smooth", w, minimum=1)
-        line = ax.plot(steps, y, alpha=0.3 if w > 1 else 1.0, lw=0.8,
-                       label=None if w > 1 else label)[0]
-        if w > 1 and len(y) >= w:
-            avg = np.convolve(y, np.ones(w) / w, mode="valid")
-            ax.plot(steps[w - 1:], avg, color=line.get_color(), lw=1.5,
-                    label=label if label is not None else f"moving average ({w} steps)")
-        if logy:
-            ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.set_title(title)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
+        if label is None and w > 1:
+            label = f"moving average ({w} steps)"
+        out = loss_curve({label: self.losses}, ax=ax, xlabel="step", ylabel="loss", title=title,
+                         smooth=w, log_y=logy, show_raw=w > 1)
+        fig = out if ax is None else ax.figure
         fig.tight_layout()
         return fig
 
@@ -115,20 +102,12 @@ def minibatch_indices(n: int, batch_size: int, num_steps: int,
     per_epoch = n // b
     step = 0
     while step < num_steps:
-        perm = torch.randperm(n, generator=generator,
-                              device=generator.device if generator is not None else "cpu")
+        perm = randperm(n, generator, "cpu")
         for j in range(per_epoch):
             if step >= num_steps:
                 return
             yield perm[j * b:(j + 1) * b]
             step += 1
-
-
-def _progress_bar(total: int, desc: str):
-    """A ``tqdm.auto`` bar: a widget in Jupyter, text in a terminal (imported only when shown)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=True)
 
 
 def fit(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
@@ -224,7 +203,7 @@ def fit(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
     was_training = model.training
     model.train()
     start = time.perf_counter()
-    bar = _progress_bar(num_steps, desc) if progress else None
+    bar = progress_bar(desc=desc, total=num_steps, leave=True) if progress else None
     window: list[float] = []
     try:
         for step, idx in enumerate(minibatch_indices(items[0].shape[0], batch_size, num_steps,

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib._checks import check_int, check_positive, check_same_shape, check_tensor
-from course_lib.gaussians import gaussian_log_likelihood, kl_standard_normal
+from course_lib._primitives import model_device, rand, randn
+from course_lib.gaussians import diag_gaussian_log_prob, gaussian_log_likelihood, kl_standard_normal
 from course_lib.nets import MLP
 
 __all__ = [
@@ -111,17 +112,6 @@ def _check_encoded(mean, logvar, n: int, latent_dim: int | None) -> tuple[torch.
     return mean, _check_logvar("logvar", logvar)
 
 
-def _draw_normal(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standard normal noise of ``shape`` with ``like``'s dtype and device.
-
-    A CPU generator cannot drive ``randn`` on CUDA: draw on the generator's device, then move.
-    """
-    if generator is None:
-        return torch.randn(shape, dtype=like.dtype, device=like.device)
-    eps = torch.randn(shape, dtype=like.dtype, device=generator.device, generator=generator)
-    return eps.to(like.device)
-
-
 def _encode(model, x, encoded):
     if not hasattr(model, "log_likelihood") or (encoded is None and not hasattr(model, "encode")):
         raise TypeError(f"model: expected an object with encode(x) and log_likelihood(x, z), "
@@ -172,19 +162,14 @@ def reparameterize(mean: torch.Tensor, logvar: torch.Tensor,
     check_tensor("logvar", logvar, floating=True)
     check_same_shape("mean", mean, "logvar", logvar)
     logvar = _check_logvar("logvar", logvar)
-    eps = _draw_normal(mean.shape, mean, generator)
+    eps = randn(mean.shape, generator, mean.device, mean.dtype)
     return mean + torch.exp(0.5 * logvar) * eps  # z = mu + sigma * eps
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I) summed over the last dimension: -1/2 (K log 2 pi + ||z||^2). Shape ``(...,)``."""
     check_tensor("z", z, floating=True)
-    return -0.5 * (z.shape[-1] * _LOG_2PI + z.pow(2).sum(-1))
-
-
-def _diag_gaussian_log_prob(z, mean, logvar):
-    """log N(z; mean, diag exp(logvar)) summed over the last dimension (broadcasting over samples)."""
-    return -0.5 * (_LOG_2PI + logvar + (z - mean).pow(2) * torch.exp(-logvar)).sum(-1)
+    return diag_gaussian_log_prob(z, 0.0, logvar=0.0)
 
 
 def _repeat_batch(x: torch.Tensor, num_samples: int) -> torch.Tensor:
@@ -223,7 +208,7 @@ def elbo_terms(model: LatentVariableModel, x: torch.Tensor, num_samples: int = 1
     else:
         # (1/S) sum_s [log q(z^(s) | x) - log p(z^(s))]   (Kingma & Welling 2014, eq. 6)
         zs = z.reshape(num_samples, n, k)
-        kl = (_diag_gaussian_log_prob(zs, mean, logvar) - standard_normal_log_prob(zs)).mean(0)
+        kl = (diag_gaussian_log_prob(zs, mean, logvar) - standard_normal_log_prob(zs)).mean(0)
     return ElboTerms(reconstruction=reconstruction, kl=kl, elbo=reconstruction - kl)
 
 
@@ -319,7 +304,7 @@ def log_importance_weights(model: LatentVariableModel, x: torch.Tensor, num_samp
                          f"got {tuple(log_px_z.shape)}")
     z = z.reshape(num_samples, n, -1)
     log_pz = standard_normal_log_prob(z)
-    log_qz = _diag_gaussian_log_prob(z, mean.unsqueeze(0), logvar.unsqueeze(0))
+    log_qz = diag_gaussian_log_prob(z, mean.unsqueeze(0), logvar.unsqueeze(0))
     return log_px_z.reshape(num_samples, n) + log_pz - log_qz
 
 
@@ -572,14 +557,13 @@ class VAE(nn.Module):
         """
         n = check_int("n", n, minimum=1)
         ref = next(self.parameters())
-        z = _draw_normal((n, self.latent_dim), ref, generator)
+        z = randn((n, self.latent_dim), generator, ref.device, ref.dtype)
         mean = self.decode(z)
         if not add_noise:
             return mean
         if self.likelihood == "gaussian":
-            return mean + torch.exp(0.5 * self.decoder_logvar) * _draw_normal(mean.shape, ref, generator)
-        u = torch.rand(mean.shape, dtype=ref.dtype, device=generator.device if generator else ref.device,
-                       generator=generator).to(ref.device)
+            return mean + torch.exp(0.5 * self.decoder_logvar) * randn(mean.shape, generator, ref.device, ref.dtype)
+        u = rand(mean.shape, generator, ref.device, ref.dtype)
         return torch.where(u < (mean + 1) / 2, 1.0, -1.0).to(ref.dtype)
 
 
@@ -671,8 +655,8 @@ class LinearGaussianModel(nn.Module):
                return_latents: bool = False):
         """Ancestral sampling: z ~ N(0, I), x = W z + b + s eps. Returns ``x (n, D)`` (and ``z``)."""
         n = check_int("n", n, minimum=1)
-        z = _draw_normal((n, self.latent_dim), self.weight, generator)
-        eps = _draw_normal((n, self.data_dim), self.weight, generator)
+        z = randn((n, self.latent_dim), generator, self.weight.device, self.weight.dtype)
+        eps = randn((n, self.data_dim), generator, self.weight.device, self.weight.dtype)
         x = z @ self.weight.T + self.bias + self.noise_std * eps  # x = W z + b + s eps
         return (x, z) if return_latents else x
 
@@ -743,14 +727,14 @@ class HierarchicalVAE(nn.Module):
         rec = self.log_likelihood(xs, z1)
         kl_top = kl_standard_normal(m2, lv2)  # KL(q(z2|z1) || p(z2)), closed form
         # single-sample estimate of KL(q(z1|x) || p(z1|z2))
-        kl_mid = _diag_gaussian_log_prob(z1, m1, lv1) - _diag_gaussian_log_prob(z1, pm1, plv1)
+        kl_mid = diag_gaussian_log_prob(z1, m1, lv1) - diag_gaussian_log_prob(z1, pm1, plv1)
         return (rec - kl_top - kl_mid).reshape(s, x.shape[0]).mean(0)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Ancestral sampling z2 ~ N(0, I), z1 ~ p(z1 | z2), x = decoder mean. ``(n, D)``."""
         n = check_int("n", n, minimum=1)
         ref = next(self.parameters())
-        z2 = _draw_normal((n, self.latent_dims[1]), ref, generator)
+        z2 = randn((n, self.latent_dims[1]), generator, ref.device, ref.dtype)
         z1 = reparameterize(*self._split(self.p_z1(z2)), generator)
         return self.p_x(z1)
 
@@ -828,7 +812,7 @@ def score_function_gradient(f, mean: torch.Tensor, logvar: torch.Tensor, num_sam
     num_samples, logvar = _check_q(mean, logvar, num_samples)
     with torch.no_grad():
         mean, logvar = mean.detach(), logvar.detach()
-        eps = _draw_normal((num_samples, mean.shape[0]), mean, generator)
+        eps = randn((num_samples, mean.shape[0]), generator, mean.device, mean.dtype)
         z = mean + torch.exp(0.5 * logvar) * eps
         values = f(z)
         if values.shape != (num_samples,):
@@ -877,7 +861,7 @@ def optimal_decoder_mean(z: torch.Tensor, x_data: torch.Tensor, mean: torch.Tens
     check_tensor("x_data", x_data, ndim=2, floating=True)
     mean, logvar = _check_encoded(mean, logvar, x_data.shape[0], z.shape[1])
     # log q(z_m | x_i), (M, n); softmax over i gives the weights q(z|x_i) / sum_j q(z|x_j)
-    log_q = _diag_gaussian_log_prob(z[:, None, :], mean[None], logvar[None])
+    log_q = diag_gaussian_log_prob(z[:, None, :], mean[None], logvar[None])
     return torch.softmax(log_q, dim=1) @ x_data
 
 
@@ -969,7 +953,7 @@ def decoder_std_sweep(data: torch.Tensor, decoder_stds: Sequence[float], num_ste
                   device=device, progress=progress, desc=f"sigma_dec = {sd:g}")
         model.eval()
         with torch.no_grad():
-            x = data.to(next(model.parameters()).device)
+            x = data.to(model_device(model))
             mean, logvar = model.encode(x)
             kl_dims = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)  # per latent dimension
             recon = model.reconstruct(x)

@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
+from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, metrics, plotting, widgets
 from course_lib import autoencoders as ae_lib
 from course_lib.autoencoders import Autoencoder, reconstruction_error
 from course_lib.data import train_test_split_digits
@@ -580,9 +580,9 @@ z_random = codes_train.mean(0) + codes_train.std(0) * torch.randn(
 with torch.no_grad():
     decoded_random = deep_ae.decode(z_random)
     reconstructions = deep_ae(x_test)
-nn_random = widgets.nearest_neighbor_distance(decoded_random, x_train).mean().item()
-nn_recon = widgets.nearest_neighbor_distance(reconstructions, x_train).mean().item()
-nn_real = widgets.nearest_neighbor_distance(x_test, x_train).mean().item()
+nn_random = metrics.nearest_neighbor_distance(decoded_random, x_train).mean().item()
+nn_recon = metrics.nearest_neighbor_distance(reconstructions, x_train).mean().item()
+nn_real = metrics.nearest_neighbor_distance(x_test, x_train).mean().item()
 print(f"mean distance to the nearest training digit: decoded random codes {nn_random:.2f}, "
       f"reconstructions of test digits {nn_recon:.2f}, test digits themselves {nn_real:.2f}")
 assert nn_random > 1.3 * nn_recon and nn_random > 1.2 * nn_real

@@ -86,12 +86,12 @@ def simulate_variance(a, b, num_steps, n=4000):
 
 for a, b in [(0.99, math.sqrt(1 - 0.99**2)), (0.99, 0.05), (0.99, 0.3), (1.0, 0.1)]:
     v, n = simulate_variance(a, b, 1000)
-    expected = widgets.nb04_variance_path(a, b, 1.0, 1000)[-1]
+    expected = D.variance_recursion(a, b, 1.0, 1000)[-1]
     print(f"a={a}, b={b:.4f}: Var[x_1000] simulated {v:.4f}, recursion {expected:.4f}")
     assert abs(v - expected) < 5 * expected * math.sqrt(2 / n)     # sd of a sample variance ~ v sqrt(2/n)
     if a < 1:
         assert abs(expected - b * b / (1 - a * a)) < 1e-6           # converged to the fixed point
-assert abs(widgets.nb04_variance_path(0.99, math.sqrt(1 - 0.99**2), 1.0, 1000)[-1] - 1) < 1e-12
+assert abs(D.variance_recursion(0.99, math.sqrt(1 - 0.99**2), 1.0, 1000)[-1] - 1) < 1e-12
 
 # %% [markdown]
 # The explorer simulates the chain from two well-separated modes. With the box ticked the variance

@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
-from course_lib import diffusion, toy
+from course_lib import diffusion, metrics, toy
 from course_lib import score as sm
 from course_lib.train import fit
 
@@ -76,7 +76,7 @@ def within(values, expected, z=5.0):
 # recovers $Z$.
 
 # %%
-mix = widgets.nb05_toy_mixture(f64)          # weights 0.5, 0.3, 0.2
+mix = toy.three_mode_mixture(f64)            # weights 0.5, 0.3, 0.2
 print(mix)
 
 
@@ -573,7 +573,7 @@ def score_driven_eps(x_t, t_idx):
 
 
 samples = diffusion.sample(schedule, score_driven_eps, (2000, 2), generator=gen, dtype=f64, device="cpu")
-frac = widgets.langevin_mode_fractions(samples, mix)
+frac = metrics.mode_fractions(samples, mix)
 se_frac = (mix.weights * (1 - mix.weights) / 2000).sqrt()
 print("fraction per mode", frac.numpy().round(3), "weights", mix.weights.numpy())
 assert ((frac - mix.weights).abs() <= 5 * se_frac).all()
@@ -615,7 +615,7 @@ with torch.no_grad():
     x_init = (8 * torch.rand(2000, 2, generator=gen) - 4).to(device)
     learned = sm.annealed_langevin_dynamics(score_net, x_init, sigmas, 0.1 * sigmas[-1].item() ** 2, 30,
                                             generator=gen, final_denoise=True).cpu()
-frac_learned = widgets.langevin_mode_fractions(learned, mix)
+frac_learned = metrics.mode_fractions(learned, mix)
 print("annealed Langevin with the trained score: fraction per mode", frac_learned.numpy().round(3))
 assert ((frac_learned - mix.weights).abs() < 0.1).all()
 fig, ax = plt.subplots(figsize=(4.5, 4.3))

@@ -1,16 +1,27 @@
-"""Shared fixtures: the ``device`` fixture runs a test on CPU and, where present, on CUDA and MPS.
+"""Shared test setup, once for every test folder: matplotlib's headless Agg backend, the
+hypothesis profile, and the fixtures ``device`` (a test runs on CPU and, where present, on CUDA and
+MPS) and ``generator`` (a seeded CPU generator).
 
 On a machine without a GPU (CI) the CUDA/MPS variants are skipped with a reason, never silently.
 Run only the GPU variants with ``pytest -m gpu``.
+
+Layout (mirrors the package): ``tests/test_<module>.py`` per ``course_lib`` module,
+``tests/widgets/test_<topic>.py`` per explorer module, ``tests/exercises/test_<topic>.py`` per
+exercise module, and ``tests/course/`` for the course as a whole (layout, homework pipeline, browser,
+verification tools).
 """
 
 from __future__ import annotations
 
 import os
 
-import pytest
-import torch
-from hypothesis import HealthCheck, settings
+import matplotlib
+
+matplotlib.use("Agg")  # before anything imports pyplot: no window, also where a display exists
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "course", deadline=None, max_examples=40, derandomize=True,

@@ -325,3 +325,25 @@ def test_linear_probe_accuracy():
         ae.linear_probe_accuracy(f[:200], y[:200], f[200:], y[:50])
     with pytest.raises(ValueError, match="features_train and features_test"):
         ae.linear_probe_accuracy(f[:200], y[:200], f[200:, :2], y[200:])
+
+
+# --------------------------------------------------------------------------------------------
+# random codes fitted to the training codes (notebook 01, section 7)
+# --------------------------------------------------------------------------------------------
+def test_random_codes_have_the_codes_mean_and_scaled_std():
+    """Sample mean and std of many random codes within 5 standard errors of the fitted ones."""
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randn(500, 3, generator=g, dtype=torch.float64) * torch.tensor([0.5, 2.0, 1.0],
+                                                                                 dtype=torch.float64) + 3.0
+    n, scale = 20_000, 1.5
+    z = ae.random_codes(codes, n, scale=scale, generator=torch.Generator().manual_seed(1))
+    assert z.shape == (n, 3) and z.dtype == codes.dtype
+    m, s = codes.mean(0), codes.std(0) * scale
+    assert ((z.mean(0) - m).abs() < 5 * s / math.sqrt(n)).all()
+    assert ((z.std(0) - s).abs() < 5 * s / math.sqrt(2 * n)).all()
+    again = ae.random_codes(codes, n, scale=scale, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(z, again)
+    with pytest.raises(ValueError, match="codes"):
+        ae.random_codes(codes[:1], 5)
+    with pytest.raises(ValueError, match="scale"):
+        ae.random_codes(codes, 5, scale=0.0)

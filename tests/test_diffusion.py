@@ -947,3 +947,56 @@ def test_exercise_typical_mistakes_fail_readably():
     for name, fn in (("q_sample", one_based), ("q_sample", no_cumprod), ("ddpm_step", noise_at_zero)):
         with pytest.raises(AssertionError, match="max abs difference|differ"):
             grading.check(name, fn, verbose=False)
+
+
+# ================================================================================================
+# Notebook 04's scaled chain and exact marginals of a mixture
+# ================================================================================================
+@pytest.mark.parametrize("a,b", [(0.99, 0.05), (0.9, 0.3), (0.5, math.sqrt(0.75))])
+def test_variance_recursion_closed_form(a, b):
+    """v_t = a^{2t} v_0 + b^2 (1 - a^{2t}) / (1 - a^2) (the unrolled sum); a = 1: v_0 + t b^2."""
+    v = D.variance_recursion(a, b, 2.0, 50)
+    t = np.arange(51)
+    np.testing.assert_allclose(v, a ** (2 * t) * 2.0 + b * b * (1 - a ** (2 * t)) / (1 - a * a), rtol=1e-12)
+    np.testing.assert_allclose(D.variance_recursion(1.0, b, 1.0, 50), 1 + t * b * b, rtol=1e-12)
+    with pytest.raises(ValueError, match="v0"):
+        D.variance_recursion(a, b, -1.0, 5)
+
+
+def test_scaled_chain_variance_follows_the_recursion():
+    """The simulated variance at every step within 5 standard errors (sd of a sample variance of
+    Gaussian states ~ v sqrt(2/n)) of the recursion; the first state is x0 itself."""
+    n, a, b = 4000, 0.95, 0.2
+    x0 = torch.randn(n, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 1.5
+    path = D.scaled_chain(x0, a, b, 60, generator=torch.Generator().manual_seed(2))
+    assert path.shape == (61, n) and torch.equal(path[0], x0)
+    v = D.variance_recursion(a, b, float(x0.var()), 60)
+    assert np.all(np.abs(path.var(dim=1).numpy() - v) < 5 * v * math.sqrt(2 / n))
+    # the same generator state gives the same chain
+    again = D.scaled_chain(x0, a, b, 60, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(path, again)
+
+
+def test_noised_mixture_is_the_law_of_q_sample():
+    """Exact q(x_t) of a 1-D mixture against scipy's quad of the density of sqrt(abar) x0 +
+    sqrt(1 - abar) eps, at a few points: q(y) = int p0((y - s e) / a) / a phi(e) de with
+    a = sqrt(abar), s = sqrt(1 - abar) (integrated over eps, smooth even when s is tiny)."""
+    mix = GaussianMixture(torch.tensor([[-1.0], [2.0]], dtype=torch.float64),
+                          torch.tensor([0.3, 0.5], dtype=torch.float64),
+                          torch.tensor([0.4, 0.6], dtype=torch.float64))
+    s = NoiseSchedule.linear(50)
+    for t in (0, 17, 49):
+        ab = float(s.alphas_cumprod[t])
+        noised = D.noised_mixture(mix, s, t)
+        for y in (-1.5, 0.0, 2.2):
+            a, sd_noise = math.sqrt(ab), math.sqrt(1 - ab)
+
+            def integrand(e):
+                x0 = (y - sd_noise * e) / a
+                return sum(w * stats.norm.pdf(x0, m, sd) for w, m, sd in ((0.4, -1.0, 0.3), (0.6, 2.0, 0.5))) \
+                    / a * stats.norm.pdf(e)
+            want = integrate.quad(integrand, -12, 12, limit=400, epsabs=1e-13)[0]
+            got = noised.log_prob(torch.tensor([[y]], dtype=torch.float64)).exp().item()
+            assert got == pytest.approx(want, rel=1e-8)
+    with pytest.raises(ValueError, match="t: expected a 0-based step"):
+        D.noised_mixture(mix, s, 50)

@@ -269,3 +269,65 @@ def test_train_discriminator_bad_input():
         gan.train_discriminator(D, torch.randn, torch.randn, num_steps=0, device="cpu")
     with pytest.raises(ValueError, match="lr"):
         gan.train_discriminator(D, torch.randn, torch.randn, num_steps=1, lr=-1.0, device="cpu")
+
+
+# ----------------------------------------------------------------------------------------------
+# the value of the game at the optimal discriminator (1-D quadrature), against scipy's quad
+# ----------------------------------------------------------------------------------------------
+def _grid_log_densities(shift, scale):
+    from course_lib import divergences, toy
+
+    f64 = torch.float64
+    p = toy.GaussianMixture(torch.zeros(1, 1, dtype=f64), torch.ones(1, dtype=f64))
+    q = toy.GaussianMixture(torch.tensor([[shift]], dtype=f64), torch.tensor([scale], dtype=f64))
+    x = divergences.quadrature_grid(p, q)
+    return p.log_prob(x[:, None]), q.log_prob(x[:, None]), x
+
+
+def test_optimal_discriminator_of_two_gaussians_matches_density_ratio():
+    x = np.linspace(-5, 7, 97)
+    p, q = stats.norm.pdf(x, 0, 1), stats.norm.pdf(x, 2.0, 0.6)
+    d = gan.optimal_discriminator(torch.from_numpy(stats.norm.logpdf(x, 0, 1)),
+                                  torch.from_numpy(stats.norm.logpdf(x, 2.0, 0.6)), log_densities=True)
+    np.testing.assert_allclose(d.numpy(), p / (p + q), rtol=1e-10)
+
+
+@pytest.mark.parametrize("shift,scale", [(0.0, 1.0), (1.0, 0.5), (3.0, 2.0), (-5.0, 0.25)])
+def test_optimal_discriminator_value_matches_adaptive_quadrature(shift, scale):
+    """V(G, D*) by the trapezoid rule against scipy's quad of its definition, and Theorem 1."""
+    from course_lib import divergences
+
+    lp, lq, x = _grid_log_densities(shift, scale)
+    value = gan.optimal_discriminator_value(lp, lq, x)
+    pd, pg = stats.norm(0, 1), stats.norm(shift, scale)
+    lo, hi = float(x[0]), float(x[-1])
+    pts = sorted({0.0, shift})
+
+    def d_star(t):
+        return pd.pdf(t) / (pd.pdf(t) + pg.pdf(t))
+
+    want = integrate.quad(lambda t: pd.pdf(t) * math.log(d_star(t)), lo, hi, points=pts, limit=400)[0] \
+        + integrate.quad(lambda t: pg.pdf(t) * math.log1p(-d_star(t)) if d_star(t) < 1 else 0.0,
+                         lo, hi, points=pts, limit=400)[0]
+    assert abs(value - want) < 1e-7
+    jsd = divergences.js_divergence_1d(lp, lq, x)
+    assert abs(value - (-math.log(4) + 2 * jsd)) < 1e-7  # Goodfellow et al. 2014, Theorem 1
+    if shift == 0.0 and scale == 1.0:
+        assert abs(value + math.log(4)) < 1e-9 and abs(jsd) < 1e-12
+
+
+def test_optimal_discriminator_value_approaches_zero_for_disjoint_distributions():
+    from course_lib import divergences
+
+    lp, lq, x = _grid_log_densities(40.0, 1.0)
+    value = gan.optimal_discriminator_value(lp, lq, x)
+    assert abs(divergences.js_divergence_1d(lp, lq, x) - math.log(2)) < 1e-9 and abs(value) < 1e-8
+    assert math.isfinite(gan.optimal_discriminator_value(torch.where(x < 20, lp, -math.inf), lq, x))
+
+
+def test_optimal_discriminator_value_rejects_bad_input():
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    with pytest.raises(ValueError, match="log_p_model"):
+        gan.optimal_discriminator_value(torch.zeros(5), torch.zeros(4), x)
+    with pytest.raises(ValueError, match="x"):
+        gan.optimal_discriminator_value(torch.zeros(5), torch.zeros(5), x.flip(0))

@@ -203,3 +203,30 @@ def test_log_likelihood_bad_input():
         gaussian_log_likelihood(torch.zeros(4, 2), torch.zeros(4, 2), torch.zeros(5, 4, 2))
     with pytest.raises(TypeError, match="x"):
         gaussian_log_likelihood(torch.zeros(4, 2, dtype=torch.long), torch.zeros(4, 2), 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# the one diagonal Gaussian log-density the others call
+# ------------------------------------------------------------------------------------------------
+def test_diag_gaussian_log_prob_matches_scipy_in_both_parameterizations():
+    from course_lib.gaussians import diag_gaussian_log_prob
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 4, 3, generator=g, dtype=torch.float64)          # broadcast over (6, 4)
+    mean = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    logvar = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    want = stats.norm.logpdf(x.numpy(), mean.numpy(), np.exp(0.5 * logvar.numpy())).sum(-1)
+    np.testing.assert_allclose(diag_gaussian_log_prob(x, mean, logvar).numpy(), want, rtol=1e-12)
+    np.testing.assert_allclose(diag_gaussian_log_prob(x, mean, var=logvar.exp()).numpy(), want, rtol=1e-12)
+    # the fixed point of REFERENCES.md A9 and the standard normal
+    one = torch.tensor([[0.3]], dtype=torch.float64)
+    assert diag_gaussian_log_prob(one, 1.0, math.log(0.25)).item() == pytest.approx(-1.2057913526447273, abs=1e-15)
+    np.testing.assert_allclose(diag_gaussian_log_prob(x, 0.0, logvar=0.0).numpy(),
+                               stats.norm.logpdf(x.numpy()).sum(-1), rtol=1e-12)
+    # a zero residual contributes nothing even where exp(-logvar) overflows (no 0 * inf = NaN)
+    assert torch.isfinite(diag_gaussian_log_prob(torch.zeros(1, 2), torch.zeros(1, 2),
+                                                 torch.full((1, 2), -200.0))).all()
+    with pytest.raises(ValueError, match="exactly one"):
+        diag_gaussian_log_prob(x, mean)
+    with pytest.raises(ValueError, match="exactly one"):
+        diag_gaussian_log_prob(x, mean, logvar, var=logvar.exp())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import grading
+from course_lib import exercises, grading
 from course_lib.grading import Exercise, register
 
 PREFIX = "_test_grading_"
@@ -20,8 +20,8 @@ PREFIX = "_test_grading_"
 def _clean_registry():
     """Each test registers its own exercises; remove them afterwards."""
     yield
-    for name in [n for n in grading._REGISTRY if n.startswith(PREFIX)]:
-        del grading._REGISTRY[name]
+    for name in [n for n in exercises.exercises() if n.startswith(PREFIX)]:
+        exercises.unregister(name)
 
 
 def _secret_reference(mean, logvar):

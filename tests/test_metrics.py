@@ -192,3 +192,41 @@ def test_discrete_divergence_bad_input():
         js_divergence_discrete(p, torch.tensor([0.5, 0.6]))
     with pytest.raises(ValueError, match="p"):
         kl_divergence_discrete(torch.tensor([1.5, -0.5]), p)
+
+
+# ------------------------------------------------------------------------------------------------
+# nearest-neighbour distances and mode fractions
+# ------------------------------------------------------------------------------------------------
+def test_nearest_neighbor_distance_matches_scipy_cdist():
+    from scipy.spatial.distance import cdist
+
+    from course_lib import metrics
+
+    g = torch.Generator().manual_seed(3)
+    x, ref = torch.rand(7, 1, 4, 4, generator=g), torch.rand(11, 1, 4, 4, generator=g)
+    got = metrics.nearest_neighbor_distance(x, ref)
+    want = cdist(x.reshape(7, -1).double().numpy(), ref.reshape(11, -1).double().numpy()).min(1)
+    assert got.shape == (7,) and got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+    assert torch.all(metrics.nearest_neighbor_distance(ref[:3], ref) == 0)  # members are at distance 0
+    with pytest.raises(ValueError, match="per example"):
+        metrics.nearest_neighbor_distance(x, ref.reshape(11, -1))
+    with pytest.raises(ValueError, match="reference"):
+        metrics.nearest_neighbor_distance(x, ref[:0])
+
+
+def test_mode_fractions_count_the_most_responsible_component():
+    from course_lib import metrics
+    from course_lib.toy import GaussianMixture, three_mode_mixture
+
+    mix = GaussianMixture(torch.tensor([[-3.0], [3.0]], dtype=torch.float64), 0.5)
+    x = torch.tensor([[-3.5], [-2.0], [0.1], [2.5], [4.0]], dtype=torch.float64)
+    torch.testing.assert_close(metrics.mode_fractions(x, mix), torch.tensor([0.4, 0.6], dtype=torch.float64))
+    # samples of the mixture itself: fractions estimate the weights within 5 standard errors
+    mix3 = three_mode_mixture(torch.float64)
+    n = 4000
+    frac = metrics.mode_fractions(mix3.sample(n, generator=torch.Generator().manual_seed(50)), mix3)
+    se = (mix3.weights * (1 - mix3.weights) / n).sqrt()
+    assert frac.sum().item() == pytest.approx(1.0) and ((frac - mix3.weights).abs() <= 5 * se).all()
+    with pytest.raises(ValueError, match="samples"):
+        metrics.mode_fractions(x[:0], mix)

@@ -1,4 +1,8 @@
-"""Tests of course_lib.nets: the sinusoidal embedding against its closed form, shapes, bad input."""
+"""Tests of course_lib.nets: the sinusoidal embedding against its closed form, shapes, bad input;
+and the notebook-04 networks (UNet, RandomFourierFeatures, FourierTimeMLP): shapes on every device,
+dependence on t and y (and the null class), per-example independence (no batch statistics), a
+receptive field covering the whole 8x8 image (the skip and the 2x2 bottleneck both reach every
+pixel), clear errors on bad input, and a tiny overfit run."""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from course_lib.nets import MLP, SinusoidalEmbedding, TimeConditionedMLP
+from course_lib.nets import (MLP, FourierTimeMLP, RandomFourierFeatures, SinusoidalEmbedding,
+                             TimeConditionedMLP, UNet)
 
 
 def _closed_form(t: float, dim: int, max_period: float = 10000.0) -> list[float]:
@@ -138,3 +143,172 @@ def test_time_conditioned_mlp_bad_input():
         labelled(x, torch.zeros(4), torch.zeros(3, dtype=torch.long))
     with pytest.raises(TypeError, match="y"):
         labelled(x, torch.zeros(4), torch.zeros(4))
+
+
+# ================================================================================================
+# the notebook-04 networks: UNet, RandomFourierFeatures, FourierTimeMLP
+# ================================================================================================
+def _unet(**kw) -> UNet:
+    torch.manual_seed(0)
+    return UNet(base_channels=kw.pop("base_channels", 8), **kw)
+
+
+# --- shapes and dtypes -----------------------------------------------------------------------------
+
+def test_unet_output_shape_on_device(device, generator):
+    model = _unet(num_classes=10).to(device)
+    x = torch.randn(5, 1, 8, 8, generator=generator).to(device)
+    t = torch.tensor([0, 1, 50, 98, 99], device=device)
+    y = torch.tensor([0, 3, 9, 10, 2], device=device)
+    for out in (model(x, t), model(x, t, y), model(x, 7)):
+        assert out.shape == (5, 1, 8, 8) and out.device.type == device.type
+        assert out.dtype == x.dtype and torch.isfinite(out).all()
+
+
+def test_unet_float64_multichannel_and_other_sizes(generator):
+    model = _unet(in_channels=3, channel_mult=(1, 2)).double()
+    x = torch.randn(2, 3, 12, 6, generator=generator, dtype=torch.float64)
+    out = model(x, torch.tensor([3, 4]))
+    assert out.shape == x.shape and out.dtype == torch.float64
+    deep = _unet(channel_mult=(1, 1, 2, 2))          # 8 -> 4 -> 2 -> 1
+    assert deep(torch.randn(3, 1, 8, 8, generator=generator), torch.zeros(3, dtype=torch.long)).shape == (3, 1, 8, 8)
+
+
+# --- what the output depends on --------------------------------------------------------------------
+
+def test_unet_depends_on_t_and_y(generator):
+    model = _unet(num_classes=10).eval()
+    x = torch.randn(4, 1, 8, 8, generator=generator)
+    x4 = x[:1].expand(4, 1, 8, 8)
+    with torch.no_grad():
+        by_t = model(x4, torch.tensor([0, 1, 10, 99]))
+        by_y = model(x4, torch.full((4,), 5), torch.tensor([0, 1, 7, 10]))
+        uncond = model(x, 5)
+        null = model(x, 5, torch.full((4,), 10))
+    for outs in (by_t, by_y):
+        for i in range(4):
+            for j in range(i + 1, 4):
+                assert (outs[i] - outs[j]).abs().max() > 1e-4, (i, j)
+    torch.testing.assert_close(uncond, null)            # y=None is the null class
+
+
+def test_unet_without_classes_ignores_nothing_but_needs_no_y(generator):
+    model = _unet().eval()
+    x = torch.randn(3, 1, 8, 8, generator=generator)
+    with torch.no_grad():
+        a, b = model(x, torch.tensor([1, 1, 1])), model(x, torch.tensor([2, 2, 2]))
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_unet_examples_are_independent(generator):
+    """GroupNorm normalizes per example, in training mode too (unlike BatchNorm): an image's output
+    does not depend on the rest of the batch (dropout is 0, so training mode is deterministic)."""
+    model = _unet(num_classes=10).train()
+    x = torch.randn(6, 1, 8, 8, generator=generator)
+    t, y = torch.arange(6), torch.tensor([0, 1, 2, 3, 10, 5])
+    with torch.no_grad():
+        full = model(x, t, y)
+        single = torch.cat([model(x[i:i + 1], t[i:i + 1], y[i:i + 1]) for i in range(6)])
+    torch.testing.assert_close(full, single, rtol=1e-5, atol=1e-6)
+
+
+def test_unet_receptive_field_covers_the_image(generator):
+    """The corner output pixel depends on every input pixel (down to 2x2 and back up)."""
+    model = _unet().double()
+    x = torch.randn(1, 1, 8, 8, generator=generator, dtype=torch.float64, requires_grad=True)
+    model(x, torch.tensor([3]))[0, 0, 0, 0].backward()
+    assert (x.grad.abs() > 0).all()
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+
+def test_unet_bad_input_raises_with_the_argument_name():
+    model = _unet(num_classes=10)
+    x = torch.randn(2, 1, 8, 8)
+    t = torch.tensor([1, 2])
+    with pytest.raises(ValueError, match=r"x: UNet expected images of shape \(N, 1, H, W\), got \(2, 64\)"):
+        model(x.flatten(1), t)
+    with pytest.raises(ValueError, match=r"x: .*\(N, 1, H, W\), got \(2, 3, 8, 8\)"):
+        model(torch.randn(2, 3, 8, 8), t)
+    with pytest.raises(ValueError, match="x: UNet expected H and W divisible by 4"):
+        model(torch.randn(2, 1, 6, 8), t)
+    with pytest.raises(TypeError, match="x"):
+        model(torch.zeros(2, 1, 8, 8, dtype=torch.long), t)
+    with pytest.raises(ValueError, match=r"t: expected shape \(2,\)"):
+        model(x, torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match=r"y: expected labels in \[0, 10\]"):
+        model(x, t, torch.tensor([0, 11]))
+    with pytest.raises(ValueError, match=r"y: expected labels in \[0, 10\]"):
+        model(x, t, torch.tensor([-1, 0]))
+    with pytest.raises(TypeError, match="y: expected an integer tensor"):
+        model(x, t, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="y"):
+        model(x, t, torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="y: this UNet was built without num_classes"):
+        _unet()(x, t, torch.tensor([0, 1]))
+
+
+def test_unet_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="channel_mult"):
+        UNet(channel_mult=())
+    with pytest.raises(ValueError, match="base_channels"):
+        UNet(base_channels=0)
+    with pytest.raises(ValueError, match="dropout"):
+        UNet(dropout=1.0)
+    with pytest.raises(ValueError, match="num_classes"):
+        UNet(num_classes=0)
+    with pytest.raises(ValueError, match="dim"):
+        UNet(embed_dim=7)
+
+
+# --- it can learn ------------------------------------------------------------------------------------
+
+def test_unet_tiny_overfit():
+    """Fit eight fixed (x, t, y) -> target pairs: the squared error falls by a factor of 20."""
+    g = torch.Generator().manual_seed(0)
+    model = _unet(num_classes=3)
+    x = torch.randn(8, 1, 8, 8, generator=g)
+    t = torch.randint(0, 100, (8,), generator=g)
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    target = torch.randn(8, 1, 8, 8, generator=g)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    with torch.no_grad():
+        start = ((model(x, t, y) - target) ** 2).mean().item()
+    for _ in range(200):
+        loss = ((model(x, t, y) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < start / 20, (start, loss.item())
+
+
+# --- random Fourier features -------------------------------------------------------------------------
+
+def test_fourier_features_closed_form_float64():
+    g = torch.Generator().manual_seed(3)
+    feats = RandomFourierFeatures(2, num_features=5, scale=1.5, generator=g).double()
+    b = 1.5 * torch.randn(2, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    x = torch.tensor([[0.0, 0.0], [0.3, -1.2], [2.0, 0.5]], dtype=torch.float64)
+    out = feats(x)
+    assert out.shape == (3, 12) and feats.out_dim == 12 and out.dtype == torch.float64
+    expected = [[*row, *(math.sin(2 * math.pi * (row[0] * b[0, j] + row[1] * b[1, j])) for j in range(5)),
+                 *(math.cos(2 * math.pi * (row[0] * b[0, j] + row[1] * b[1, j])) for j in range(5))]
+                for row in x.tolist()]
+    torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-6)
+    assert not any(p.requires_grad for p in feats.parameters())      # B is a fixed buffer
+    same = RandomFourierFeatures(2, num_features=5, scale=1.5, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(same.B.double(), feats.B)
+
+
+def test_fourier_time_mlp_shape_dependence_and_errors(device, generator):
+    model = FourierTimeMLP(2, num_features=16, hidden=32).to(device)
+    x = torch.randn(4, 2, generator=generator).to(device)
+    out = model(x, torch.tensor([0, 1, 2, 3], device=device))
+    assert out.shape == (4, 2) and out.device.type == device.type
+    with torch.no_grad():
+        a, b = model(x, 0), model(x, 50)
+    assert (a - b).abs().max() > 1e-4
+    with pytest.raises(ValueError, match=r"x: FourierTimeMLP expected shape \(N, 2\)"):
+        model(torch.randn(4, 3, device=device), 0)
+    with pytest.raises(ValueError, match="scale"):
+        RandomFourierFeatures(2, scale=0.0)

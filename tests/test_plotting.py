@@ -4,23 +4,20 @@ shapes with a ValueError naming the argument."""
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.contour import QuadContourSet
+from matplotlib.figure import Figure
+from matplotlib.quiver import Quiver
 
-matplotlib.use("Agg")
-
-import math  # noqa: E402
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
-from matplotlib.contour import QuadContourSet  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.quiver import Quiver  # noqa: E402
-
-from course_lib import plotting  # noqa: E402
+from course_lib import plotting
 
 # An animation drawn frame by frame in a test (not rendered) warns when garbage-collected.
 pytestmark = pytest.mark.filterwarnings("ignore:Animation was deleted without rendering")

@@ -550,33 +550,3 @@ def test_non_callable_and_non_tensor_output_raise_type_error():
         score.langevin_dynamics(None, _x(), 0.1, 1)
     with pytest.raises(TypeError, match="score_fn"):
         score.langevin_dynamics(lambda v: v.numpy(), _x(), 0.1, 1)
-
-
-# ------------------------------------------------------------------------------------------------
-# notebook-05 widgets (course_lib/widgets.py, "# --- notebook 05")
-# ------------------------------------------------------------------------------------------------
-def test_nb05_widgets_draw_and_annealed_recovers_toy_weights():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from course_lib import widgets
-
-    fig = widgets.plot_noised_score_field(sigma=0.5, resolution=8)
-    assert len(fig.axes) >= 2
-    plt.close(fig)
-    fig = widgets.plot_langevin(num_steps=100, num_samples=400, annealed=True)
-    assert "fraction per mode" in fig.axes[0].get_title()
-    plt.close(fig)
-    mix = widgets.nb05_toy_mixture(F64)
-    x = mix.sample(3000, generator=_gen(50))
-    frac = widgets.langevin_mode_fractions(x, mix)
-    se = (mix.weights * (1 - mix.weights) / 3000).sqrt()
-    assert ((frac - mix.weights).abs() <= Z * se).all()
-    before = set(plt.get_fignums())
-    box = widgets.langevin_explorer()
-    box.redraw()
-    assert set(plt.get_fignums()) == before
-    with pytest.raises(ValueError, match="sigma"):
-        widgets.plot_noised_score_field(sigma=-1.0)

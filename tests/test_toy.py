@@ -446,3 +446,27 @@ def test_toys_on_device(fn, device):
     assert x.shape == (64, 2) and x.device.type == device.type and torch.isfinite(x).all()
     with pytest.raises((ValueError, TypeError), match="n"):
         fn(-1)
+
+
+# ------------------------------------------------------------------------------------------------
+# notebook 05's named toy
+# ------------------------------------------------------------------------------------------------
+def test_three_mode_mixture_is_notebook_05s_toy():
+    from course_lib.toy import three_mode_mixture
+
+    mix = three_mode_mixture(torch.float64)
+    assert mix.dtype == torch.float64 and (mix.num_components, mix.dim) == (3, 2)
+    torch.testing.assert_close(mix.weights, torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64))
+    torch.testing.assert_close(mix.means, torch.tensor([[-2.0, -1.0], [2.0, -1.0], [0.0, 2.0]],
+                                                       dtype=torch.float64))
+    torch.testing.assert_close(mix.stds[:, 0], torch.tensor([0.4, 0.6, 0.3], dtype=torch.float64))
+    # well separated: every pair of means more than 5 (larger) standard deviations apart
+    for i, j in itertools.combinations(range(3), 2):
+        gap = (mix.means[i] - mix.means[j]).norm()
+        assert gap > 5 * max(mix.stds[i, 0], mix.stds[j, 0])
+    # its density against scipy.stats
+    x = torch.tensor([[0.3, -0.7], [-2.0, -1.0], [1.0, 2.0]], dtype=torch.float64)
+    want = np.log(sum(w * stats.multivariate_normal(m, s * s).pdf(x.numpy())
+                      for w, m, s in zip([0.5, 0.3, 0.2], mix.means.numpy(), [0.4, 0.6, 0.3])))
+    np.testing.assert_allclose(mix.log_prob(x).numpy(), want, rtol=1e-10)
+    assert three_mode_mixture().dtype == torch.get_default_dtype()

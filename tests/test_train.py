@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from torch import nn
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from course_lib.train import History, fit, minibatch_indices  # noqa: E402
+from course_lib.train import History, fit, minibatch_indices
 
 
 def _regression_data(n=256, d=3, seed=0):

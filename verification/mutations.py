@@ -17,7 +17,7 @@ first on ``PYTHONPATH``, then
 A mutation is *caught* when both a unit test and a notebook assert fail. The table (mutation,
 what it breaks, the unit test, the notebook assert) is printed and written to
 ``build/mutations/table.md``; the exit status is 1 when a mutation escapes either. The README
-keeps the latest table. ``tests/test_verification.py`` checks in CI that every mutation still
+keeps the latest table. ``tests/course/test_verification.py`` checks in CI that every mutation still
 applies to the current source (so the list cannot rot silently), without running it.
 """
 

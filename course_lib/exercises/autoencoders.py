@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from course_lib.grading import Exercise, register
+from course_lib.exercises import Exercise, register
 
 __all__ = ["pca_reconstruction_reference", "principal_angles_reference",
            "masking_noise_reference", "sigmoid_contractive_penalty_reference"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from course_lib import diffusion as _d
-from course_lib.grading import Exercise, register
+from course_lib.exercises import Exercise, register
 
 __all__ = ["q_sample_reference", "q_posterior_reference", "predict_x0_from_eps_reference",
            "ddpm_step_reference"]

@@ -23,7 +23,7 @@ import math
 import torch
 
 from course_lib import gan
-from course_lib.grading import Exercise, register
+from course_lib.exercises import Exercise, register
 
 __all__ = ["gan_losses_reference", "optimal_discriminator_reference", "high_quality_counts_reference"]
 

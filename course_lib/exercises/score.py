@@ -23,7 +23,7 @@ import math
 import torch
 
 from course_lib import score as _score
-from course_lib.grading import Exercise, register
+from course_lib.exercises import Exercise, register
 
 __all__ = ["langevin_step_reference", "dsm_loss_reference", "tweedie_denoise_reference",
            "sure_soft_threshold_reference", "soft_threshold"]

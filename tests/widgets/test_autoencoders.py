@@ -1,4 +1,4 @@
-"""Notebook 01's plotting functions and explorers (course_lib/widgets.py, "notebook 01" section):
+"""Notebook 01's plotting functions and explorers (course_lib/widgets/autoencoders.py):
 they return figures with the promised panels, the numbers in their titles are the quantities they
 claim (checked against NumPy), bad input is rejected by name, and redraws leave no figure open."""
 
@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import re
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from course_lib import widgets  # noqa: E402
-from course_lib.autoencoders import Autoencoder  # noqa: E402
+from course_lib import metrics, widgets
+from course_lib.autoencoders import Autoencoder
 
 
 @pytest.fixture
@@ -34,16 +29,6 @@ def model():
 def _errors(fig):
     return [float(m.group(1)) for ax in fig.axes
             for m in [re.search(r"error ([0-9.]+)", ax.get_title())] if m]
-
-
-def test_nearest_neighbor_distance_matches_numpy(generator):
-    x = torch.randn(7, 1, 8, 8, generator=generator)
-    ref = torch.randn(20, 1, 8, 8, generator=generator)
-    got = widgets.nearest_neighbor_distance(x, ref)
-    a, b = x.reshape(7, -1).double().numpy(), ref.reshape(20, -1).double().numpy()
-    want = np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1)).min(1)
-    np.testing.assert_allclose(got.numpy(), want, rtol=1e-10)
-    assert torch.all(widgets.nearest_neighbor_distance(ref[:3], ref) < 1e-6)
 
 
 def test_plot_denoising_rows_and_errors(images, model):
@@ -95,7 +80,7 @@ def test_plot_random_latents_distances(images, model):
     titles = [ax.get_title() for ax in fig.axes]
     with torch.no_grad():
         rec = model(test[:5])
-    want = widgets.nearest_neighbor_distance(rec, train).mean().item()
+    want = metrics.nearest_neighbor_distance(rec, train).mean().item()
     assert f"{want:.2f}" in titles[1]
     plt.close(fig)
     with pytest.raises(ValueError, match="scale"):

@@ -1,36 +1,22 @@
-"""Notebook-04 widgets (course_lib/widgets.py, section "notebook 04"): the variance recursion against
-its closed form, the plots' defaults, bad input, and that the explorers build and redraw cleanly."""
+"""Notebook 04's figures and explorers (course_lib/widgets/diffusion.py): the plots' defaults, bad
+input, and that the explorers build and redraw cleanly (the variance recursion, the scaled chain and
+the exact marginals they draw are tested in tests/test_diffusion.py)."""
 
 from __future__ import annotations
 
-import math
-
 import ipywidgets as W
-import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from course_lib import diffusion as D  # noqa: E402
-from course_lib import toy, widgets  # noqa: E402
+from course_lib import diffusion as D
+from course_lib import toy, widgets
 
 
 def _setup():
     mix = toy.grid_mixture(n_per_side=3, spacing=1.0, std=0.05)
     images = torch.rand(8, 1, 8, 8) * 2 - 1
     return mix, D.NoiseSchedule.cosine(20), images
-
-
-@pytest.mark.parametrize("a,b", [(0.99, 0.05), (0.9, 0.3), (0.5, math.sqrt(0.75))])
-def test_variance_path_closed_form(a, b):
-    """v_t = a^{2t} v_0 + b^2 (1 - a^{2t}) / (1 - a^2) (seed 001's unrolled sum)."""
-    v = widgets.nb04_variance_path(a, b, 2.0, 50)
-    t = np.arange(51)
-    np.testing.assert_allclose(v, a ** (2 * t) * 2.0 + b * b * (1 - a ** (2 * t)) / (1 - a * a), rtol=1e-12)
-    np.testing.assert_allclose(widgets.nb04_variance_path(1.0, b, 1.0, 50), 1 + t * b * b, rtol=1e-12)
 
 
 def test_plot_magical_scalars_defaults_and_errors():

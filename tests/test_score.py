@@ -245,6 +245,33 @@ def test_sliced_equals_exact_in_expectation(probe, vr):
     assert ((avg.detach() - exact).abs() < Z * per.std(0) / math.sqrt(500)).all()
 
 
+@pytest.mark.parametrize("d", [2, 8, 32])
+def test_cost_in_flops_exact_trace_grows_with_d_sliced_does_not(d):
+    """Counted by torch's FLOP counter (matrix products): the sliced loss costs a forward pass and
+    one vector-Jacobian product (2 forward passes) per projection at every D; the exact trace a
+    forward pass and D vector-Jacobian products (1 + D)."""
+    from torch.nn import functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(d)
+    w1, b1, w2, b2 = torch.randn(16, d), torch.randn(16), torch.randn(d, 16), torch.randn(d)
+
+    def f(v):       # a plain function: the counter's module tracker cannot follow autograd.grad
+        return F.linear(torch.tanh(F.linear(v, w1, b1)), w2, b2)
+
+    def flops(fn):
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        return counter.get_total_flops()
+
+    x = torch.randn(64, d, generator=_gen(60))
+    forward = flops(lambda: f(x))
+    assert forward > 0
+    assert flops(lambda: score.sliced_score_matching_loss(f, x, generator=_gen(61))) == 2 * forward
+    assert flops(lambda: score.sliced_score_matching_loss(f, x, num_projections=3, generator=_gen(61))) == 6 * forward
+    assert flops(lambda: score.score_matching_loss(f, x)) == (1 + d) * forward
+
+
 def test_sliced_with_unit_sphere_probes_would_fail():
     """Guard for REFERENCES.md C14: our probes are unnormalized, so the loss is not exact / D."""
     A = torch.tensor([[-2.0, 0.3], [0.1, -1.0]], dtype=F64)

@@ -215,6 +215,18 @@ def test_sample_moments_and_labels(device, generator):
     assert ((x.mean(0) - mean).abs() <= 5 * se_mean).all()
 
 
+def test_sample_component_spread(generator):
+    """Within each component the samples have variance s_k^2 per dimension (chi-square standard
+    error s_k^2 sqrt(2 / (n_k - 1)), 5 SE): catches a variance used where the std belongs."""
+    mix = _random_mixture(generator, k=3, d=2)
+    x, labels = mix.sample(30000, generator=generator, return_labels=True)
+    for k in range(3):
+        xk = x[labels == k]
+        want = mix.stds[k] ** 2
+        se = want * math.sqrt(2 / (len(xk) - 1))
+        assert ((xk.var(0) - want).abs() <= 5 * se).all(), (k, xk.var(0), want)
+
+
 def test_sample_reproducible_with_generator():
     mix = grid_mixture()
     a = mix.sample(10, generator=torch.Generator().manual_seed(3))

@@ -166,13 +166,14 @@ def _kl_gauss(b, a, mu, sd):
     return math.log(sd / a) + (a ** 2 + (b - mu) ** 2) / (2 * sd ** 2) - 0.5
 
 
-@pytest.mark.parametrize("b,a", [(0.0, 1.0), (0.7, 0.6), (2.0, 1.3)])
-def test_dstar_game_gradients_are_the_divergence_gradients(b, a):
+@pytest.mark.parametrize("mu,sd,b,a", [(1.0, 0.8, 0.0, 1.0), (1.0, 0.8, 0.7, 0.6), (1.0, 0.8, 2.0, 1.3),
+                                        (4.0, 0.5, 0.0, 1.0)])
+def test_dstar_game_gradients_are_the_divergence_gradients(mu, sd, b, a):
     """Against D* the saturating generator's gradient is grad 2 JSD(p_data || p_g) (Goodfellow et al.
     2014, Theorem 1 and the envelope theorem), the non-saturating one grad [KL(p_g || p_data) -
     2 JSD] (Arjovsky and Bottou 2017, Theorem 2.5): checked by central differences of the
     divergences, JSD by scipy quadrature and KL in closed form."""
-    mu, sd, lr, h = 1.0, 0.8, 1e-3, 1e-4
+    lr, h = 1e-3, 1e-4
 
     def jsd(bb, aa):
         return _jsd_quad(mu, sd, bb, aa)
@@ -211,6 +212,8 @@ def test_dstar_game_bad_input():
         gan.affine_generator_vs_optimal_discriminator(0.0, 1.0, 1.0, -1.0, 1, 0.1)
     with pytest.raises(ValueError, match="num_steps"):
         gan.affine_generator_vs_optimal_discriminator(0.0, 1.0, 1.0, 1.0, 0, 0.1)
+    with pytest.raises(ValueError, match="num_nodes"):
+        gan.affine_generator_vs_optimal_discriminator(0.0, 1.0, 1.0, 1.0, 1, 0.1, num_nodes=400)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,6 +302,21 @@ def test_gradient_penalty_of_linear_critic():
     real, fake = torch.randn(16, 2, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64)
     gp = gan.gradient_penalty(D, real, fake, generator=torch.Generator().manual_seed(0))
     assert gp.item() == pytest.approx((5.0 - 1.0) ** 2)
+
+
+def test_wgan_losses_estimate_w1_with_the_optimal_critic():
+    """p_data = delta_0, p_g = delta_c: the 1-Lipschitz critic f(x) = -sign(c) x attains the sup in the
+    Kantorovich-Rubinstein duality, so -critic loss = W1 = |c| (Arjovsky et al. 2017), the penalty
+    vanishes, and the generator loss is -E f(G(z)) = |c|."""
+    for c in (2.5, -0.75):
+        f = lambda x: -math.copysign(1.0, c) * x[:, 0]
+        real, fake = torch.zeros(8, 1, dtype=torch.float64), torch.full((8, 1), c, dtype=torch.float64)
+        assert gan.wgan_critic_loss(f(real), f(fake)).item() == pytest.approx(-abs(c), abs=1e-12)
+        assert gan.wgan_generator_loss(f(fake)).item() == pytest.approx(abs(c), abs=1e-12)
+        assert gan.gradient_penalty(f, real, fake).item() == pytest.approx(0.0, abs=1e-20)
+    # a worse (non-optimal) critic gives a smaller estimate: 0.5 x instead of x
+    real, fake = torch.zeros(4), torch.ones(4)
+    assert -gan.wgan_critic_loss(-0.5 * real, -0.5 * fake).item() == pytest.approx(0.5)
 
 
 def test_mlp_ensemble_members_are_independent_mlps():

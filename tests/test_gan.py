@@ -132,6 +132,90 @@ def test_optimal_discriminator_bad_input():
         gan.optimal_discriminator(torch.ones(2), torch.tensor([0.1, -0.2]))
 
 
+def test_generator_loss_reduction_none():
+    f = torch.randn(7, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 5
+    for saturating in (False, True):
+        per = gan.generator_loss(f, saturating=saturating, reduction="none")
+        assert per.shape == (7,)
+        torch.testing.assert_close(per.mean(), gan.generator_loss(f, saturating=saturating))
+    with pytest.raises(ValueError, match="reduction"):
+        gan.generator_loss(f, reduction="sum")
+
+
+# ----------------------------------------------------------------------------------------------
+# the 1-D game against the exact optimal discriminator
+# ----------------------------------------------------------------------------------------------
+
+
+def _jsd_quad(mu, sd, b, a):
+    """JSD(N(mu, sd^2) || N(b, a^2)) by adaptive quadrature (scipy), nats."""
+    p, q = stats.norm(mu, sd), stats.norm(b, a)
+    lo, hi = min(mu - 14 * sd, b - 14 * a), max(mu + 14 * sd, b + 14 * a)
+
+    def half(r):
+        def f(x):
+            lr, lp, lq = r.logpdf(x), p.logpdf(x), q.logpdf(x)
+            return math.exp(lr) * (lr - (np.logaddexp(lp, lq) - math.log(2)))
+        return integrate.quad(f, lo, hi, points=sorted({mu, b}), limit=400, epsabs=1e-13, epsrel=1e-12)[0]
+
+    return 0.5 * half(p) + 0.5 * half(q)
+
+
+def _kl_gauss(b, a, mu, sd):
+    """KL(N(b, a^2) || N(mu, sd^2)), closed form."""
+    return math.log(sd / a) + (a ** 2 + (b - mu) ** 2) / (2 * sd ** 2) - 0.5
+
+
+@pytest.mark.parametrize("mu,sd,b,a", [(1.0, 0.8, 0.0, 1.0), (1.0, 0.8, 0.7, 0.6), (1.0, 0.8, 2.0, 1.3),
+                                        (4.0, 0.5, 0.0, 1.0)])
+def test_dstar_game_gradients_are_the_divergence_gradients(mu, sd, b, a):
+    """Against D* the saturating generator's gradient is grad 2 JSD(p_data || p_g) (Goodfellow et al.
+    2014, Theorem 1 and the envelope theorem), the non-saturating one grad [KL(p_g || p_data) -
+    2 JSD] (Arjovsky and Bottou 2017, Theorem 2.5): checked by central differences of the
+    divergences, JSD by scipy quadrature and KL in closed form."""
+    lr, h = 1e-3, 1e-4
+
+    def jsd(bb, aa):
+        return _jsd_quad(mu, sd, bb, aa)
+
+    fd_jsd = np.array([(jsd(b + h, a) - jsd(b - h, a)) / (2 * h), (jsd(b, a + h) - jsd(b, a - h)) / (2 * h)])
+    fd_kl = np.array([(_kl_gauss(b + h, a, mu, sd) - _kl_gauss(b - h, a, mu, sd)) / (2 * h),
+                      (_kl_gauss(b, a + h, mu, sd) - _kl_gauss(b, a - h, mu, sd)) / (2 * h)])
+    for saturating, want in ((True, 2 * fd_jsd), (False, fd_kl - 2 * fd_jsd)):
+        path = gan.affine_generator_vs_optimal_discriminator(mu, sd, b, a, num_steps=1, lr=lr,
+                                                            saturating=saturating)
+        assert path.shape == (2, 2) and path.dtype == torch.float64
+        grad = -(path[1] - path[0]).numpy() / lr
+        np.testing.assert_allclose(grad, want, atol=2e-6, rtol=1e-5)
+
+
+def test_dstar_game_saturating_generator_stalls_far_from_the_data():
+    """Data N(4, 0.5^2), generator N(0, 1): against D* the log-D trick reaches the data exactly,
+    the minimax loss barely moves (JSD ~ log 2 is flat there). Deterministic (quadrature)."""
+    runs = {sat: gan.affine_generator_vs_optimal_discriminator(4.0, 0.5, 0.0, 1.0, num_steps=300, lr=0.05,
+                                                              saturating=sat) for sat in (True, False)}
+    w2 = {sat: math.hypot(p[-1, 0] - 4.0, p[-1, 1] - 0.5) for sat, p in runs.items()}
+    first = {sat: (p[1] - p[0]).norm().item() / 0.05 for sat, p in runs.items()}
+    assert w2[False] < 1e-6 and w2[True] > 1.0
+    assert first[True] < 0.02 * first[False]
+    assert torch.equal(runs[True][0], torch.tensor([0.0, 1.0], dtype=torch.float64))
+    # at p_g = p_data both gradients vanish: a fixed point
+    for sat in (True, False):
+        p = gan.affine_generator_vs_optimal_discriminator(4.0, 0.5, 4.0, 0.5, num_steps=3, lr=0.05, saturating=sat)
+        assert (p - p[0]).abs().max() < 1e-12
+
+
+def test_dstar_game_bad_input():
+    with pytest.raises(ValueError, match="data_std"):
+        gan.affine_generator_vs_optimal_discriminator(0.0, 0.0, 1.0, 1.0, 1, 0.1)
+    with pytest.raises(ValueError, match="std"):
+        gan.affine_generator_vs_optimal_discriminator(0.0, 1.0, 1.0, -1.0, 1, 0.1)
+    with pytest.raises(ValueError, match="num_steps"):
+        gan.affine_generator_vs_optimal_discriminator(0.0, 1.0, 1.0, 1.0, 0, 0.1)
+    with pytest.raises(ValueError, match="num_nodes"):
+        gan.affine_generator_vs_optimal_discriminator(0.0, 1.0, 1.0, 1.0, 1, 0.1, num_nodes=400)
+
+
 # ----------------------------------------------------------------------------------------------
 # mode coverage on constructed sample sets
 # ----------------------------------------------------------------------------------------------
@@ -220,6 +304,69 @@ def test_gradient_penalty_of_linear_critic():
     assert gp.item() == pytest.approx((5.0 - 1.0) ** 2)
 
 
+def test_wgan_losses_estimate_w1_with_the_optimal_critic():
+    """p_data = delta_0, p_g = delta_c: the 1-Lipschitz critic f(x) = -sign(c) x attains the sup in the
+    Kantorovich-Rubinstein duality, so -critic loss = W1 = |c| (Arjovsky et al. 2017), the penalty
+    vanishes, and the generator loss is -E f(G(z)) = |c|."""
+    for c in (2.5, -0.75):
+        f = lambda x: -math.copysign(1.0, c) * x[:, 0]
+        real, fake = torch.zeros(8, 1, dtype=torch.float64), torch.full((8, 1), c, dtype=torch.float64)
+        assert gan.wgan_critic_loss(f(real), f(fake)).item() == pytest.approx(-abs(c), abs=1e-12)
+        assert gan.wgan_generator_loss(f(fake)).item() == pytest.approx(abs(c), abs=1e-12)
+        assert gan.gradient_penalty(f, real, fake).item() == pytest.approx(0.0, abs=1e-20)
+    # a worse (non-optimal) critic gives a smaller estimate: 0.5 x instead of x
+    real, fake = torch.zeros(4), torch.ones(4)
+    assert -gan.wgan_critic_loss(-0.5 * real, -0.5 * fake).item() == pytest.approx(0.5)
+
+
+def test_mlp_ensemble_members_are_independent_mlps():
+    torch.manual_seed(0)
+    E = gan.MLPEnsemble(3, 2, 1, hidden=(8, 5), activation="leaky_relu")
+    x = torch.randn(12, 2, generator=torch.Generator().manual_seed(1))
+    out = E(x)
+    assert out.shape == (12, 1) and E.split(out).shape == (3, 4, 1)
+    want = torch.cat([E.member(i)(x[4 * i:4 * i + 4]) for i in range(3)])
+    torch.testing.assert_close(out, want)
+    # hidden=() is an affine map per member
+    A = gan.MLPEnsemble(2, 1, 1, hidden=())
+    z = torch.randn(6, 1)
+    torch.testing.assert_close(A(z), torch.cat([A.member(0)(z[:3]), A.member(1)(z[3:])]))
+    # members are initialized independently, as nets.MLP initializes one
+    assert not torch.equal(E.weights[0][0], E.weights[0][1])
+    with pytest.raises(ValueError, match="num_models"):
+        E(torch.randn(10, 2))
+    with pytest.raises(ValueError, match="x"):
+        E(torch.randn(12, 3))
+    with pytest.raises(ValueError, match="i"):
+        E.member(3)
+
+
+def test_mlp_ensemble_trains_like_separate_runs():
+    """Adam on the mean loss over members = Adam on each member alone (up to Adam's eps): the
+    ensemble gives member i the gradient of its own loss divided by the number of members."""
+    torch.manual_seed(0)
+    S, n = 3, 16
+    E = gan.MLPEnsemble(S, 2, 1, hidden=(8,), activation="relu")
+    alone = [E.member(i) for i in range(S)]
+    opt_e = torch.optim.Adam(E.parameters(), lr=1e-2)
+    opts = [torch.optim.Adam(m.parameters(), lr=1e-2) for m in alone]
+    g = torch.Generator().manual_seed(2)
+    for _ in range(5):
+        x, y = torch.randn(S * n, 2, generator=g), torch.randn(S * n, 1, generator=g)
+        loss = (E(x) - y).pow(2).mean()
+        opt_e.zero_grad()
+        loss.backward()
+        opt_e.step()
+        for i, (m, o) in enumerate(zip(alone, opts)):
+            li = (m(x[i * n:(i + 1) * n]) - y[i * n:(i + 1) * n]).pow(2).mean()
+            o.zero_grad()
+            li.backward()
+            o.step()
+    xt = torch.randn(S * 4, 2, generator=g)
+    torch.testing.assert_close(E(xt), torch.cat([m(xt[4 * i:4 * i + 4]) for i, m in enumerate(alone)]),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_dcgan_shapes(device):
     G, D = gan.DCGANGenerator(latent_dim=8, channels=8).to(device), gan.DCGANDiscriminator(channels=8).to(device)
     x = G(torch.randn(4, 8, device=device))
@@ -229,19 +376,55 @@ def test_dcgan_shapes(device):
         D(torch.zeros(4, 1, 7, 7, device=device))
 
 
-def test_short_training_run_covers_all_ring_modes():
-    """Smoke test (not timed): the non-saturating GAN covers the 8 ring modes with a fixed seed."""
-    g = seed_everything(0)
-    mix = ring_mixture()
-    data = mix.sample(20000, generator=g)
-    G, D = gan.mlp_generator(2, 2, hidden=(128, 128)), gan.mlp_discriminator(2, hidden=(128, 128))
-    hist = gan.train_gan(G, D, data, num_steps=1500, latent_dim=2, batch_size=256, lr_g=1e-3,
-                         lr_d=1e-3, generator=g, progress=False, device="cpu")
-    assert len(hist.d_losses) == len(hist.g_losses) == 1500
+def _fixed_affine_generator(b=1.5, a=0.7):
+    G = torch.nn.Linear(1, 1)
     with torch.no_grad():
-        s = G(torch.randn(2500, 2, generator=g))
-    r = gan.mode_coverage(s, mix.means, 0.01)
-    assert r.modes == 8, r
+        G.weight.fill_(a)
+        G.bias.fill_(b)
+    return G
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_train_gan_discriminator_step_approaches_the_optimal_discriminator(seed):
+    """train_gan's discriminator update, G frozen (lr_g = 0): D approaches D* = p_data / (p_data + p_g)
+    (Goodfellow et al. 2014, Proposition 1) for every seed, p_g = N(1.5, 0.7^2) known exactly."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    G, D = _fixed_affine_generator(), gan.mlp_discriminator(1, hidden=(32, 32))
+    g_before = [p.detach().clone() for p in G.parameters()]
+    data = torch.randn(20_000, 1, generator=g)
+    hist = gan.train_gan(G, D, data, num_steps=300, latent_dim=1, batch_size=256, lr_g=0.0, lr_d=3e-3,
+                         betas=(0.9, 0.999), generator=g, device="cpu", progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(G.parameters(), g_before))  # lr_g = 0: G did not move
+    x = np.linspace(-1.5, 2.5, 81)
+    p, q = stats.norm.pdf(x, 0, 1), stats.norm.pdf(x, 1.5, 0.7)
+    with torch.no_grad():
+        d = torch.sigmoid(D(torch.tensor(x, dtype=torch.float32)[:, None]))[:, 0].numpy()
+    assert np.abs(d - p / (p + q)).max() < 0.08
+    assert abs(hist.d_losses[0] - math.log(4)) < 0.1 and np.mean(hist.d_losses[-50:]) < math.log(4) - 0.3
+
+
+@pytest.mark.parametrize("saturating", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_train_gan_generator_step_descends_its_loss_on_a_fixed_discriminator(seed, saturating):
+    """train_gan's generator update, D frozen (lr_d = 0) at logit l(x) = x: either generator loss
+    falls for every seed (it is monotone in G's mean b, which gradient descent raises), and the
+    generator moves towards where D says 'real' (larger x)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    G = _fixed_affine_generator(b=-2.0, a=0.3)
+    D = torch.nn.Linear(1, 1)
+    with torch.no_grad():
+        D.weight.fill_(1.0)
+        D.bias.fill_(0.0)
+    d_before = [p.detach().clone() for p in D.parameters()]
+    data = torch.randn(1000, 1, generator=g)
+    loss = "saturating" if saturating else "non_saturating"
+    hist = gan.train_gan(G, D, data, num_steps=100, latent_dim=1, batch_size=256, loss=loss, lr_g=1e-2,
+                         lr_d=0.0, generator=g, device="cpu", progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(D.parameters(), d_before))  # lr_d = 0: D did not move
+    assert np.mean(hist.g_losses[-10:]) < np.mean(hist.g_losses[:10]) - 0.1
+    assert G.bias.item() > -2.0 + 0.5
 
 
 def test_train_discriminator_approaches_the_optimal_discriminator():

@@ -64,6 +64,8 @@ __all__ = [
     "reparameterization_gradient",
     "score_function_gradient",
     "optimal_decoder_mean",
+    "aggregate_posterior_log_prob",
+    "aggregate_posterior_kl",
     "train_vae",
     "DecoderStdResult",
     "decoder_std_sweep",
@@ -678,26 +680,42 @@ class LinearGaussianModel(nn.Module):
 
 
 class HierarchicalVAE(nn.Module):
-    """A two-level Markovian hierarchical VAE (seed 003 section 2.1.5; seed 004 "hierarchical VAEs").
+    """A two-level Markovian hierarchical VAE (Sonderby et al. 2016; seed 003 section 2.1.5).
 
     Generative model p(x, z1, z2) = p(z2) p(z1 | z2) p(x | z1), p(z2) = N(0, I),
     p(z1 | z2) = N(mu(z2), diag exp(lv(z2))), p(x | z1) = N(decode(z1), sigma_dec^2 I);
     inference model q(z1, z2 | x) = q(z1 | x) q(z2 | z1), both diagonal Gaussians. The ELBO is
 
     ELBO(x) = E_q[log p(x | z1) + log p(z1 | z2) + log p(z2) - log q(z1 | x) - log q(z2 | z1)]
-            = E_q[log p(x | z1)] - E_q[KL(q(z2 | z1) || p(z2))]
-              - E_q[log q(z1 | x) - log p(z1 | z2)],
+            = E_{q(z1|x)}[log p(x | z1) - log q(z1 | x) + B(z1)],
+    B(z1)   = E_{q(z2|z1)}[log p(z1 | z2)] - KL(q(z2 | z1) || p(z2))  <=  log p(z1),
 
-    estimated by reparameterized samples of z1 then z2, the top KL in closed form.
+    where p(z1) = integral p(z1 | z2) p(z2) dz2 is the *learned prior* of z1: the two-level ELBO is
+    a flat VAE's ELBO (estimator A, Kingma & Welling 2014 eq. 6) with log N(z1; 0, I) replaced by
+    the lower bound B(z1) on log p(z1) (:meth:`prior_log_prob_bound`). It is estimated by
+    reparameterized samples of z1 then z2, with the top KL in closed form.
 
     Parameters
     ----------
     data_dim : int
+        D; data are vectors ``(N, D)`` (flatten images first).
     latent_dims : tuple of int
         (K1, K2).
     hidden_dim : int
+        Width of every hidden layer (two for q(z1 | x) and p(x | z1), one for the top level).
     decoder_std : float
         Fixed sigma_dec > 0.
+
+    Raises
+    ------
+    ValueError
+        For sizes < 1, ``latent_dims`` not of length 2, or ``decoder_std <= 0``.
+
+    References
+    ----------
+    Sonderby, C. K. et al. (2016), Ladder Variational Autoencoders, eq. (1)-(3) (the generative
+    and inference models; bottom-up inference is what is used here). Hoffman, M. D. & Johnson,
+    M. J. (2016), ELBO surgery (why a learned prior helps: :func:`aggregate_posterior_kl`).
     """
 
     def __init__(self, data_dim: int, latent_dims: tuple[int, int] = (2, 2), hidden_dim: int = 64,
@@ -717,10 +735,62 @@ class HierarchicalVAE(nn.Module):
         self.p_z1 = MLP(k2, 2 * k1, (h,))
         self.p_x = MLP(k1, data_dim, (h, h))
 
+    @classmethod
+    def from_flat(cls, model: VAE, top_latent_dim: int = 2, hidden_dim: int = 64) -> HierarchicalVAE:
+        """A two-level model whose bottom level is a trained flat :class:`VAE`, frozen.
+
+        q(z1 | x) is (a copy of) ``model``'s encoder and p(x | z1) its Gaussian decoder with its
+        sigma_dec; only the top level, q(z2 | z1) and p(z1 | z2), is new and trainable. Training
+        it by :func:`train_vae` on the flattened data replaces the flat prior N(0, I) by a learned
+        prior p(z1) with the same encoder and decoder, so the ELBO difference to ``model`` is what
+        the hierarchy adds (per example, E_{q(z1|x)}[B(z1) - log N(z1; 0, I)]).
+
+        Parameters
+        ----------
+        model : VAE
+            With ``likelihood="gaussian"``.
+        top_latent_dim : int
+            K2 >= 1.
+        hidden_dim : int
+            Width of the top level's hidden layer.
+
+        Returns
+        -------
+        HierarchicalVAE
+            ``data_dim`` = ``model.data_dim``; on ``model``'s device and dtype; the copied
+            bottom-level parameters have ``requires_grad=False``.
+
+        Raises
+        ------
+        TypeError
+            If ``model`` is not a :class:`VAE`.
+        ValueError
+            If ``model`` has a Bernoulli likelihood.
+        """
+        import copy
+
+        if not isinstance(model, VAE):
+            raise TypeError(f"model: expected a course_lib.vae.VAE, got {type(model).__name__}")
+        if model.likelihood != "gaussian":
+            raise ValueError(f"model: expected a Gaussian decoder, got likelihood={model.likelihood!r}")
+        ref = next(model.parameters())
+        decoder_std = math.exp(0.5 * model.decoder_logvar.item())
+        out = cls(model.data_dim, (model.latent_dim, top_latent_dim), hidden_dim, decoder_std)
+        out.q_z1 = copy.deepcopy(model.encoder)
+        out.p_x = copy.deepcopy(model.decoder)
+        for p in list(out.q_z1.parameters()) + list(out.p_x.parameters()):
+            p.requires_grad_(False)
+        return out.to(device=ref.device, dtype=ref.dtype)
+
     @staticmethod
     def _split(h):
         mean, logvar = h.chunk(2, dim=-1)
         return mean, logvar.clamp(*LOGVAR_RANGE)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z1 | x): ``(mean, logvar)``, each ``(N, K1)``."""
+        check_tensor("x", x, shape=(None, self.data_dim), floating=True)
+        return self._split(self.q_z1(x))
 
     def log_likelihood(self, x: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
         """log p(x | z1) ``(N,)``, nats."""
@@ -728,6 +798,20 @@ class HierarchicalVAE(nn.Module):
         check_tensor("z1", z1, shape=(x.shape[0], self.latent_dims[0]), floating=True)
         mean = self.p_x(z1)
         return gaussian_log_likelihood(x, mean, torch.full_like(mean, 2 * math.log(self.decoder_std)))
+
+    def prior_log_prob_bound(self, z1: torch.Tensor,
+                             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Single-sample estimate of B(z1) = E_{q(z2|z1)}[log p(z1 | z2)] - KL(q(z2 | z1) || p(z2)).
+
+        B(z1) is the ELBO of the top level, a lower bound on the log-density log p(z1) of the
+        learned prior (the expectation of this estimate is <= log p(z1)). ``(N,)``, nats.
+        """
+        check_tensor("z1", z1, shape=(None, self.latent_dims[0]), floating=True)
+        m2, lv2 = self._split(self.q_z2(z1))
+        z2 = reparameterize(m2, lv2, generator)
+        pm1, plv1 = self._split(self.p_z1(z2))
+        # log p(z1 | z2) - KL(q(z2 | z1) || N(0, I)), the KL in closed form
+        return _diag_gaussian_log_prob(z1, pm1, plv1) - kl_standard_normal(m2, lv2)
 
     def elbo(self, x: torch.Tensor, num_samples: int = 1,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -737,22 +821,24 @@ class HierarchicalVAE(nn.Module):
         xs = _repeat_batch(x, s)
         m1, lv1 = self._split(self.q_z1(xs))
         z1 = reparameterize(m1, lv1, generator)
-        m2, lv2 = self._split(self.q_z2(z1))
-        z2 = reparameterize(m2, lv2, generator)
-        pm1, plv1 = self._split(self.p_z1(z2))
         rec = self.log_likelihood(xs, z1)
-        kl_top = kl_standard_normal(m2, lv2)  # KL(q(z2|z1) || p(z2)), closed form
-        # single-sample estimate of KL(q(z1|x) || p(z1|z2))
-        kl_mid = _diag_gaussian_log_prob(z1, m1, lv1) - _diag_gaussian_log_prob(z1, pm1, plv1)
-        return (rec - kl_top - kl_mid).reshape(s, x.shape[0]).mean(0)
+        # log p(x | z1) - log q(z1 | x) + B(z1): the flat estimator A with log p(z1) -> B(z1)
+        out = rec - _diag_gaussian_log_prob(z1, m1, lv1) + self.prior_log_prob_bound(z1, generator)
+        return out.reshape(s, x.shape[0]).mean(0)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Ancestral sampling z2 ~ N(0, I), z1 ~ p(z1 | z2), x = decoder mean. ``(n, D)``."""
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               return_latents: bool = False):
+        """Ancestral sampling z2 ~ N(0, I), z1 ~ p(z1 | z2), x = decoder mean.
+
+        Returns ``x`` ``(n, D)``, and ``z1`` ``(n, K1)`` (a sample of the learned prior) when
+        ``return_latents``.
+        """
         n = check_int("n", n, minimum=1)
         ref = next(self.parameters())
         z2 = _draw_normal((n, self.latent_dims[1]), ref, generator)
         z1 = reparameterize(*self._split(self.p_z1(z2)), generator)
-        return self.p_x(z1)
+        x = self.p_x(z1)
+        return (x, z1) if return_latents else x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -881,6 +967,89 @@ def optimal_decoder_mean(z: torch.Tensor, x_data: torch.Tensor, mean: torch.Tens
     return torch.softmax(log_q, dim=1) @ x_data
 
 
+def aggregate_posterior_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log q(z) of the aggregate posterior q(z) = (1/n) sum_i N(z; mean_i, diag exp(logvar_i)).
+
+    q(z) is the encoder's distribution of codes over a data set {x_1..x_n} (the cloud of points in
+    a latent scatter plot, each blurred by its q(z | x_i)); computed by a log-sum-exp over the n
+    components, in chunks of ``z``.
+
+    Parameters
+    ----------
+    z : torch.Tensor
+        ``(M, K)`` points.
+    mean, logvar : torch.Tensor
+        ``(n, K)``, the encoder outputs for the n data points.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(M,)``, nats.
+
+    Raises
+    ------
+    ValueError
+        On inconsistent shapes or NaN log-variances.
+    """
+    check_tensor("z", z, ndim=2, floating=True)
+    check_tensor("mean", mean, ndim=2, floating=True)
+    mean, logvar = _check_encoded(mean, logvar, mean.shape[0], z.shape[1])
+    n, k = mean.shape
+    chunks = z.split(max(1, 2**22 // (n * k)))
+    log_q = [torch.logsumexp(_diag_gaussian_log_prob(c[:, None, :], mean[None], logvar[None]), 1) for c in chunks]
+    return torch.cat(log_q) - math.log(n)
+
+
+def aggregate_posterior_kl(mean: torch.Tensor, logvar: torch.Tensor, num_samples: int,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Monte Carlo terms of KL(q(z) || N(0, I)) for the aggregate posterior q(z) of a data set.
+
+    q(z) = (1/n) sum_i N(z; mean_i, diag exp(logvar_i)) (:func:`aggregate_posterior_log_prob`).
+    The average over the data of the ELBO's KL term splits as (Hoffman & Johnson 2016, eq. 3-4)
+
+        (1/n) sum_i KL(q(z | x_i) || p(z)) = I_q(i; z) + KL(q(z) || p(z)),
+
+    with I_q(i; z) the mutual information between the data index and the code, and only the second
+    part depends on the prior: KL(q(z) || p(z)) is the most any other prior (a learned one, e.g.
+    :class:`HierarchicalVAE`) can add to the average ELBO for this encoder and decoder. Each term
+    is log q(z_s) - log N(z_s; 0, I) with z_s ~ q(z) (a data point drawn at random, then a draw
+    of its Gaussian).
+
+    Parameters
+    ----------
+    mean, logvar : torch.Tensor
+        ``(n, K)``, the encoder outputs for the n data points.
+    num_samples : int
+        S >= 1 draws.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    torch.Tensor
+        ``(S,)`` nats: their mean estimates KL(q(z) || N(0, I)), their standard deviation divided
+        by sqrt(S) is its standard error.
+
+    Raises
+    ------
+    ValueError
+        On inconsistent shapes, NaN log-variances or ``num_samples < 1``.
+
+    References
+    ----------
+    Hoffman, M. D. & Johnson, M. J. (2016), ELBO surgery: yet another way to carve up the
+    variational evidence lower bound, NIPS Workshop on Advances in Approximate Bayesian Inference.
+    """
+    num_samples = check_int("num_samples", num_samples, minimum=1)
+    check_tensor("mean", mean, ndim=2, floating=True)
+    mean, logvar = _check_encoded(mean, logvar, mean.shape[0], None)
+    n = mean.shape[0]
+    u = torch.rand(num_samples, dtype=torch.float64, device=generator.device if generator else mean.device,
+                   generator=generator)
+    pick = (u * n).long().clamp_max(n - 1).to(mean.device)  # uniform over the n components
+    z = reparameterize(mean[pick], logvar[pick], generator)  # (S, K) ~ q(z)
+    return aggregate_posterior_log_prob(z, mean, logvar) - standard_normal_log_prob(z)
+
+
 # ----------------------------------------------------------------------------------------------
 # training
 # ----------------------------------------------------------------------------------------------
@@ -971,7 +1140,9 @@ def decoder_std_sweep(data: torch.Tensor, decoder_stds: Sequence[float], num_ste
         with torch.no_grad():
             x = data.to(next(model.parameters()).device)
             mean, logvar = model.encode(x)
-            kl_dims = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)  # per latent dimension
+            # KL(q(z_j | x) || N(0, 1)) per latent dimension j, (N, K)
+            kl_dims = torch.stack([kl_standard_normal(mean[:, j:j + 1], logvar[:, j:j + 1])
+                                   for j in range(mean.shape[1])], dim=1)
             recon = model.reconstruct(x)
             e = elbo(model, x, 1, generator).mean().item()
             samples = model.sample(num_show, generator)

@@ -67,6 +67,8 @@ __all__ = [
     "aggregate_posterior_log_prob",
     "aggregate_posterior_kl",
     "train_vae",
+    "LinearVAEFit",
+    "fit_linear_vae",
     "DecoderStdResult",
     "decoder_std_sweep",
 ]
@@ -1082,6 +1084,126 @@ def train_vae(model: nn.Module, data: torch.Tensor, num_steps: int, beta: float 
 
     return fit(model, loss_fn, data, num_steps, batch_size=batch_size, lr=lr, generator=generator,
                device=device, progress=progress, desc=desc)
+
+
+@dataclass
+class LinearVAEFit:
+    """A linear VAE fitted by :func:`fit_linear_vae`.
+
+    Decoder p(x | z) = N(W z + b, s^2 I) (``weight`` W ``(D, K)``, ``bias`` b = the data mean ``(D,)``,
+    ``noise_std`` s); encoder q(z | x) = N(V (x - b), diag exp(lv)) (``encoder_weight`` V ``(K, D)``,
+    ``encoder_logvar`` lv ``(K,)``). ``kl_per_dim`` ``(K,)`` is the average over the data of
+    KL(q(z_k | x) || N(0, 1)) for each latent dimension k, and ``elbo`` the average ELBO per
+    example, both exact (no Monte Carlo), in nats.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    noise_std: float
+    encoder_weight: torch.Tensor
+    encoder_logvar: torch.Tensor
+    kl_per_dim: torch.Tensor
+    elbo: float
+
+    def model(self) -> LinearGaussianModel:
+        """The decoder as a :class:`LinearGaussianModel` (exact log p(x) and posterior)."""
+        return LinearGaussianModel(self.weight, self.bias, self.noise_std)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x): ``(mean, logvar)``, each ``(N, K)``."""
+        check_tensor("x", x, shape=(None, self.weight.shape[0]), floating=True)
+        mean = (x.to(self.bias.dtype) - self.bias) @ self.encoder_weight.T
+        return mean, self.encoder_logvar.expand_as(mean)
+
+
+def fit_linear_vae(data: torch.Tensor, latent_dim: int, noise_std: float, max_iter: int = 500,
+                   generator: torch.Generator | None = None) -> LinearVAEFit:
+    """Maximize the exact average ELBO of a linear VAE over its decoder and encoder (L-BFGS, float64).
+
+    The linear VAE of Lucas et al. (2019): p(z) = N(0, I_K), p(x | z) = N(W z + b, s^2 I_D) with s
+    fixed, q(z | x) = N(V (x - b), diag exp(lv)). With b the data mean mu (the optimum; an encoder
+    offset would only add to the KL), the ELBO averaged over the data depends on the data only
+    through their covariance S (1/N normalization):
+
+        E_x ELBO = -D/2 log(2 pi s^2)
+                   - [tr S - 2 tr(W V S) + tr(W^T W V S V^T) + sum_k exp(lv_k) ||w_k||^2] / (2 s^2)
+                   - 1/2 sum_k [(V S V^T)_kk + exp(lv_k) - 1 - lv_k],
+
+    which is maximized over (W, V, lv) from a random start. At the optimum latent k carries
+    KL_k = 1/2 log(lambda_k / s^2) nats when s^2 < lambda_k and is switched off (KL_k = 0, posterior
+    collapse) when s^2 > lambda_k, lambda_k the k-th eigenvalue of S (Lucas et al. 2019; Tipping &
+    Bishop 1999 for the maximum-likelihood W): the notebook checks this against the eigenvalues.
+
+    Parameters
+    ----------
+    data : torch.Tensor
+        ``(N, ...)`` examples (flattened to ``(N, D)``).
+    latent_dim : int
+        K >= 1.
+    noise_std : float
+        s > 0, the fixed decoder standard deviation.
+    max_iter : int
+        L-BFGS iterations (>= 1).
+    generator : torch.Generator, optional
+        Draws the random start (W and V with entries N(0, 0.1^2)).
+
+    Returns
+    -------
+    LinearVAEFit
+        float64 tensors on the CPU.
+
+    Raises
+    ------
+    ValueError
+        For ``latent_dim < 1``, ``noise_std <= 0``, ``max_iter < 1`` or fewer than 2 examples.
+
+    References
+    ----------
+    Lucas, J., Tucker, G., Grosse, R. & Norouzi, M. (2019), Don't Blame the ELBO! A Linear VAE
+    Perspective on Posterior Collapse, NeurIPS. Tipping & Bishop (1999), eq. (7).
+    """
+    check_tensor("data", data, floating=True)
+    k = check_int("latent_dim", latent_dim, minimum=1)
+    check_positive("noise_std", noise_std)
+    max_iter = check_int("max_iter", max_iter, minimum=1)
+    x = data.detach().reshape(data.shape[0], -1).to("cpu", torch.float64)
+    n, d = x.shape
+    if n < 2:
+        raise ValueError(f"data: expected at least 2 examples, got shape {tuple(data.shape)}")
+    mu = x.mean(0)
+    cov = (x - mu).T @ (x - mu) / n                      # S, (D, D)
+    s2 = float(noise_std) ** 2
+    g_dev = generator.device if generator is not None else "cpu"
+    w = (0.1 * torch.randn(d, k, dtype=torch.float64, device=g_dev, generator=generator)).cpu().requires_grad_()
+    v = (0.1 * torch.randn(k, d, dtype=torch.float64, device=g_dev, generator=generator)).cpu().requires_grad_()
+    lv = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+
+    def average_elbo(w, v, lv):
+        vs = v @ cov                                     # V S, (K, D)
+        code_power = (vs * v).sum(1)                     # (V S V^T)_kk = E_x[m_k(x)^2]
+        sq = (cov.trace() - 2 * (w * vs.T).sum() + ((w.T @ w) * (vs @ v.T)).sum()
+              + (lv.exp() * w.pow(2).sum(0)).sum())      # E_x E_q ||x - W z - b||^2
+        rec = -0.5 * d * math.log(2 * math.pi * s2) - sq / (2 * s2)
+        return rec - 0.5 * (code_power + lv.exp() - 1 - lv).sum(), code_power
+
+    opt = torch.optim.LBFGS([w, v, lv], lr=1, max_iter=max_iter, tolerance_grad=1e-10,
+                            tolerance_change=1e-14, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = -average_elbo(w, v, lv)[0]
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        value, code_power = average_elbo(w, v, lv)
+        # KL is linear in m^2, so its average over the data is the KL at m^2 = E_x[m_k(x)^2]
+        kl = kl_standard_normal(code_power.clamp_min(0).sqrt()[:, None], lv.detach()[:, None])
+    return LinearVAEFit(weight=w.detach(), bias=mu, noise_std=float(noise_std),
+                        encoder_weight=v.detach(), encoder_logvar=lv.detach(), kl_per_dim=kl,
+                        elbo=value.item())
 
 
 @dataclass

@@ -614,6 +614,50 @@ def test_aggregate_posterior_kl_against_closed_form_and_an_independent_estimate(
     assert abs(terms.mean().item() - ref.mean().item()) < 5 * se
 
 
+@pytest.fixture(scope="module")
+def linear_vae_data():
+    """6-D data with covariance eigenvalues (4, 2.5, 1.2, 0.5, 0.3, 0.1) in a random basis."""
+    g = torch.Generator().manual_seed(0)
+    basis, _ = torch.linalg.qr(torch.randn(6, 6, dtype=D64, generator=g))
+    lam = torch.tensor([4.0, 2.5, 1.2, 0.5, 0.3, 0.1], dtype=D64)
+    x = (torch.randn(4000, 6, dtype=D64, generator=g) * lam.sqrt()) @ basis.T + 1.0
+    xc = x - x.mean(0)
+    return x, torch.linalg.eigvalsh(xc.T @ xc / len(x)).flip(0)
+
+
+@pytest.mark.parametrize("noise_std", [0.5, 1.3, 1.8, 2.2])
+def test_fit_linear_vae_switches_latents_off_at_the_eigenvalues(linear_vae_data, noise_std):
+    """Lucas et al. (2019): KL_k = 1/2 log(lambda_k / s^2) if s^2 < lambda_k, else 0; and at the optimum
+    the ELBO is tight: it equals the exact log p(x) of the fitted linear-Gaussian model."""
+    x, eig = linear_vae_data
+    fit = V.fit_linear_vae(x, 3, noise_std, max_iter=500, generator=torch.Generator().manual_seed(1))
+    predicted = (0.5 * torch.log(eig[:3] / noise_std**2)).clamp_min(0)
+    torch.testing.assert_close(fit.kl_per_dim.sort(descending=True).values, predicted, rtol=0, atol=1e-4)
+    assert fit.elbo == pytest.approx(fit.model().log_marginal(x).mean().item(), abs=1e-5)
+
+
+def test_fit_linear_vae_average_elbo_matches_monte_carlo(linear_vae_data):
+    """The sufficient-statistics ELBO against vae.elbo's Monte Carlo estimate with the same
+    decoder (a LinearGaussianModel) and encoder, away from the optimum (few iterations)."""
+    x, _ = linear_vae_data
+    fit = V.fit_linear_vae(x[:500], 2, 0.8, max_iter=3, generator=torch.Generator().manual_seed(2))
+    per_example = elbo(fit.model(), x[:500], 200, torch.Generator().manual_seed(3), encoded=fit.encode(x[:500]))
+    singles = torch.stack([elbo(fit.model(), x[:500], 1, torch.Generator().manual_seed(4 + i),
+                                encoded=fit.encode(x[:500])) for i in range(20)])
+    se = (singles.std(0) / math.sqrt(200)).pow(2).sum().sqrt() / 500   # MC error of the average
+    assert abs(per_example.mean().item() - fit.elbo) < 5 * se.item()
+    mean, logvar = fit.encode(x[:500])
+    q = torch.distributions.Normal(mean, (0.5 * logvar).exp())
+    kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).mean(0)
+    torch.testing.assert_close(fit.kl_per_dim, kl, rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="noise_std"):
+        V.fit_linear_vae(x, 2, 0.0)
+    with pytest.raises(ValueError, match="latent_dim"):
+        V.fit_linear_vae(x, 0, 1.0)
+    with pytest.raises(ValueError, match="data"):
+        V.fit_linear_vae(x[:1], 2, 1.0)
+
+
 def test_training_a_small_vae_approaches_the_true_log_likelihood():
     from course_lib.train import fit
 

@@ -774,10 +774,10 @@ widgets.decoder_std_explorer(sweep)
 #
 # To measure what the hierarchy itself adds, we keep the trained digits VAE's encoder
 # $q(z_1\mid x)$ and decoder $p(x\mid z_1)$ and train only the top level, $q(z_2\mid z_1)$ and
-# $p(z_1\mid z_2)$, on the same training images. (Two models trained separately from scratch would
-# differ by the luck of two training runs as much as by their priors.) The ELBO gain per image is then
-# $\mathbb E_{q(z_1|x)}[B(z_1) - \log\mathcal N(z_1; 0, I)]$, estimated with the same draws of
-# $z_1$ for both models. On the training images, the objective both models maximize, it is asserted
+# $p(z_1\mid z_2)$, on the same training images. (Comparing two models trained separately from
+# scratch mixes the effect of the prior with the luck of two training runs.) The ELBO gain per
+# image is then $\mathbb E_{q(z_1|x)}[B(z_1) - \log\mathcal N(z_1; 0, I)]$, estimated with the same
+# draws of $z_1$ for both models. On the training images, the objective both models maximize, it is asserted
 # positive to 5 Monte Carlo standard errors, and below $\mathrm{KL}(q(z)\,\|\,p(z))$ (also on the
 # held-out images).
 
@@ -822,8 +822,9 @@ assert kl_agg["test"][0] - kl_agg["train"][0] > 5 * math.hypot(kl_agg["test"][1]
 # of what is left is the fine grain of a finite set of codes, which a smooth prior cannot follow:
 # the held-out images' cloud, a quarter the size, has the larger
 # $\mathrm{KL}(q(z)\,\|\,p(z))$ (asserted). On the held-out images the gain is printed with its
-# standard error over images: with so few images, a gain this small is not resolved in every run. Hierarchies pay off when the prior has more to fix: many more latent dimensions and
-# levels (Sonderby et al. 2016; Vahdat & Kautz 2020, NVAE), and in the limit of many fixed levels,
+# standard error over images: with so few images, a gain this small is not resolved in every run.
+# Hierarchies pay off when the prior has more to fix: many more latent dimensions and levels
+# (Sonderby et al. 2016; Vahdat & Kautz 2020, NVAE), and in the limit of many fixed levels,
 # diffusion models. Ancestral samples of both models:
 
 # %%

@@ -65,7 +65,11 @@ __all__ = [
     "reparameterization_gradient",
     "score_function_gradient",
     "optimal_decoder_mean",
+    "aggregate_posterior_log_prob",
+    "aggregate_posterior_kl",
     "train_vae",
+    "LinearVAEFit",
+    "fit_linear_vae",
     "DecoderStdResult",
     "decoder_std_sweep",
 ]
@@ -662,26 +666,42 @@ class LinearGaussianModel(nn.Module):
 
 
 class HierarchicalVAE(nn.Module):
-    """A two-level Markovian hierarchical VAE (seed 003 section 2.1.5; seed 004 "hierarchical VAEs").
+    """A two-level Markovian hierarchical VAE (Sonderby et al. 2016; seed 003 section 2.1.5).
 
     Generative model p(x, z1, z2) = p(z2) p(z1 | z2) p(x | z1), p(z2) = N(0, I),
     p(z1 | z2) = N(mu(z2), diag exp(lv(z2))), p(x | z1) = N(decode(z1), sigma_dec^2 I);
     inference model q(z1, z2 | x) = q(z1 | x) q(z2 | z1), both diagonal Gaussians. The ELBO is
 
     ELBO(x) = E_q[log p(x | z1) + log p(z1 | z2) + log p(z2) - log q(z1 | x) - log q(z2 | z1)]
-            = E_q[log p(x | z1)] - E_q[KL(q(z2 | z1) || p(z2))]
-              - E_q[log q(z1 | x) - log p(z1 | z2)],
+            = E_{q(z1|x)}[log p(x | z1) - log q(z1 | x) + B(z1)],
+    B(z1)   = E_{q(z2|z1)}[log p(z1 | z2)] - KL(q(z2 | z1) || p(z2))  <=  log p(z1),
 
-    estimated by reparameterized samples of z1 then z2, the top KL in closed form.
+    where p(z1) = integral p(z1 | z2) p(z2) dz2 is the *learned prior* of z1: the two-level ELBO is
+    a flat VAE's ELBO (estimator A, Kingma & Welling 2014 eq. 6) with log N(z1; 0, I) replaced by
+    the lower bound B(z1) on log p(z1) (:meth:`prior_log_prob_bound`). It is estimated by
+    reparameterized samples of z1 then z2, with the top KL in closed form.
 
     Parameters
     ----------
     data_dim : int
+        D; data are vectors ``(N, D)`` (flatten images first).
     latent_dims : tuple of int
         (K1, K2).
     hidden_dim : int
+        Width of every hidden layer (two for q(z1 | x) and p(x | z1), one for the top level).
     decoder_std : float
         Fixed sigma_dec > 0.
+
+    Raises
+    ------
+    ValueError
+        For sizes < 1, ``latent_dims`` not of length 2, or ``decoder_std <= 0``.
+
+    References
+    ----------
+    Sonderby, C. K. et al. (2016), Ladder Variational Autoencoders, eq. (1)-(3) (the generative
+    and inference models; bottom-up inference is what is used here). Hoffman, M. D. & Johnson,
+    M. J. (2016), ELBO surgery (why a learned prior helps: :func:`aggregate_posterior_kl`).
     """
 
     def __init__(self, data_dim: int, latent_dims: tuple[int, int] = (2, 2), hidden_dim: int = 64,
@@ -701,10 +721,62 @@ class HierarchicalVAE(nn.Module):
         self.p_z1 = MLP(k2, 2 * k1, (h,))
         self.p_x = MLP(k1, data_dim, (h, h))
 
+    @classmethod
+    def from_flat(cls, model: VAE, top_latent_dim: int = 2, hidden_dim: int = 64) -> HierarchicalVAE:
+        """A two-level model whose bottom level is a trained flat :class:`VAE`, frozen.
+
+        q(z1 | x) is (a copy of) ``model``'s encoder and p(x | z1) its Gaussian decoder with its
+        sigma_dec; only the top level, q(z2 | z1) and p(z1 | z2), is new and trainable. Training
+        it by :func:`train_vae` on the flattened data replaces the flat prior N(0, I) by a learned
+        prior p(z1) with the same encoder and decoder, so the ELBO difference to ``model`` is what
+        the hierarchy adds (per example, E_{q(z1|x)}[B(z1) - log N(z1; 0, I)]).
+
+        Parameters
+        ----------
+        model : VAE
+            With ``likelihood="gaussian"``.
+        top_latent_dim : int
+            K2 >= 1.
+        hidden_dim : int
+            Width of the top level's hidden layer.
+
+        Returns
+        -------
+        HierarchicalVAE
+            ``data_dim`` = ``model.data_dim``; on ``model``'s device and dtype; the copied
+            bottom-level parameters have ``requires_grad=False``.
+
+        Raises
+        ------
+        TypeError
+            If ``model`` is not a :class:`VAE`.
+        ValueError
+            If ``model`` has a Bernoulli likelihood.
+        """
+        import copy
+
+        if not isinstance(model, VAE):
+            raise TypeError(f"model: expected a course_lib.vae.VAE, got {type(model).__name__}")
+        if model.likelihood != "gaussian":
+            raise ValueError(f"model: expected a Gaussian decoder, got likelihood={model.likelihood!r}")
+        ref = next(model.parameters())
+        decoder_std = math.exp(0.5 * model.decoder_logvar.item())
+        out = cls(model.data_dim, (model.latent_dim, top_latent_dim), hidden_dim, decoder_std)
+        out.q_z1 = copy.deepcopy(model.encoder)
+        out.p_x = copy.deepcopy(model.decoder)
+        for p in list(out.q_z1.parameters()) + list(out.p_x.parameters()):
+            p.requires_grad_(False)
+        return out.to(device=ref.device, dtype=ref.dtype)
+
     @staticmethod
     def _split(h):
         mean, logvar = h.chunk(2, dim=-1)
         return mean, logvar.clamp(*LOGVAR_RANGE)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z1 | x): ``(mean, logvar)``, each ``(N, K1)``."""
+        check_tensor("x", x, shape=(None, self.data_dim), floating=True)
+        return self._split(self.q_z1(x))
 
     def log_likelihood(self, x: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
         """log p(x | z1) ``(N,)``, nats."""
@@ -712,6 +784,20 @@ class HierarchicalVAE(nn.Module):
         check_tensor("z1", z1, shape=(x.shape[0], self.latent_dims[0]), floating=True)
         mean = self.p_x(z1)
         return gaussian_log_likelihood(x, mean, torch.full_like(mean, 2 * math.log(self.decoder_std)))
+
+    def prior_log_prob_bound(self, z1: torch.Tensor,
+                             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Single-sample estimate of B(z1) = E_{q(z2|z1)}[log p(z1 | z2)] - KL(q(z2 | z1) || p(z2)).
+
+        B(z1) is the ELBO of the top level, a lower bound on the log-density log p(z1) of the
+        learned prior (the expectation of this estimate is <= log p(z1)). ``(N,)``, nats.
+        """
+        check_tensor("z1", z1, shape=(None, self.latent_dims[0]), floating=True)
+        m2, lv2 = self._split(self.q_z2(z1))
+        z2 = reparameterize(m2, lv2, generator)
+        pm1, plv1 = self._split(self.p_z1(z2))
+        # log p(z1 | z2) - KL(q(z2 | z1) || N(0, I)), the KL in closed form
+        return diag_gaussian_log_prob(z1, pm1, plv1) - kl_standard_normal(m2, lv2)
 
     def elbo(self, x: torch.Tensor, num_samples: int = 1,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -721,22 +807,24 @@ class HierarchicalVAE(nn.Module):
         xs = _repeat_batch(x, s)
         m1, lv1 = self._split(self.q_z1(xs))
         z1 = reparameterize(m1, lv1, generator)
-        m2, lv2 = self._split(self.q_z2(z1))
-        z2 = reparameterize(m2, lv2, generator)
-        pm1, plv1 = self._split(self.p_z1(z2))
         rec = self.log_likelihood(xs, z1)
-        kl_top = kl_standard_normal(m2, lv2)  # KL(q(z2|z1) || p(z2)), closed form
-        # single-sample estimate of KL(q(z1|x) || p(z1|z2))
-        kl_mid = diag_gaussian_log_prob(z1, m1, lv1) - diag_gaussian_log_prob(z1, pm1, plv1)
-        return (rec - kl_top - kl_mid).reshape(s, x.shape[0]).mean(0)
+        # log p(x | z1) - log q(z1 | x) + B(z1): the flat estimator A with log p(z1) -> B(z1)
+        out = rec - diag_gaussian_log_prob(z1, m1, lv1) + self.prior_log_prob_bound(z1, generator)
+        return out.reshape(s, x.shape[0]).mean(0)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Ancestral sampling z2 ~ N(0, I), z1 ~ p(z1 | z2), x = decoder mean. ``(n, D)``."""
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               return_latents: bool = False):
+        """Ancestral sampling z2 ~ N(0, I), z1 ~ p(z1 | z2), x = decoder mean.
+
+        Returns ``x`` ``(n, D)``, and ``z1`` ``(n, K1)`` (a sample of the learned prior) when
+        ``return_latents``.
+        """
         n = check_int("n", n, minimum=1)
         ref = next(self.parameters())
         z2 = randn((n, self.latent_dims[1]), generator, ref.device, ref.dtype)
         z1 = reparameterize(*self._split(self.p_z1(z2)), generator)
-        return self.p_x(z1)
+        x = self.p_x(z1)
+        return (x, z1) if return_latents else x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -865,6 +953,89 @@ def optimal_decoder_mean(z: torch.Tensor, x_data: torch.Tensor, mean: torch.Tens
     return torch.softmax(log_q, dim=1) @ x_data
 
 
+def aggregate_posterior_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log q(z) of the aggregate posterior q(z) = (1/n) sum_i N(z; mean_i, diag exp(logvar_i)).
+
+    q(z) is the encoder's distribution of codes over a data set {x_1..x_n} (the cloud of points in
+    a latent scatter plot, each blurred by its q(z | x_i)); computed by a log-sum-exp over the n
+    components, in chunks of ``z``.
+
+    Parameters
+    ----------
+    z : torch.Tensor
+        ``(M, K)`` points.
+    mean, logvar : torch.Tensor
+        ``(n, K)``, the encoder outputs for the n data points.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(M,)``, nats.
+
+    Raises
+    ------
+    ValueError
+        On inconsistent shapes or NaN log-variances.
+    """
+    check_tensor("z", z, ndim=2, floating=True)
+    check_tensor("mean", mean, ndim=2, floating=True)
+    mean, logvar = _check_encoded(mean, logvar, mean.shape[0], z.shape[1])
+    n, k = mean.shape
+    chunks = z.split(max(1, 2**22 // (n * k)))
+    log_q = [torch.logsumexp(diag_gaussian_log_prob(c[:, None, :], mean[None], logvar[None]), 1) for c in chunks]
+    return torch.cat(log_q) - math.log(n)
+
+
+def aggregate_posterior_kl(mean: torch.Tensor, logvar: torch.Tensor, num_samples: int,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Monte Carlo terms of KL(q(z) || N(0, I)) for the aggregate posterior q(z) of a data set.
+
+    q(z) = (1/n) sum_i N(z; mean_i, diag exp(logvar_i)) (:func:`aggregate_posterior_log_prob`).
+    The average over the data of the ELBO's KL term splits as (Hoffman & Johnson 2016, eq. 3-4)
+
+        (1/n) sum_i KL(q(z | x_i) || p(z)) = I_q(i; z) + KL(q(z) || p(z)),
+
+    with I_q(i; z) the mutual information between the data index and the code, and only the second
+    part depends on the prior: KL(q(z) || p(z)) is the most any other prior (a learned one, e.g.
+    :class:`HierarchicalVAE`) can add to the average ELBO for this encoder and decoder. Each term
+    is log q(z_s) - log N(z_s; 0, I) with z_s ~ q(z) (a data point drawn at random, then a draw
+    of its Gaussian).
+
+    Parameters
+    ----------
+    mean, logvar : torch.Tensor
+        ``(n, K)``, the encoder outputs for the n data points.
+    num_samples : int
+        S >= 1 draws.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    torch.Tensor
+        ``(S,)`` nats: their mean estimates KL(q(z) || N(0, I)), their standard deviation divided
+        by sqrt(S) is its standard error.
+
+    Raises
+    ------
+    ValueError
+        On inconsistent shapes, NaN log-variances or ``num_samples < 1``.
+
+    References
+    ----------
+    Hoffman, M. D. & Johnson, M. J. (2016), ELBO surgery: yet another way to carve up the
+    variational evidence lower bound, NIPS Workshop on Advances in Approximate Bayesian Inference.
+    """
+    num_samples = check_int("num_samples", num_samples, minimum=1)
+    check_tensor("mean", mean, ndim=2, floating=True)
+    mean, logvar = _check_encoded(mean, logvar, mean.shape[0], None)
+    n = mean.shape[0]
+    u = torch.rand(num_samples, dtype=torch.float64, device=generator.device if generator else mean.device,
+                   generator=generator)
+    pick = (u * n).long().clamp_max(n - 1).to(mean.device)  # uniform over the n components
+    z = reparameterize(mean[pick], logvar[pick], generator)  # (S, K) ~ q(z)
+    return aggregate_posterior_log_prob(z, mean, logvar) - standard_normal_log_prob(z)
+
+
 # ----------------------------------------------------------------------------------------------
 # training
 # ----------------------------------------------------------------------------------------------
@@ -897,6 +1068,126 @@ def train_vae(model: nn.Module, data: torch.Tensor, num_steps: int, beta: float 
 
     return fit(model, loss_fn, data, num_steps, batch_size=batch_size, lr=lr, generator=generator,
                device=device, progress=progress, desc=desc)
+
+
+@dataclass
+class LinearVAEFit:
+    """A linear VAE fitted by :func:`fit_linear_vae`.
+
+    Decoder p(x | z) = N(W z + b, s^2 I) (``weight`` W ``(D, K)``, ``bias`` b = the data mean ``(D,)``,
+    ``noise_std`` s); encoder q(z | x) = N(V (x - b), diag exp(lv)) (``encoder_weight`` V ``(K, D)``,
+    ``encoder_logvar`` lv ``(K,)``). ``kl_per_dim`` ``(K,)`` is the average over the data of
+    KL(q(z_k | x) || N(0, 1)) for each latent dimension k, and ``elbo`` the average ELBO per
+    example, both exact (no Monte Carlo), in nats.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    noise_std: float
+    encoder_weight: torch.Tensor
+    encoder_logvar: torch.Tensor
+    kl_per_dim: torch.Tensor
+    elbo: float
+
+    def model(self) -> LinearGaussianModel:
+        """The decoder as a :class:`LinearGaussianModel` (exact log p(x) and posterior)."""
+        return LinearGaussianModel(self.weight, self.bias, self.noise_std)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x): ``(mean, logvar)``, each ``(N, K)``."""
+        check_tensor("x", x, shape=(None, self.weight.shape[0]), floating=True)
+        mean = (x.to(self.bias.dtype) - self.bias) @ self.encoder_weight.T
+        return mean, self.encoder_logvar.expand_as(mean)
+
+
+def fit_linear_vae(data: torch.Tensor, latent_dim: int, noise_std: float, max_iter: int = 500,
+                   generator: torch.Generator | None = None) -> LinearVAEFit:
+    """Maximize the exact average ELBO of a linear VAE over its decoder and encoder (L-BFGS, float64).
+
+    The linear VAE of Lucas et al. (2019): p(z) = N(0, I_K), p(x | z) = N(W z + b, s^2 I_D) with s
+    fixed, q(z | x) = N(V (x - b), diag exp(lv)). With b the data mean mu (the optimum; an encoder
+    offset would only add to the KL), the ELBO averaged over the data depends on the data only
+    through their covariance S (1/N normalization):
+
+        E_x ELBO = -D/2 log(2 pi s^2)
+                   - [tr S - 2 tr(W V S) + tr(W^T W V S V^T) + sum_k exp(lv_k) ||w_k||^2] / (2 s^2)
+                   - 1/2 sum_k [(V S V^T)_kk + exp(lv_k) - 1 - lv_k],
+
+    which is maximized over (W, V, lv) from a random start. At the optimum latent k carries
+    KL_k = 1/2 log(lambda_k / s^2) nats when s^2 < lambda_k and is switched off (KL_k = 0, posterior
+    collapse) when s^2 > lambda_k, lambda_k the k-th eigenvalue of S (Lucas et al. 2019; Tipping &
+    Bishop 1999 for the maximum-likelihood W): the notebook checks this against the eigenvalues.
+
+    Parameters
+    ----------
+    data : torch.Tensor
+        ``(N, ...)`` examples (flattened to ``(N, D)``).
+    latent_dim : int
+        K >= 1.
+    noise_std : float
+        s > 0, the fixed decoder standard deviation.
+    max_iter : int
+        L-BFGS iterations (>= 1).
+    generator : torch.Generator, optional
+        Draws the random start (W and V with entries N(0, 0.1^2)).
+
+    Returns
+    -------
+    LinearVAEFit
+        float64 tensors on the CPU.
+
+    Raises
+    ------
+    ValueError
+        For ``latent_dim < 1``, ``noise_std <= 0``, ``max_iter < 1`` or fewer than 2 examples.
+
+    References
+    ----------
+    Lucas, J., Tucker, G., Grosse, R. & Norouzi, M. (2019), Don't Blame the ELBO! A Linear VAE
+    Perspective on Posterior Collapse, NeurIPS. Tipping & Bishop (1999), eq. (7).
+    """
+    check_tensor("data", data, floating=True)
+    k = check_int("latent_dim", latent_dim, minimum=1)
+    check_positive("noise_std", noise_std)
+    max_iter = check_int("max_iter", max_iter, minimum=1)
+    x = data.detach().reshape(data.shape[0], -1).to("cpu", torch.float64)
+    n, d = x.shape
+    if n < 2:
+        raise ValueError(f"data: expected at least 2 examples, got shape {tuple(data.shape)}")
+    mu = x.mean(0)
+    cov = (x - mu).T @ (x - mu) / n                      # S, (D, D)
+    s2 = float(noise_std) ** 2
+    g_dev = generator.device if generator is not None else "cpu"
+    w = (0.1 * torch.randn(d, k, dtype=torch.float64, device=g_dev, generator=generator)).cpu().requires_grad_()
+    v = (0.1 * torch.randn(k, d, dtype=torch.float64, device=g_dev, generator=generator)).cpu().requires_grad_()
+    lv = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+
+    def average_elbo(w, v, lv):
+        vs = v @ cov                                     # V S, (K, D)
+        code_power = (vs * v).sum(1)                     # (V S V^T)_kk = E_x[m_k(x)^2]
+        sq = (cov.trace() - 2 * (w * vs.T).sum() + ((w.T @ w) * (vs @ v.T)).sum()
+              + (lv.exp() * w.pow(2).sum(0)).sum())      # E_x E_q ||x - W z - b||^2
+        rec = -0.5 * d * math.log(2 * math.pi * s2) - sq / (2 * s2)
+        return rec - 0.5 * (code_power + lv.exp() - 1 - lv).sum(), code_power
+
+    opt = torch.optim.LBFGS([w, v, lv], lr=1, max_iter=max_iter, tolerance_grad=1e-10,
+                            tolerance_change=1e-14, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = -average_elbo(w, v, lv)[0]
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        value, code_power = average_elbo(w, v, lv)
+        # KL is linear in m^2, so its average over the data is the KL at m^2 = E_x[m_k(x)^2]
+        kl = kl_standard_normal(code_power.clamp_min(0).sqrt()[:, None], lv.detach()[:, None])
+    return LinearVAEFit(weight=w.detach(), bias=mu, noise_std=float(noise_std),
+                        encoder_weight=v.detach(), encoder_logvar=lv.detach(), kl_per_dim=kl,
+                        elbo=value.item())
 
 
 @dataclass
@@ -955,7 +1246,9 @@ def decoder_std_sweep(data: torch.Tensor, decoder_stds: Sequence[float], num_ste
         with torch.no_grad():
             x = data.to(model_device(model))
             mean, logvar = model.encode(x)
-            kl_dims = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)  # per latent dimension
+            # KL(q(z_j | x) || N(0, 1)) per latent dimension j, (N, K)
+            kl_dims = torch.stack([kl_standard_normal(mean[:, j:j + 1], logvar[:, j:j + 1])
+                                   for j in range(mean.shape[1])], dim=1)
             recon = model.reconstruct(x)
             e = elbo(model, x, 1, generator).mean().item()
             samples = model.sample(num_show, generator)

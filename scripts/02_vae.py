@@ -22,7 +22,8 @@
 #   very different variances;
 # - a VAE on the 8x8 digits: ELBO curve, reconstructions, ancestral samples, the 2-D latent
 #   manifold, interpolation; the importance-weighted bound tightening towards $\log p(x)$;
-# - why VAE samples are blurry, posterior collapse, and a two-level hierarchical VAE.
+# - why VAE samples are blurry, posterior collapse, and what a two-level hierarchical VAE's
+#   learned prior adds.
 #
 # Every derivation is followed by a cell that computes the claim and **asserts** it.
 #
@@ -125,21 +126,45 @@ ax.set_aspect("equal");
 
 # %% [markdown]
 # The naive Monte Carlo estimate $p(x) \approx \frac1S \sum_s p(x\mid z_s)$ with $z_s \sim p(z)$
-# is unbiased, but for a given $x$ only a tiny range of $z$ explains it, so most prior samples
-# contribute nothing: the estimate is very noisy. Guessing *where* the good $z$ are, from $x$,
-# is exactly the encoder's job (and importance sampling with it gives the IWAE bound, section 8).
+# is unbiased, but for a given $x$ only a small range of $z$ explains it, so most prior samples
+# contribute almost nothing and a few contribute a lot: the estimate is noisy (one term's standard
+# deviation, printed below, is larger than $p(x)$ itself). Guessing *where* the good $z$ are, from
+# $x$, is exactly the encoder's job (and importance sampling with it gives the IWAE bound, section 8).
+
+# %% [markdown]
+# How noisy it is can be computed exactly as well: the variance of one term is $\mathbb E_{p(z)}[p(x\mid z)^2] - p(x)^2$,
+# and $\mathbb E_{p(z)}[p(x\mid z)^2]$ is the same 1-D integral with the likelihood squared, so the
+# same quadrature gives it. The spread of many independent estimates must match it (checked to 5
+# standard errors of a sample variance, $\sqrt{(m_4 - v^2)/n}$ with $m_4$ the fourth central moment).
 
 # %%
+class SquaredLikelihood:
+    """log_likelihood = 2 log p(x | z) of the curve model: its 'marginal' is E_p(z)[p(x | z)^2]."""
+
+    latent_dim = 1
+
+    def log_likelihood(self, x, z):
+        return 2 * curve.log_likelihood(x, z)
+
+
 x_one = torch.tensor([[1.2, 0.9]], dtype=torch.float64)  # close to f(0.8)
 exact_p = vae.log_marginal_quadrature(curve, x_one, num_points=4001).exp().item()
-z_prior = torch.randn(200, 100, 1, dtype=torch.float64, generator=gen)  # 200 estimates, S = 100 each
-lik = curve.log_likelihood(x_one.expand(20000, 2), z_prior.reshape(-1, 1)).exp().reshape(200, 100)
-estimates = lik.mean(1)
-se = estimates.std() / math.sqrt(200)
-print(f"p(x) by quadrature {exact_p:.4g}; prior-sampling estimates (S=100): mean {estimates.mean():.4g}, "
-      f"relative std {estimates.std() / exact_p:.2f}")
-assert abs(estimates.mean() - exact_p) < 5 * se   # unbiased ...
-assert estimates.std() / exact_p > 0.2            # ... but noisy
+second_moment = vae.log_marginal_quadrature(SquaredLikelihood(), x_one, num_points=4001).exp().item()
+rel_std_one = math.sqrt(second_moment - exact_p**2) / exact_p   # relative std of a single term
+n_est, S_prior = 400, 100
+z_prior = torch.randn(n_est, S_prior, 1, dtype=torch.float64, generator=gen)
+lik = curve.log_likelihood(x_one.expand(n_est * S_prior, 2), z_prior.reshape(-1, 1)).exp().reshape(n_est, S_prior)
+estimates = lik.mean(1)                                          # 400 independent estimates, S = 100 each
+se = estimates.std() / math.sqrt(n_est)
+var_exact = (second_moment - exact_p**2) / S_prior
+var_se = math.sqrt(((estimates - estimates.mean()).pow(4).mean() - estimates.var()**2) / n_est)
+print(f"p(x) by quadrature {exact_p:.4g}; {n_est} prior-sampling estimates (S = {S_prior}): mean {estimates.mean():.4g} "
+      f"+- {se:.2g}")
+print(f"relative std of one term: {rel_std_one:.2f} (quadrature); of an S = {S_prior} estimate: "
+      f"{estimates.std() / exact_p:.3f} measured, {rel_std_one / math.sqrt(S_prior):.3f} predicted")
+assert abs(estimates.mean() - exact_p) < 5 * se                 # unbiased ...
+assert abs(estimates.var() - var_exact) < 5 * var_se            # ... with the predicted variance ...
+assert rel_std_one > 1                                           # ... which is large: one term's std exceeds p(x)
 
 # %% [markdown]
 # ## 2. The ELBO, two ways
@@ -168,7 +193,7 @@ assert estimates.std() / exact_p > 0.2            # ... but noisy
 # `vae.elbo` estimates the reconstruction term with $S$ reparameterized samples and uses the KL in
 # closed form (Kingma & Welling 2014, eq. 10). We check, for the exact posterior and for deliberately
 # wrong encoders: ELBO $\le \log p(x)$ and $\log p(x) - \mathrm{ELBO} = \mathrm{KL}(q\,\|\,p(z|x))$,
-# both within Monte Carlo error.
+# both within 5 standard errors of the Monte Carlo estimate (the table shows the first data point).
 
 # %%
 lin = vae.LinearGaussianModel(torch.randn(5, 2, dtype=torch.float64, generator=gen),
@@ -189,13 +214,14 @@ encoders = {
 S = 20_000
 print(f"{'encoder q(z|x)':32s} {'log p(x) - ELBO':>16s} {'KL(q || p(z|x))':>16s} {'MC s.e.':>8s}")
 for name, (m, lv) in encoders.items():
-    est = vae.elbo(lin, x_lin, num_samples=S, generator=gen, encoded=(m, lv))
-    se = torch.stack([vae.elbo(lin, x_lin, 1, gen, encoded=(m, lv)) for _ in range(200)]).std(0) / math.sqrt(S)
+    # S single-sample ELBOs per data point: their mean is the estimate, their spread its standard error
+    singles = vae.elbo(lin, x_lin.repeat(S, 1), 1, gen, encoded=(m.repeat(S, 1), lv.repeat(S, 1))).reshape(S, -1)
+    est, se = singles.mean(0), singles.std(0) / math.sqrt(S)
     q = torch.distributions.MultivariateNormal(m, torch.diag_embed(lv.exp()))
     gap = torch.distributions.kl_divergence(q, torch.distributions.MultivariateNormal(post_mean, post_cov))
     print(f"{name:32s} {(log_p - est)[0]:16.4f} {gap[0]:16.4f} {se[0]:8.4f}")
-    assert torch.all(est <= log_p + 4 * se)                    # the bound
-    assert torch.all((log_p - est - gap).abs() < 4 * se + 1e-9)  # the gap is KL(q || p(z|x))
+    assert torch.all(est <= log_p + 5 * se)                      # the bound, to 5 s.e.
+    assert torch.all((log_p - est - gap).abs() < 5 * se)        # the gap is KL(q || p(z|x)), to 5 s.e.
 
 # %% [markdown]
 # When $W$ has orthogonal columns, $M$ is diagonal and the exact posterior is a diagonal Gaussian,
@@ -253,7 +279,7 @@ log_ratio = (q_dist.log_prob(z_q) - torch.distributions.Normal(0.0, 1.0).log_pro
 closed = gaussians.kl_standard_normal(m_q, lv_q).item()
 mc, mc_se = log_ratio.mean().item(), log_ratio.std().item() / math.sqrt(100_000)
 print(f"KL closed form {closed:.4f}, Monte Carlo {mc:.4f} +- {mc_se:.4f}")
-assert abs(mc - closed) < 4 * mc_se
+assert abs(mc - closed) < 5 * mc_se
 
 # %% [markdown]
 # ## 4. A Gaussian decoder is an $L_2$ loss
@@ -329,7 +355,8 @@ grading.check("reparameterize", reparameterize)
 # A check with a known answer: $f(z) = \lVert z - c\rVert^2$ gives
 # $\mathbb E_q f = \lVert\mu - c\rVert^2 + \sum_j \sigma_j^2$, so $\nabla_\mu = 2(\mu - c)$ and
 # $\partial / \partial \log\sigma_j^2 = \sigma_j^2$. Both estimators average to these (within 5
-# standard errors); their variances differ by a large factor.
+# standard errors); the score function's variance is more than ten times larger (the ratio is
+# printed).
 
 # %%
 c = torch.tensor([1.0, -0.5], dtype=torch.float64)
@@ -347,7 +374,7 @@ for name, g_s in draws.items():
         assert torch.all((vals.mean(0) - truth[field]).abs() < 5 * se_g)
 ratio = draws["score function"].mean.var(0) / draws["reparameterization"].mean.var(0)
 print("variance ratio score / reparameterization (d/dmean):", ratio.numpy().round(1))
-assert torch.all(ratio > 5)
+assert torch.all(ratio > 10)
 
 # %% [markdown]
 # The widget shows one coordinate: move $\mu - c$ and $\sigma$ and watch both histograms stay
@@ -385,33 +412,53 @@ ax.set_ylim(neg[200:].min() - 5, neg.max() + 5)
 ax.set(xlabel="step", ylabel="ELBO (nats per image)", title="training ELBO (minibatch estimates)")
 ax.legend();
 
+# %% [markdown]
+# The ELBO per image (10 samples of $z$ each): training raised it far above its value at
+# initialization (asserted to 5 standard errors over the test images). It is higher on the
+# training images than on the held-out test images; that generalization gap (printed with its
+# standard error over images) measures overfitting, and it is small next to what training gained:
+# less than a third of the gain on the held-out images (asserted to 5 standard errors).
+
 # %%
 x_test_d = x_test.to(device)
 with torch.no_grad():
-    test_elbo = vae.elbo(digits_vae, x_test_d, num_samples=10, generator=gen).mean().item()
-    train_elbo = vae.elbo(digits_vae, x_train.to(device), num_samples=10, generator=gen).mean().item()
+    test_elbos = vae.elbo(digits_vae, x_test_d, num_samples=10, generator=gen).cpu().double()
+    train_elbos = vae.elbo(digits_vae, x_train.to(device), num_samples=10, generator=gen).cpu().double()
     untrained = vae.VAE((1, 8, 8), 2, (128, 128), decoder_std=0.5).to(device)
-    untrained_elbo = vae.elbo(untrained, x_test_d, 10, gen).mean().item()
-print(f"ELBO per image: untrained {untrained_elbo:.1f}, trained train {train_elbo:.1f} / test {test_elbo:.1f} nats; "
+    untrained_elbos = vae.elbo(untrained, x_test_d, 10, gen).cpu().double()
+test_elbo, train_elbo, untrained_elbo = test_elbos.mean().item(), train_elbos.mean().item(), untrained_elbos.mean().item()
+gain, gap = test_elbo - untrained_elbo, train_elbo - test_elbo
+gain_se = (test_elbos - untrained_elbos).std().item() / math.sqrt(len(test_elbos))      # same test images
+gap_se = math.sqrt(train_elbos.var() / len(train_elbos) + test_elbos.var() / len(test_elbos))
+margin = gain / 3 - gap            # = 4/3 test - 1/3 untrained - train, per-image terms independent
+margin_se = math.sqrt((4 * test_elbos - untrained_elbos).div(3).var() / len(test_elbos)
+                      + train_elbos.var() / len(train_elbos))
+print(f"ELBO per image: untrained {untrained_elbo:.1f}; trained: train {train_elbo:.2f} / test {test_elbo:.2f} nats; "
+      f"gain {gain:.1f} +- {gain_se:.1f}; generalization gap {gap:.2f} +- {gap_se:.2f} ({gap / gain:.0%} of the gain); "
       f"decoder std {digits_vae.decoder_logvar.exp().sqrt().item():.3f}")
-assert test_elbo > untrained_elbo + 50
+assert gain > 5 * gain_se          # training raised the test ELBO
+assert margin > 5 * margin_se      # the gap is less than a third of the gain: the model generalizes
 
 # %% [markdown]
 # Reconstructions $\hat x = \mathrm{decode}(\mu_\phi(x))$ (bottom) of test digits (top), and
 # ancestral samples $z \sim \mathcal N(0, I)$, $\hat x = \mathrm{decode}(z)$ (seed 001, "inference
-# with VAE"). With only two latent dimensions the reconstructions keep the digit's identity but
-# lose detail; the samples are smooth and blurry (section 9 explains why).
+# with VAE"). Two latent numbers per image carry much of its variation: over the test images, the
+# reconstructions' squared error is less than 60% of the mean digit's (the ratio is printed;
+# asserted to 5 standard errors), but they lose detail; the samples are smooth and blurry (section 9
+# explains why).
 
 # %%
 with torch.no_grad():
-    recon = digits_vae.reconstruct(x_test_d[:10])
+    recon = digits_vae.reconstruct(x_test_d)
     samples = digits_vae.sample(20, generator=gen)
-mse_model = (recon - x_test_d[:10]).pow(2).mean().item()
-mse_mean_digit = (x_train.mean(0).to(device) - x_test_d[:10]).pow(2).mean().item()
-print(f"per-pixel squared error: reconstruction {mse_model:.3f}, mean digit {mse_mean_digit:.3f}")
-assert mse_model < 0.75 * mse_mean_digit
+err_model = (recon - x_test_d).pow(2).flatten(1).mean(1).cpu().double()               # per test image
+err_mean_digit = (x_train.mean(0).to(device) - x_test_d).pow(2).flatten(1).mean(1).cpu().double()
+excess = err_model - 0.6 * err_mean_digit
+print(f"per-pixel squared error over {len(err_model)} test images: reconstruction {err_model.mean():.3f}, "
+      f"mean digit {err_mean_digit.mean():.3f} (ratio {err_model.mean() / err_mean_digit.mean():.2f})")
+assert excess.mean() < -5 * excess.std() / math.sqrt(len(excess))   # error < 60% of the mean digit's
 fig, axes = plt.subplots(1, 2, figsize=(9, 2.4), layout="constrained")
-plotting.image_grid(torch.cat([x_test_d[:10], recon]).cpu(), nrow=10, ax=axes[0], title="test digits / reconstructions")
+plotting.image_grid(torch.cat([x_test_d[:10], recon[:10]]).cpu(), nrow=10, ax=axes[0], title="test digits / reconstructions")
 plotting.image_grid(samples.cpu(), nrow=10, ax=axes[1], title="ancestral samples");
 
 # %% [markdown]
@@ -420,7 +467,10 @@ plotting.image_grid(samples.cpu(), nrow=10, ax=axes[1], title="ancestral samples
 # As in Kingma & Welling (2014, Fig. 4) and seed 004 ("data manifold for 2-d z"): decode a grid of
 # latent points placed at the quantiles $\Phi^{-1}(p)$ of the prior, so that each cell carries
 # equal prior mass. Next to it, the encoder means of the test digits, coloured by class: the
-# classes occupy regions, without ever having seen a label.
+# classes occupy regions, without ever having seen a label. To measure that, label each test digit
+# by a vote of the 5 training digits with the nearest codes: in two dimensions this recovers the
+# class of more than 70% of the test digits (the accuracy is printed; asserted to 5 binomial
+# standard errors), against 10% by chance.
 
 # %%
 n_grid = 12
@@ -435,7 +485,15 @@ plotting.image_grid(manifold, nrow=n_grid, scale=0.45, title="decode(z) on a qua
 fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
 sc = ax.scatter(*test_mean.T, c=y_test, cmap="tab10", s=6)
 ax.set(title="encoder means of test digits", xlabel="z1", ylabel="z2")
-fig.colorbar(sc, ax=ax, ticks=range(10));
+fig.colorbar(sc, ax=ax, ticks=range(10))
+with torch.no_grad():
+    train_mean = digits_vae.encode(x_train.to(device))[0].cpu()
+neighbours = torch.cdist(test_mean, train_mean).topk(5, largest=False).indices      # (test, 5)
+votes = torch.nn.functional.one_hot(y_train[neighbours], 10).sum(1)
+accuracy = (votes.argmax(1) == y_test).double().mean().item()
+acc_se = math.sqrt(accuracy * (1 - accuracy) / len(y_test))
+print(f"5-nearest-neighbour label accuracy from the 2-D codes: {accuracy:.3f} +- {acc_se:.3f} (chance 0.1)")
+assert accuracy > 0.7 + 5 * acc_se
 
 # %% [markdown]
 # **Interpolation.** Decoding the straight line between the latent codes of two test digits gives
@@ -482,8 +540,10 @@ grading.check("iwae_from_log_weights", iwae_from_log_weights)
 # ## 8. $\mathcal L_K$ rises toward $\log p(x)$
 #
 # On the linear-Gaussian model of section 2 the target $\log p(x)$ is exact. With the prior as the
-# proposal (a poor encoder, so there is a gap to close), $\mathcal L_K$ averaged over repeats rises
-# with $K$ and approaches $\log p(x)$.
+# proposal (a poor encoder, so there is a gap to close), $\mathcal L_K$ averaged over 200 repeats
+# rises with $K$ and approaches $\log p(x)$: no step goes down by more than 5 standard errors of the
+# difference, no $\mathcal L_K$ exceeds $\log p(x)$ by more than 5 standard errors, and the gap
+# to $\log p(x)$ shrinks more than tenfold.
 
 # %%
 Ks = [1, 4, 16, 64, 256, 1024]
@@ -493,28 +553,35 @@ L_K = [vae.iwae_bound(lin, x_rep, K, generator=gen, encoded=prior_enc) for K in 
 means = torch.stack([l.mean() for l in L_K])
 ses = torch.stack([l.std() / math.sqrt(200) for l in L_K])
 print("K:", Ks, "\nL_K:", means.numpy().round(3), "\nlog p(x) =", round(log_p[0].item(), 3))
-assert torch.all(means[1:] > means[:-1] - 3 * ses[1:])         # non-decreasing within noise
-assert torch.all(means < log_p[0] + 3 * ses)                     # a lower bound
+assert torch.all(means[1:] > means[:-1] - 5 * torch.hypot(ses[1:], ses[:-1]))  # non-decreasing within noise
+assert torch.all(means < log_p[0] + 5 * ses)                                     # a lower bound
 assert log_p[0] - means[-1] < 0.1 * (log_p[0] - means[0])        # the gap shrinks by > 10x
 
 # %% [markdown]
-# On the digits model $\log p(x)$ is unknown, but $\mathcal L_K$ still rises with $K$ (a tighter
-# bound on the test log-likelihood than the ELBO, at $K$ times the cost).
+# On the digits model $\log p(x)$ is unknown, but $\mathcal L_K$ still rises with $K$, a tighter
+# bound on the log-likelihood than the ELBO at $K$ times the cost. That rise is a property of the
+# bound, not of generalization, so it is measured on all 1797 digits, per image (the same images
+# for every $K$), and each step is asserted to 5 standard errors over the images.
 
 # %%
-Ks_digits = [1, 10, 100, 1000]
+Ks_digits = [1, 10, 100]
+x_all = torch.cat([x_train, x_test]).to(device)
 with torch.no_grad():
-    L_digits = torch.stack([vae.iwae_bound(digits_vae, x_test_d[:100], K, generator=gen, chunk_size=250).mean()
-                            for K in Ks_digits]).cpu()
-print("K:", Ks_digits, " L_K (nats per test image):", L_digits.numpy().round(2))
-assert torch.all(L_digits[1:] > L_digits[:-1])
+    L_per_image = torch.stack([vae.iwae_bound(digits_vae, x_all, K, generator=gen, chunk_size=100)
+                               for K in Ks_digits]).cpu().double()        # (len(Ks), images)
+L_digits = L_per_image.mean(1)
+rises = L_per_image[1:] - L_per_image[:-1]
+rise_se = rises.std(1) / math.sqrt(rises.shape[1])
+print("K:", Ks_digits, " L_K (nats per image):", L_digits.numpy().round(2))
+print("rise from one K to the next:", rises.mean(1).numpy().round(3), "+-", rise_se.numpy().round(3))
+assert torch.all(rises.mean(1) > 5 * rise_se)
 fig, axes = plt.subplots(1, 2, figsize=(9, 3), layout="constrained")
 axes[0].errorbar(Ks, means, yerr=2 * ses, marker="o")
 axes[0].axhline(log_p[0].item(), color="k", ls="--", label="exact log p(x)")
 axes[0].set(xscale="log", xlabel="K", ylabel="nats", title="linear-Gaussian model")
 axes[0].legend()
 axes[1].plot(Ks_digits, L_digits, "o-")
-axes[1].set(xscale="log", xlabel="K", title="digits VAE (100 test images)");
+axes[1].set(xscale="log", xlabel="K", title="digits VAE (all 1797 images)");
 
 # %% [markdown]
 # ## 9. Why VAE samples are blurry
@@ -544,15 +611,44 @@ for ax, s in zip(axes, (0.05, 0.2, 0.6)):
     ax.plot(*mu_star.T, "r-", lw=1.5, label="optimal decoder mean mu*(z)")
     ax.set(title=f"encoder std s = {s}", aspect="equal", xlim=(-1.3, 1.3), ylim=(-1.3, 1.3))
 axes[0].legend(fontsize=7, loc="lower left")
-print({s: round(d, 3) for s, d in spread.items()})
+print("mean distance from mu*(z) to the nearest data point:", {s: round(d, 3) for s, d in spread.items()})
 assert spread[0.05] < spread[0.2] < spread[0.6]
-assert torch.all(mu_star.norm(dim=1) < 1.0)  # averages of points on the circle lie strictly inside
 
 # %% [markdown]
 # With a sharp encoder $\mu^*$ jumps from data point to data point; as $s$ grows it takes shortcuts
-# through the inside of the circle, where there are no data: the analogue of a blurry digit.
-# (Seed 003's question "encoder or decoder?": the encoder mixes different $x$ into the same $z$,
-# the Gaussian decoder then averages them.)
+# through the inside of the circle, where there are no data (the printed distance to the nearest
+# data point grows with $s$): the analogue of a blurry digit. (Seed 003's question "encoder or
+# decoder?": the encoder mixes different $x$ into the same $z$, the Gaussian decoder then averages
+# them.)
+#
+# **A check of the derivation by simulation.** Draw pairs from the joint, $x_i$ uniformly, then
+# $z \sim q(z\mid x_i)$, and look at the residual $x - \mu^*(z)$. If $\mu^*(z) = \mathbb E[x\mid z]$, the
+# residual averages to zero *within every range of $z$* (cut $z$ into 20 bins of equal
+# probability; both coordinates, each bin, to 5 standard errors). A decoder that outputs the
+# sharpest guess, the single most likely data point $x_{\arg\max_i q(z\mid x_i)}$, fails that test
+# and has a larger squared error: blur is what the squared error asks for.
+
+# %%
+s_enc, n_pairs = 0.6, 200_000
+lv_enc = torch.full_like(enc_mean, 2 * math.log(s_enc))
+idx = torch.randint(0, 8, (n_pairs,), generator=gen)
+z_pairs = enc_mean[idx] + s_enc * torch.randn(n_pairs, 1, dtype=torch.float64, generator=gen)
+x_pairs = ring[idx]
+decoders = {"optimal mu*(z)": vae.optimal_decoder_mean(z_pairs, ring, enc_mean, lv_enc),
+            "most likely x_i": ring[(z_pairs - enc_mean.T).abs().argmin(1)]}  # equal s: nearest m_i
+bins = torch.bucketize(z_pairs[:, 0], z_pairs[:, 0].quantile(torch.linspace(0, 1, 21, dtype=torch.float64)[1:-1]))
+max_t, sq_err = {}, {}
+for name, dec in decoders.items():
+    resid = x_pairs - dec
+    t = torch.stack([resid[bins == b].mean(0) / (resid[bins == b].std(0) / math.sqrt((bins == b).sum()))
+                     for b in range(20)])                      # (20 bins, 2 coordinates) t-statistics
+    max_t[name], sq_err[name] = t.abs().max().item(), resid.pow(2).sum(1)
+    print(f"{name:16s}: largest |mean residual| / s.e. over the 20 bins {max_t[name]:7.1f}; "
+          f"squared error {sq_err[name].mean():.4f}")
+diff = sq_err["most likely x_i"] - sq_err["optimal mu*(z)"]
+assert max_t["optimal mu*(z)"] < 5                         # mu*(z) is the conditional mean E[x | z] ...
+assert max_t["most likely x_i"] > 5                        # ... the sharp decoder is not
+assert diff.mean() > 5 * diff.std() / math.sqrt(n_pairs)   # and the blurry mu* has the smaller squared error
 
 # %% [markdown]
 # ## 10. Posterior collapse, and what the decoder variance does
@@ -560,30 +656,78 @@ assert torch.all(mu_star.norm(dim=1) < 1.0)  # averages of points on the circle 
 # Section 4 showed that $\sigma_{\mathrm{dec}}^2$ sets the price of the KL term. Seed 004:
 # "posterior collapse is a dreaded bad local minimum where the latents do not transmit any
 # information": $q(z\mid x) = p(z)$ for every $x$, KL $= 0$, and the decoder outputs the same thing
-# for every input. Below, one VAE per $\sigma_{\mathrm{dec}}$ (precomputed for the widget). For a
-# linear decoder the answer is exact (Lucas et al. 2019): latent direction $i$ is switched off when
-# $\sigma_{\mathrm{dec}}^2$ exceeds the $i$-th eigenvalue of the data covariance; for the digits
-# the top two eigenvalues are about 2.8 and 2.6, so $\sigma_{\mathrm{dec}} = 2$ should collapse.
+# for every input. For a linear decoder the answer is exact (Lucas et al. 2019): at the optimum,
+# latent direction $i$ carries $\frac12\log(\lambda_i/\sigma_{\mathrm{dec}}^2)$ nats of KL when
+# $\sigma_{\mathrm{dec}}^2 < \lambda_i$ and is **switched off** (KL $= 0$) when
+# $\sigma_{\mathrm{dec}}^2 > \lambda_i$, where $\lambda_1 \ge \lambda_2 \ge \dots$ are the eigenvalues of
+# the data covariance.
+#
+# **The linear theory, checked.** A linear VAE, $p(x\mid z) = \mathcal N(Wz + b, \sigma_{\mathrm{dec}}^2 I)$
+# and $q(z\mid x) = \mathcal N(V(x - b), \mathrm{diag}\,e^{\ell})$, has an ELBO whose average over
+# the data depends on them only through the data's mean and covariance, so it can be maximized
+# exactly: `vae.fit_linear_vae` runs L-BFGS in float64 from a random start. With $K = 4$ latent
+# dimensions and $\sigma_{\mathrm{dec}}^2$ placed midway between consecutive eigenvalues (and once
+# above $\lambda_1$), the latents switch off one at a time, and every per-latent KL matches
+# $\frac12\log(\lambda_i/\sigma_{\mathrm{dec}}^2)_+$ (asserted to $10^{-3}$ nats, the optimizer's
+# tolerance).
 
 # %%
-eig = torch.linalg.eigvalsh(torch.cov(x_train.flatten(1).T.double())).flip(0)
-print("top eigenvalues of the digits' covariance:", eig[:4].numpy().round(2))
+flat_digits = x_train.flatten(1).double()
+centred = flat_digits - flat_digits.mean(0)
+eig = torch.linalg.eigvalsh(centred.T @ centred / len(centred)).flip(0)   # 1/N covariance, as the fit
+print("top eigenvalues of the digits' covariance:", eig[:5].numpy().round(3))
+var_grid = [((eig[i] + eig[i + 1]) / 2).item() for i in (3, 2, 1, 0)] + [1.1 * eig[0].item()]
+linear_fits = [vae.fit_linear_vae(x_train, 4, math.sqrt(v), max_iter=300, generator=gen) for v in var_grid]
+for v, fit in zip(var_grid, linear_fits):
+    kl_fit = fit.kl_per_dim.sort(descending=True).values
+    kl_theory = (0.5 * torch.log(eig[:4] / v)).clamp_min(0)
+    print(f"sigma_dec^2 = {v:.3f}: KL per latent {kl_fit.numpy().round(4)}, theory {kl_theory.numpy().round(4)}")
+    assert torch.allclose(kl_fit, kl_theory, rtol=0, atol=1e-3)
+fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
+v_line = torch.linspace(0.6 * var_grid[0], 1.2 * var_grid[-1], 200, dtype=torch.float64)
+for i in range(4):
+    ax.plot(v_line, (0.5 * torch.log(eig[i] / v_line)).clamp_min(0), lw=1, label=f"theory, latent {i + 1}")
+    ax.plot(var_grid, [f.kl_per_dim.sort(descending=True).values[i] for f in linear_fits], "ko", ms=3)
+ax.set(xlabel="decoder variance sigma_dec^2", ylabel="KL per latent (nats)",
+       title="linear VAE at its optimum (dots) vs Lucas et al. (lines)")
+ax.legend(fontsize=7);
+
+# %% [markdown]
+# Our digits VAE is nonlinear, but the two ends of that rule carry over. Above $\lambda_1$, a weak
+# signal in $z$ lowers the squared error by at most $\lambda_1$ per unit of signal-to-noise ratio (to
+# first order, for any decoder), which saves at most $\lambda_1/\sigma_{\mathrm{dec}}^2 < 1$ nats of
+# reconstruction per nat of KL: collapse is a local optimum. Below $\lambda_2$ both latent directions
+# of a 2-D latent should pay their way. Below, one nonlinear VAE per $\sigma_{\mathrm{dec}}$
+# (precomputed for the widget). The sweep's values of $\sigma_{\mathrm{dec}}^2$ lie below
+# $\lambda_2$ or above $\lambda_1$; for every $\sigma_{\mathrm{dec}}$ and each latent dimension
+# (sorted by KL) the cell asserts the predicted side of a 0.05-nat line between "on" and "off".
+
+# %%
 sweep = vae.decoder_std_sweep(x_train, [0.25, 0.5, 1.0, 2.0], num_steps=400, generator=gen, device=device)
+off_line = 0.05   # nats: a latent dimension with less KL than this is switched off
 for r in sweep:
-    print(f"sigma_dec = {r.decoder_std:4}: KL {r.kl:7.3f} nats (per dim {r.kl_per_dim.numpy().round(3)}), "
-          f"||x - x_hat||^2 {r.reconstruction_mse:6.2f}")
-assert sweep[-1].kl < 0.02 and sweep[0].kl > 1.0          # collapse at sigma_dec = 2, not at 0.25
-assert sweep[-1].decoder_std**2 > eig[0]                  # as the linear theory predicts
+    kl_sorted = r.kl_per_dim.sort(descending=True).values
+    predicted_on = r.decoder_std**2 < eig[:2]          # dimension i on iff sigma_dec^2 < lambda_i
+    print(f"sigma_dec^2 = {r.decoder_std**2:6.4f}: KL {r.kl:6.3f} nats, per dimension {kl_sorted.numpy().round(3)}, "
+          f"predicted on: {predicted_on.tolist()}; ||x - x_hat||^2 {r.reconstruction_mse:6.2f}")
+    assert predicted_on.any() == predicted_on.all()    # the sweep avoids the ambiguous band [lambda_2, lambda_1]
+    assert torch.equal(kl_sorted > off_line, predicted_on)
 assert all(a.kl > b.kl for a, b in zip(sweep, sweep[1:]))  # the KL term falls as sigma_dec grows
 
 # %% [markdown]
 # With the KL at zero, every digit is reconstructed as the same image, the mean digit, and
-# $\lVert x - \hat x\rVert^2$ equals the total variance of the data:
+# $\lVert x - \hat x\rVert^2$ equals the total variance of the data (up to the squared distance
+# between the decoder's output and the mean digit, asserted below 1% of it):
 
 # %%
-total_var = eig.sum().item()
-print(f"collapsed model's squared error {sweep[-1].reconstruction_mse:.2f}, total variance {total_var:.2f}")
-assert abs(sweep[-1].reconstruction_mse - total_var) < 0.05 * total_var
+total_var = centred.pow(2).sum(1).mean().item()
+with torch.no_grad():
+    collapsed_out = sweep[-1].model.reconstruct(x_train.to(device)).flatten(1).cpu().double()
+off_mean = (collapsed_out - flat_digits.mean(0)).pow(2).sum(1).mean().item()
+print(f"collapsed model's squared error {sweep[-1].reconstruction_mse:.3f}, total variance {total_var:.3f}; "
+      f"its outputs' squared distance to the mean digit {off_mean:.4f}")
+assert off_mean < 0.01 * total_var
+assert abs(sweep[-1].reconstruction_mse - total_var) < 0.01 * total_var
 widgets.plot_decoder_std_sweep(sweep, decoder_std=2.0);
 
 # %%
@@ -595,7 +739,7 @@ widgets.decoder_std_explorer(sweep)
 # without $z$ and is the classic cause of collapse), or a more expressive prior, e.g. hierarchical.
 
 # %% [markdown]
-# ## 11. A two-level hierarchical VAE
+# ## 11. A two-level hierarchical VAE: a learned prior
 #
 # Seeds 003 and 004: "flat" VAEs suffer from simple priors; stack latents. The Markovian two-level
 # model and its inference model are
@@ -609,30 +753,87 @@ widgets.decoder_std_explorer(sweep)
 #   - \mathbb E_{q}\big[\mathrm{KL}(q_\phi(z_2\mid z_1)\,\|\,p(z_2))\big]
 #   - \mathbb E_{q}\Big[\log\frac{q_\phi(z_1\mid x)}{p_\theta(z_1\mid z_2)}\Big].$$
 #
-# The prior of $z_1$ is now learned, $p(z_1) = \int p_\theta(z_1\mid z_2)p(z_2)\,dz_2$. A diffusion
-# model (notebook 04) is this with $T$ levels and a *fixed* encoder (seed 004, "connection to
-# VAEs"). Trained on the two moons, compared with a flat VAE of similar size:
+# Grouping the terms that involve $z_2$,
+#
+# $$\mathrm{ELBO}(x) = \mathbb E_{q(z_1|x)}\big[\log p_\theta(x\mid z_1) - \log q_\phi(z_1\mid x)
+#   + B(z_1)\big], \qquad
+#   B(z_1) = \mathbb E_{q(z_2|z_1)}[\log p_\theta(z_1\mid z_2)] - \mathrm{KL}(q_\phi(z_2\mid z_1)\,\|\,p(z_2))
+#   \le \log p_\theta(z_1):$$
+#
+# the flat VAE's ELBO with $\log \mathcal N(z_1; 0, I)$ replaced by a lower bound on the log-density
+# of a **learned prior** $p_\theta(z_1) = \int p_\theta(z_1\mid z_2)\,p(z_2)\,dz_2$ (itself the
+# ELBO of a small VAE on the codes). A diffusion model (notebook 04) is this with $T$ levels and a
+# *fixed* encoder (seed 004, "connection to VAEs").
+#
+# **How much can a learned prior gain?** Averaged over the data, the KL term of a flat VAE splits
+# into the information the codes carry about which data point they encode, plus
+# $\mathrm{KL}(q(z)\,\|\,p(z))$, where $q(z) = \frac1n\sum_i q(z\mid x_i)$ is the *aggregate
+# posterior*, the cloud of codes in section 6's scatter plot (Hoffman & Johnson 2016, "ELBO
+# surgery"). Only the second part depends on the prior, so it is the most any prior can add to the
+# average ELBO for a given encoder and decoder.
+#
+# To measure what the hierarchy itself adds, we keep the trained digits VAE's encoder
+# $q(z_1\mid x)$ and decoder $p(x\mid z_1)$ and train only the top level, $q(z_2\mid z_1)$ and
+# $p(z_1\mid z_2)$, on the same training images. (Comparing two models trained separately from
+# scratch mixes the effect of the prior with the luck of two training runs.) The ELBO gain per
+# image is then $\mathbb E_{q(z_1|x)}[B(z_1) - \log\mathcal N(z_1; 0, I)]$, estimated with the same
+# draws of $z_1$ for both models. On the training images, the objective both models maximize, it is asserted
+# positive to 5 Monte Carlo standard errors, and below $\mathrm{KL}(q(z)\,\|\,p(z))$ (also on the
+# held-out images).
 
 # %%
-moons = toy.two_moons(2000, noise=0.05, generator=gen)
-hvae = vae.HierarchicalVAE(2, latent_dims=(2, 2), hidden_dim=64, decoder_std=0.1)
-flat = vae.VAE(2, latent_dim=2, hidden_dims=(64, 64), decoder_std=0.1)
-with torch.no_grad():
-    hvae_before = hvae.elbo(moons, 1, gen).mean().item()
-h_hist = vae.train_vae(hvae, moons, num_steps=1000, batch_size=256, lr=3e-3, generator=gen, device=device, desc="HVAE")
-f_hist = vae.train_vae(flat, moons, num_steps=1000, batch_size=256, lr=3e-3, generator=gen, device=device, desc="flat VAE")
+torch.manual_seed(SEED * 1000 + 11)   # the top level's initial weights
+hier = vae.HierarchicalVAE.from_flat(digits_vae, top_latent_dim=2, hidden_dim=64)
+vae.train_vae(hier, x_train.flatten(1), num_steps=600, batch_size=256, lr=3e-3, generator=gen, device=device,
+              desc="top level")
+hier.eval();
 
 # %%
-moons_d = moons.to(device)
+S_gain = 20
 with torch.no_grad():
-    hvae_elbo = hvae.elbo(moons_d, 10, gen).mean().item()
-    flat_elbo = vae.elbo(flat, moons_d, 10, gen).mean().item()
-    h_samples, f_samples = hvae.sample(2000, gen).cpu(), flat.sample(2000, gen).cpu()
-print(f"ELBO per point: hierarchical {hvae_elbo:.2f} (untrained {hvae_before:.1f}), flat {flat_elbo:.2f} nats")
-assert hvae_elbo > hvae_before + 10
-fig, axes = plt.subplots(1, 3, figsize=(10, 3), layout="constrained", sharex=True, sharey=True)
-for ax, pts, title in zip(axes, (moons, h_samples, f_samples), ("data", "hierarchical VAE samples", "flat VAE samples")):
-    plotting.scatter_samples(pts, ax=ax, s=1, title=title)
+    gains = {}
+    for name, xs in (("train", x_train), ("test", x_test)):
+        m1, lv1 = digits_vae.encode(xs.to(device))
+        z1 = vae.reparameterize(m1.repeat(S_gain, 1), lv1.repeat(S_gain, 1), generator=gen)  # shared draws
+        per_draw = (hier.prior_log_prob_bound(z1, gen) - vae.standard_normal_log_prob(z1)).reshape(S_gain, -1)
+        kl_terms = vae.aggregate_posterior_kl(m1, lv1, 20_000, generator=gen)
+        gains[name] = (per_draw.cpu().double(), kl_terms.cpu().double())
+kl_agg = {k: (v[1].mean().item(), v[1].std().item() / math.sqrt(len(v[1]))) for k, v in gains.items()}
+g_tr = gains["train"][0]                       # (draws, training images)
+gain_train = g_tr.mean().item()
+gain_train_se = math.sqrt(g_tr.var(0).sum().item() / S_gain) / g_tr.shape[1]   # Monte Carlo error
+per_image = gains["test"][0].mean(0)           # held-out images: standard error over images
+gain_test, gain_test_se = per_image.mean().item(), per_image.std().item() / math.sqrt(len(per_image))
+print(f"ELBO gain of the learned prior, {g_tr.shape[1]} training images: {gain_train:.3f} +- {gain_train_se:.3f} "
+      f"nats per image; at most KL(q(z) || p(z)) = {kl_agg['train'][0]:.3f} +- {kl_agg['train'][1]:.3f} "
+      f"(recovered: {gain_train / kl_agg['train'][0]:.0%})")
+print(f"{len(per_image):4d} held-out images: {gain_test:.3f} +- {gain_test_se:.3f} nats per image; "
+      f"at most {kl_agg['test'][0]:.3f} +- {kl_agg['test'][1]:.3f}")
+assert gain_train > 5 * gain_train_se                                                     # the hierarchy helps
+assert gain_train < kl_agg["train"][0] + 5 * math.hypot(gain_train_se, kl_agg["train"][1])  # ELBO surgery's bound
+assert gain_test < kl_agg["test"][0] + 5 * math.hypot(gain_test_se, kl_agg["test"][1])
+assert gain_train < 0.5 * kl_agg["train"][0] - 5 * math.hypot(gain_train_se, 0.5 * kl_agg["train"][1])  # modestly
+assert kl_agg["test"][0] - kl_agg["train"][0] > 5 * math.hypot(kl_agg["test"][1], kl_agg["train"][1])  # grain
+
+# %% [markdown]
+# The hierarchy helps, but modestly: the learned prior recovers less than half of the available
+# $\mathrm{KL}(q(z)\,\|\,p(z))$ (the fraction is printed above, asserted to 5 standard errors).
+# The KL term of training already pulls the cloud of codes towards $\mathcal N(0, I)$, and much
+# of what is left is the fine grain of a finite set of codes, which a smooth prior cannot follow:
+# the held-out images' cloud, a quarter the size, has the larger
+# $\mathrm{KL}(q(z)\,\|\,p(z))$ (asserted). On the held-out images the gain is printed with its
+# standard error over images: with so few images, a gain this small is not resolved in every run.
+# Hierarchies pay off when the prior has more to fix: many more latent dimensions and levels
+# (Sonderby et al. 2016; Vahdat & Kautz 2020, NVAE), and in the limit of many fixed levels,
+# diffusion models. Ancestral samples of both models:
+
+# %%
+with torch.no_grad():
+    f_samples = digits_vae.sample(20, generator=gen).cpu()
+    h_samples = hier.sample(20, gen).reshape(20, 1, 8, 8).cpu()
+fig, axes = plt.subplots(1, 2, figsize=(9, 2.4), layout="constrained")
+plotting.image_grid(f_samples, nrow=10, ax=axes[0], title="flat VAE: z ~ N(0, I)")
+plotting.image_grid(h_samples, nrow=10, ax=axes[1], title="two-level: z2 ~ N(0, I), z1 ~ p(z1 | z2)");
 
 # %% [markdown]
 # ## Summary
@@ -643,5 +844,6 @@ for ax, pts, title in zip(axes, (moons, h_samples, f_samples), ("data", "hierarc
 #   closed-form KL; the reparameterization trick makes it differentiable with low variance.
 # - $\mathcal L_K$ (IWAE) tightens the bound toward $\log p(x)$ as $K$ grows.
 # - Blur is the optimal decoder averaging over what the encoder confuses; a large decoder
-#   variance (= KL weight) collapses the posterior; hierarchies give a learned prior, and lead to
-#   diffusion models.
+#   variance (= KL weight) collapses the posterior, latent direction by latent direction;
+#   hierarchies give a learned prior, which can gain at most $\mathrm{KL}(q(z)\,\|\,p(z))$, and
+#   lead to diffusion models.

@@ -498,6 +498,166 @@ def test_hierarchical_elbo_matches_torch_distributions_recomputation():
     assert h.sample(3, torch.Generator().manual_seed(0)).shape == (3, 3)
 
 
+def _zero_last_layer(mlp):
+    with torch.no_grad():
+        mlp.net[-1].weight.zero_()
+        mlp.net[-1].bias.zero_()
+
+
+def test_hierarchical_from_flat_copies_and_freezes_the_bottom_level():
+    torch.manual_seed(0)
+    flat = VAE(5, latent_dim=2, hidden_dims=(8, 8), decoder_std=0.7, learn_decoder_std=True).double()
+    with torch.no_grad():
+        flat.decoder_logvar_param.fill_(math.log(0.3))
+    h = HierarchicalVAE.from_flat(flat, top_latent_dim=3, hidden_dim=6)
+    assert h.latent_dims == (2, 3) and h.data_dim == 5
+    assert h.decoder_std == pytest.approx(math.sqrt(0.3), rel=1e-12)
+    x, z = torch.randn(4, 5, dtype=D64), torch.randn(4, 2, dtype=D64)
+    for a, b in zip(h.encode(x), flat.encode(x)):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(h.log_likelihood(x, z), flat.log_likelihood(x, z))
+    trainable = {n for n, p in h.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("q_z2.", "p_z1.")) for n in trainable)
+    # a copy: training the two-level model leaves the flat VAE alone
+    before = [p.clone() for p in flat.parameters()]
+    V.train_vae(h, x, 3, device="cpu", progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, flat.parameters()))
+    with pytest.raises(TypeError, match="model"):
+        HierarchicalVAE.from_flat(random_model(0))
+    with pytest.raises(ValueError, match="Gaussian"):
+        HierarchicalVAE.from_flat(VAE(4, likelihood="bernoulli"))
+
+
+def test_hierarchical_with_a_standard_normal_top_is_the_flat_vae():
+    """p(z1 | z2) = N(0, I) and q(z2 | z1) = N(0, I): B(z1) = log N(z1; 0, I) exactly, so the
+    two-level ELBO equals the flat VAE's estimator-A ELBO with the same draws of z1."""
+    torch.manual_seed(1)
+    flat = VAE(4, latent_dim=2, hidden_dims=(8,), decoder_std=0.5).double()
+    h = HierarchicalVAE.from_flat(flat, top_latent_dim=2, hidden_dim=5)
+    _zero_last_layer(h.p_z1)
+    _zero_last_layer(h.q_z2)
+    x = torch.randn(6, 4, dtype=D64)
+    z1 = torch.randn(6, 2, dtype=D64)
+    torch.testing.assert_close(h.prior_log_prob_bound(z1, torch.Generator().manual_seed(0)),
+                               V.standard_normal_log_prob(z1))
+    a = h.elbo(x, 3, torch.Generator().manual_seed(2))
+    b = elbo(flat, x, 3, torch.Generator().manual_seed(2), analytic_kl=False)
+    torch.testing.assert_close(a, b)
+
+
+def test_hierarchical_prior_bound_is_the_top_level_elbo_of_a_linear_gaussian_prior():
+    """With an affine p(z1 | z2) = N(A z2 + b, s^2 I), the learned prior is p(z1) = N(b, A A^T + s^2 I)
+    (a LinearGaussianModel), and E[B(z1)] is that model's ELBO for the encoder q(z2 | z1): checked
+    against the closed form (within 5 SE) and below the exact log p(z1)."""
+    torch.manual_seed(3)
+    h = HierarchicalVAE(3, latent_dims=(2, 2), hidden_dim=6).double()
+    a_mat = torch.tensor([[1.2, -0.4], [0.3, 0.8]], dtype=D64)
+    b_vec = torch.tensor([0.5, -1.0], dtype=D64)
+    s = 0.6
+    lin_layer = torch.nn.Linear(2, 4).double()
+    with torch.no_grad():
+        lin_layer.weight.zero_()
+        lin_layer.weight[:2] = a_mat
+        lin_layer.bias[:2] = b_vec
+        lin_layer.bias[2:] = 2 * math.log(s)
+    h.p_z1 = lin_layer
+    top = LinearGaussianModel(a_mat, b_vec, s)
+    z1 = torch.tensor([[0.2, -0.7], [1.5, 0.4], [-2.0, -1.0]], dtype=D64)
+    m2, lv2 = h._split(h.q_z2(z1))
+    r = 20_000
+    g = torch.Generator().manual_seed(0)
+    draws = h.prior_log_prob_bound(z1.repeat(r, 1), g).reshape(r, 3)
+    est, se = draws.mean(0), draws.std(0) / math.sqrt(r)
+    exact_elbo = closed_form_elbo(top, z1, m2.detach(), lv2.detach())
+    assert torch.all((est.detach() - exact_elbo).abs() < 5 * se)
+    assert torch.all(exact_elbo <= top.log_marginal(z1) + 1e-12)
+    x, z = h.sample(5, g, return_latents=True)
+    assert x.shape == (5, 3) and z.shape == (5, 2)
+
+
+def test_aggregate_posterior_log_prob_matches_torch_mixture():
+    g = torch.Generator().manual_seed(0)
+    mean = torch.randn(7, 3, dtype=D64, generator=g)
+    logvar = torch.randn(7, 3, dtype=D64, generator=g) - 1
+    z = torch.randn(11, 3, dtype=D64, generator=g) * 2
+    mix = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(torch.ones(7, dtype=D64)),
+        torch.distributions.Independent(torch.distributions.Normal(mean, (0.5 * logvar).exp()), 1))
+    torch.testing.assert_close(V.aggregate_posterior_log_prob(z, mean, logvar), mix.log_prob(z))
+    with pytest.raises(ValueError, match="latent size"):
+        V.aggregate_posterior_log_prob(torch.zeros(2, 2, dtype=D64), mean, logvar)
+    with pytest.raises(ValueError, match="logvar"):
+        V.aggregate_posterior_kl(mean, logvar[:3], 10)
+    with pytest.raises(ValueError, match="num_samples"):
+        V.aggregate_posterior_kl(mean, logvar, 0)
+
+
+def test_aggregate_posterior_kl_against_closed_form_and_an_independent_estimate():
+    # one component repeated: q(z) is that Gaussian, the KL is kl_standard_normal in closed form
+    m = torch.tensor([[0.7, -1.2]], dtype=D64).repeat(5, 1)
+    lv = torch.tensor([[math.log(0.3), math.log(2.0)]], dtype=D64).repeat(5, 1)
+    terms = V.aggregate_posterior_kl(m, lv, 100_000, torch.Generator().manual_seed(0))
+    closed = V.kl_standard_normal(m[:1], lv[:1]).item()
+    assert abs(terms.mean().item() - closed) < 5 * terms.std().item() / math.sqrt(len(terms))
+    # a mixture: against E_q[log q - log p] with torch.distributions' own sampler and densities
+    g = torch.Generator().manual_seed(1)
+    mean = torch.randn(6, 2, dtype=D64, generator=g) * 1.5
+    logvar = torch.full((6, 2), math.log(0.2), dtype=D64)
+    terms = V.aggregate_posterior_kl(mean, logvar, 50_000, g)
+    mix = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(torch.ones(6, dtype=D64)),
+        torch.distributions.Independent(torch.distributions.Normal(mean, (0.5 * logvar).exp()), 1))
+    torch.manual_seed(2)
+    zs = mix.sample((50_000,))
+    ref = mix.log_prob(zs) - torch.distributions.Normal(0.0, 1.0).log_prob(zs).sum(1)
+    se = math.hypot(terms.std().item() / math.sqrt(len(terms)), ref.std().item() / math.sqrt(len(ref)))
+    assert abs(terms.mean().item() - ref.mean().item()) < 5 * se
+
+
+@pytest.fixture(scope="module")
+def linear_vae_data():
+    """6-D data with covariance eigenvalues (4, 2.5, 1.2, 0.5, 0.3, 0.1) in a random basis."""
+    g = torch.Generator().manual_seed(0)
+    basis, _ = torch.linalg.qr(torch.randn(6, 6, dtype=D64, generator=g))
+    lam = torch.tensor([4.0, 2.5, 1.2, 0.5, 0.3, 0.1], dtype=D64)
+    x = (torch.randn(4000, 6, dtype=D64, generator=g) * lam.sqrt()) @ basis.T + 1.0
+    xc = x - x.mean(0)
+    return x, torch.linalg.eigvalsh(xc.T @ xc / len(x)).flip(0)
+
+
+@pytest.mark.parametrize("noise_std", [0.5, 1.3, 1.8, 2.2])
+def test_fit_linear_vae_switches_latents_off_at_the_eigenvalues(linear_vae_data, noise_std):
+    """Lucas et al. (2019): KL_k = 1/2 log(lambda_k / s^2) if s^2 < lambda_k, else 0; and at the optimum
+    the ELBO is tight: it equals the exact log p(x) of the fitted linear-Gaussian model."""
+    x, eig = linear_vae_data
+    fit = V.fit_linear_vae(x, 3, noise_std, max_iter=500, generator=torch.Generator().manual_seed(1))
+    predicted = (0.5 * torch.log(eig[:3] / noise_std**2)).clamp_min(0)
+    torch.testing.assert_close(fit.kl_per_dim.sort(descending=True).values, predicted, rtol=0, atol=1e-4)
+    assert fit.elbo == pytest.approx(fit.model().log_marginal(x).mean().item(), abs=1e-5)
+
+
+def test_fit_linear_vae_average_elbo_matches_monte_carlo(linear_vae_data):
+    """The sufficient-statistics ELBO against vae.elbo's Monte Carlo estimate with the same
+    decoder (a LinearGaussianModel) and encoder, away from the optimum (few iterations)."""
+    x, _ = linear_vae_data
+    fit = V.fit_linear_vae(x[:500], 2, 0.8, max_iter=3, generator=torch.Generator().manual_seed(2))
+    per_example = elbo(fit.model(), x[:500], 200, torch.Generator().manual_seed(3), encoded=fit.encode(x[:500]))
+    singles = torch.stack([elbo(fit.model(), x[:500], 1, torch.Generator().manual_seed(4 + i),
+                                encoded=fit.encode(x[:500])) for i in range(20)])
+    se = (singles.std(0) / math.sqrt(200)).pow(2).sum().sqrt() / 500   # MC error of the average
+    assert abs(per_example.mean().item() - fit.elbo) < 5 * se.item()
+    mean, logvar = fit.encode(x[:500])
+    q = torch.distributions.Normal(mean, (0.5 * logvar).exp())
+    kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).mean(0)
+    torch.testing.assert_close(fit.kl_per_dim, kl, rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="noise_std"):
+        V.fit_linear_vae(x, 2, 0.0)
+    with pytest.raises(ValueError, match="latent_dim"):
+        V.fit_linear_vae(x, 0, 1.0)
+    with pytest.raises(ValueError, match="data"):
+        V.fit_linear_vae(x[:1], 2, 1.0)
+
+
 def test_training_a_small_vae_approaches_the_true_log_likelihood():
     from course_lib.train import fit
 
@@ -598,5 +758,7 @@ def test_decoder_std_sweep_records_kl_and_reconstruction_error():
         q, p = torch.distributions.Normal(m, (0.5 * lv).exp()), torch.distributions.Normal(0.0, 1.0)
         kl = torch.distributions.kl_divergence(q, p).sum(1).mean().item()
         assert r.kl == pytest.approx(kl, rel=1e-4, abs=1e-6)
+        per_dim = torch.distributions.kl_divergence(q, p).mean(0)
+        torch.testing.assert_close(r.kl_per_dim, per_dim, rtol=1e-4, atol=1e-6)
         assert r.reconstruction_mse == pytest.approx(
             (r.model.reconstruct(data) - data).pow(2).sum((1, 2, 3)).mean().item(), rel=1e-4)

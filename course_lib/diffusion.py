@@ -6,8 +6,9 @@ Everything notebook 04 derives is computed here, once, and tested against indepe
 :math:`q(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0, (1-\bar\alpha_t) I)`, the forward
 posterior :math:`q(x_{t-1} \mid x_t, x_0)`, the reverse step :math:`p_\theta(x_{t-1} \mid x_t)` in
 the eps-, x0- and v-parameterizations, the variational bound in nats, the training loss
-:math:`L_\text{simple}` (Algorithm 1), ancestral sampling (Algorithm 2), DDIM, and the exact
-Bayes-optimal noise predictor of a Gaussian mixture.
+:math:`L_\text{simple}` (Algorithm 1), ancestral sampling (Algorithm 2), DDIM, the ELBO-optimal
+fixed reverse variance of each step, and the exact Bayes-optimal noise predictor of a Gaussian
+mixture.
 
 Index convention (DESIGN.md §4, REFERENCES.md A0)
 -------------------------------------------------
@@ -54,7 +55,8 @@ __all__ = [
     "predict_x0_from_eps", "predict_eps_from_x0", "eps_to_score", "score_to_eps",
     "velocity", "predict_x0_from_v", "predict_eps_from_v",
     "PMeanVariance", "p_mean_variance", "p_sample", "sample", "ddim_timesteps", "ddim_sample",
-    "loss_simple", "VLBTerms", "vlb_term", "vlb_terms", "optimal_eps_model", "OptimalEpsModel",
+    "loss_simple", "VLBTerms", "vlb_term", "vlb_terms", "ReverseVariance", "optimal_reverse_variance",
+    "optimal_eps_model", "OptimalEpsModel",
 ]
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -1285,6 +1287,10 @@ def vlb_terms(schedule: NoiseSchedule, model: Model, x0: torch.Tensor, variance:
       its variance :math:`\tilde\beta` at index 1 is about half the true
       :math:`\mathrm{Var}[x_0 \mid x_1] \approx \beta_0` when ``T = 1000``, costing
       :math:`\tfrac12(r - 1 - \log r) \approx 0.11` nats/dim with :math:`r \approx 1.83`.
+    - Which one is tighter depends on where the best fixed variance of each step,
+      :func:`optimal_reverse_variance`, lies between them: near :math:`\tilde\beta_t` where
+      :math:`x_t` pins :math:`x_0` down (sharp, well separated modes), near :math:`\beta_t` where
+      :math:`x_0` given :math:`x_t` is as spread as a Gaussian's.
 
     References
     ----------
@@ -1308,6 +1314,88 @@ def vlb_terms(schedule: NoiseSchedule, model: Model, x0: torch.Tensor, variance:
             terms[:, i] = _vlb_term(schedule, model, x0, xt, t, prediction, variance, clip_x0)
         total = prior + terms.sum(1)
     return VLBTerms(prior, terms, total)
+
+
+class ReverseVariance(NamedTuple):
+    """The ELBO-optimal fixed reverse variances per step (see :func:`optimal_reverse_variance`)."""
+
+    variance: torch.Tensor
+    standard_error: torch.Tensor
+
+
+def optimal_reverse_variance(schedule: NoiseSchedule, model: Model, x0: torch.Tensor,
+                             generator: torch.Generator | None = None, prediction: str = "eps",
+                             clip_x0: float | None = None) -> ReverseVariance:
+    r"""The variance :math:`\sigma_t^2` of :math:`p_\theta(x_{t-1} \mid x_t) = \mathcal N(\mu_\theta, \sigma_t^2 I)` that makes each term of the bound smallest, for this model's mean.
+
+    For a fixed mean :math:`\mu_\theta(x_t, t) = \tilde\mu_t(x_t, \hat x_0)` the consistency term
+    is :math:`E\,\mathrm{KL} = \frac D2\big(\tilde\beta_t/\sigma^2 - 1 - \log(\tilde\beta_t/\sigma^2)\big)
+    + E\|\tilde\mu_t - \mu_\theta\|^2/(2\sigma^2)`, and since
+    :math:`\tilde\mu_t - \mu_\theta = c_t (x_0 - \hat x_0)` with :math:`c_t` = ``posterior_mean_coef1``
+    it is smallest at
+
+    .. math::  \sigma_t^{*2} = \tilde\beta_t + c_t^2\,\frac{E\|x_0 - \hat x_0(x_t, t)\|^2}{D},
+
+    the expected variance of the step per dimension. With the Bayes-optimal model,
+    :math:`E\|x_0 - \hat x_0\|^2 = E\,\mathrm{tr}\,\mathrm{Cov}[x_0 \mid x_t]` and
+    :math:`\sigma_t^{*2}` is :math:`E\,\mathrm{Var}[x_{t-1} \mid x_t]` (Bao et al. 2022): it equals
+    :math:`\tilde\beta_t` when :math:`x_0` is a point mass and :math:`\beta_t` when
+    :math:`x_0 \sim \mathcal N(0, I)`, the two choices of Ho et al. (2020), Section 3.2; for data
+    with unit variance per coordinate it lies between them. At the **0-based** ``t = 0`` (the
+    decoder, :math:`\tilde\beta = 0`, :math:`c = 1`) it is the decoder variance that maximizes
+    :math:`E\log\mathcal N(x_0; \hat x_0, \sigma^2 I)`, the mean squared error per dimension.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    model : callable
+        ``model(xt, t) -> tensor`` of xt's shape (see :func:`p_mean_variance`).
+    x0 : tensor (N, ...)
+        Data; the expectation is a Monte Carlo average over these examples and one fresh
+        :math:`x_t \sim q(x_t \mid x_0)` per example and step.
+    generator : torch.Generator, optional
+        Drives the noise (one draw of ``x0``'s shape per step, steps ``T-1, ..., 0``).
+    prediction, clip_x0
+        As in :func:`p_mean_variance`.
+
+    Returns
+    -------
+    ReverseVariance
+        ``variance`` (T,): :math:`\sigma_t^{*2}` per 0-based step ``t`` (index ``t`` is the paper's
+        step ``t+1``), per dimension, in ``x0``'s dtype; ``standard_error`` (T,): its Monte Carlo
+        standard error.
+
+    Raises
+    ------
+    ValueError
+        Bad ``prediction``/``clip_x0``; a model output of the wrong shape; fewer than 2 examples.
+
+    References
+    ----------
+    Ho et al. (2020), Section 3.2; F. Bao, C. Li, J. Zhu, B. Zhang, "Analytic-DPM: an analytic
+    estimate of the optimal reverse variance in diffusion probabilistic models", ICLR 2022,
+    Theorem 1; Nichol & Dhariwal (2021), Section 3.1 (learned variances between the two).
+    """
+    _check_schedule(schedule)
+    x0 = _check_data("x0", x0)
+    _check_choice("prediction", prediction, _PREDICTIONS)
+    clip_x0 = _check_clip(clip_x0)
+    N, T = x0.shape[0], schedule.num_steps
+    if N < 2:
+        raise ValueError(f"x0: expected at least 2 examples for a standard error, got {N}")
+    dim = x0[0].numel()
+    variance, se = x0.new_empty(T), x0.new_empty(T)
+    with torch.no_grad():
+        for i in reversed(range(T)):
+            t = torch.full((N,), i, dtype=torch.long, device=x0.device)
+            noise = _randn(x0.shape, generator, x0.device, x0.dtype)
+            xt = _q_sample(schedule, x0, t, noise)
+            out = _p_mean_variance(schedule, model, xt, t, prediction, "small", clip_x0)
+            err = _sum_dims((x0 - out.pred_x0) ** 2) / dim                 # ||x0 - x0_hat||^2 / D
+            c2 = schedule.posterior_mean_coef1[i].to(x0.dtype) ** 2
+            variance[i] = schedule.posterior_variance[i].to(x0.dtype) + c2 * err.mean()
+            se[i] = c2 * err.std() / math.sqrt(N)
+    return ReverseVariance(variance, se)
 
 
 # ================================================================================================

@@ -595,6 +595,64 @@ def test_vlb_bounds_the_entropy_and_is_close_with_the_optimal_model():
     assert abs(gaps["large", 100]) < 0.1                           # close to the entropy
 
 
+# ------------------------------------------------------------------------------------------------
+# The ELBO-optimal reverse variance
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sd", [1.0, 0.4, 0.01])
+def test_optimal_reverse_variance_gaussian_data_closed_form(sd):
+    """x0 ~ N(0, sd^2): Var[x0 | x_t] = sd^2 (1-ab) / (ab sd^2 + 1 - ab) for every x_t, so
+    sigma*^2 = beta~ + c1^2 Var[x0 | x_t] in NumPy; sd = 1 gives beta exactly (Ho et al. 2020,
+    Section 3.2, x0 ~ N(0, I)) and sd -> 0 gives beta~ (x0 a point). Monte Carlo: 5 standard errors."""
+    T, n = 25, 4000
+    s = NoiseSchedule.linear(T, rescale=True)
+    ref = np_schedule(np_linear(T, 1e-4 * 1000 / T, 0.02 * 1000 / T))
+    mix = GaussianMixture(torch.tensor([[0.0, 0.0]], dtype=F64), torch.tensor([sd], dtype=F64))
+    x0 = mix.sample(n, generator=_gen(40))
+    out = D.optimal_reverse_variance(s, optimal_eps_model(mix, s), x0, generator=_gen(41))
+    assert out.variance.shape == (T,) and out.standard_error.shape == (T,)
+    ab = ref["ab"]
+    post = sd ** 2 * (1 - ab) / (ab * sd ** 2 + 1 - ab)
+    want = ref["pv"] + ref["c1"] ** 2 * post
+    got, se = out.variance.numpy(), out.standard_error.numpy()
+    assert (se > 0).all()
+    assert (np.abs(got - want) < 5 * se).all(), np.abs(got - want) / se
+    if sd == 1.0:
+        np.testing.assert_allclose(want[1:], ref["betas"][1:], rtol=1e-10)      # the "large" extreme
+    if sd == 0.01:
+        assert (np.abs(got[1:] - ref["pv"][1:]) < 0.01 * (ref["betas"][1:] - ref["pv"][1:])).all()   # "small"
+
+
+def test_optimal_reverse_variance_of_a_poor_model_and_of_a_mixture():
+    """A model that predicts eps = 0 has x0_hat = x_t / sqrt(ab), so E||x0 - x0_hat||^2 / D =
+    (1 - ab) / ab exactly. For a 2-D mixture and its exact eps*, sigma*^2 - beta~ = c1^2 E tr Cov[x0 | x_t] / D,
+    checked against GaussianMixture.posterior_covariance (an independent implementation)."""
+    T, n = 15, 4000
+    s = NoiseSchedule.cosine(T)
+    ref = np_schedule(s.betas.numpy().copy())
+    mix = _mix2d()
+    x0 = mix.sample(n, generator=_gen(42))
+    zero = D.optimal_reverse_variance(s, lambda x, t: torch.zeros_like(x), x0, generator=_gen(43))
+    want = ref["pv"] + ref["c1"] ** 2 * (1 - ref["ab"]) / ref["ab"]
+    assert (np.abs(zero.variance.numpy() - want) < 5 * zero.standard_error.numpy()).all()
+    opt = D.optimal_reverse_variance(s, optimal_eps_model(mix, s), x0, generator=_gen(44))
+    for i in (0, 3, 7, 14):
+        ab = s.alphas_cumprod[i]
+        xt = q_sample(s, mix.sample(n, generator=_gen(45 + i)), _full_t(n, i), generator=_gen(60 + i))
+        tr = mix.posterior_covariance(xt / ab.sqrt(), ((1 - ab) / ab).sqrt()).diagonal(dim1=1, dim2=2).sum(1) / 2
+        rb = ref["pv"][i] + ref["c1"][i] ** 2 * tr
+        se = math.sqrt(opt.standard_error[i].item() ** 2 + (rb.std().item() / math.sqrt(n)) ** 2)
+        assert abs(opt.variance[i].item() - rb.mean().item()) < 5 * se, i
+        assert ref["pv"][i] - 1e-15 <= opt.variance[i].item()              # never below beta~
+
+
+def test_optimal_reverse_variance_bad_input():
+    s = NoiseSchedule.linear(10, 0.01, 0.2)
+    with pytest.raises(ValueError, match="x0: expected at least 2 examples"):
+        D.optimal_reverse_variance(s, _linear_model(), torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="prediction"):
+        D.optimal_reverse_variance(s, _linear_model(), torch.zeros(4, 2), prediction="mu")
+
+
 # ================================================================================================
 # Training loss
 # ================================================================================================

@@ -107,7 +107,7 @@ os.makedirs(_sockets, mode=0o700, exist_ok=True)
 _st = os.lstat(_sockets)
 if not stat.S_ISDIR(_st.st_mode) or _st.st_uid != os.getuid() or _st.st_mode & 0o077:
     raise RuntimeError(_sockets + " is not a folder private to this user: remove it")
-c.KernelManager.ip = os.path.join(_sockets, "kernel")
+c.KernelManager.ip = os.path.join(_sockets, "kernel-%d" % os.getpid())  # one grader, its own names
 '''
 NO_SANDBOX = '''
 # Submissions' kernels are NOT sandboxed: {why}.
@@ -794,7 +794,9 @@ def _rows_graded(api, course, student, aid, exercises, graded_path, notes, gener
                 reasons.append(f"solution cell {sid} was deleted")
             elif sid not in ex.check_ids and cells[sid].cell_type == "code":
                 err = _cell_outcome(cells[sid], timeout)
-                if err[0] != "passed":  # e.g. the code above the function hit a sandbox limit
+                if err[0] == "timeout":
+                    later.append("the solution " + err[1])
+                elif err[0] != "passed":  # e.g. the code above the function hit a sandbox limit
                     later.append(f"the solution cell raised {_with_hint(err[1], limits)}")
         for cid in ex.check_ids:
             g = grades.get(cid, {"score": 0.0, "max": 0.0, "auto": None, "manual": None,

@@ -62,14 +62,18 @@ import numpy as np
 hog = np.ones(3 * {LIMITS.memory_mb} * 2**20 // 8)  # 3x the limit, every page touched
 '''
 
+SLEEPER = "3617"  # children of the fork bomb run `sleep 3617`: easy to find if one survives
 FORK = f'''\
-import os, time
+import os
 children = []
 for _ in range(4 * {LIMITS.processes}):
     pid = os.fork()
-    if pid == 0:  # every child stays alive
-        time.sleep(120)
-        os._exit(0)
+    if pid == 0:  # every child leaves the kernel's process group and stays alive
+        try:
+            os.setsid()
+            os.execvp("sleep", ["sleep", "{SLEEPER}"])
+        finally:
+            os._exit(1)
     children.append(pid)
 '''
 
@@ -232,9 +236,22 @@ def _hostile_class(base):
         if (ROOT / "course_lib" / "grading.py").read_bytes() != grading_py:
             (ROOT / "course_lib" / "grading.py").write_bytes(grading_py)
         shutil.rmtree(open_dir, ignore_errors=True)
+        survivors = _sleepers()
+        for pid in survivors:  # ours: the fork bomb's children
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
     yield {"report": report, "course": course, "before": before, "after": after,
             "before_hash": before_hash, "after_hash": after_hash, "planted": found,
-            "listener": listener, "subs": subs}
+            "listener": listener, "subs": subs, "survivors": survivors}
+
+
+def _sleepers() -> list[int]:
+    import subprocess
+
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [int(ln.split()[0]) for ln in out.splitlines()[1:] if ln.split()[1:] == ["sleep", SLEEPER]]
 
 
 EXPECTED = {  # student: words in the reason of the failed first exercise (a tuple: any of them)
@@ -298,15 +315,12 @@ def test_secrets_not_in_outputs(hostile_class):
 
 
 def test_sandbox_leaves_no_process_or_socket_behind(hostile_class):
-    """The fork bomb's children died with its sandbox; the sockets' links were removed."""
-    import subprocess
-
-    out = subprocess.run(["ps", "-eo", "user,args"], capture_output=True, text=True).stdout
-    assert "ipykernel_launcher" not in "\n".join(ln for ln in out.splitlines() if "nobody" in ln)
-    import tempfile
-
+    """The fork bomb's children (in their own sessions) died with its sandbox; the sockets'
+    links were removed."""
+    assert hostile_class["survivors"] == [], "processes of the fork bomb outlived its kernel"
     links = Path(tempfile.gettempdir()) / f"course-sandbox-{os.getuid()}"
-    assert not list(links.glob("kernel-*")), list(links.glob("kernel-*"))
+    mine = list(links.glob(f"kernel-{os.getpid()}-*"))  # this process graded the class
+    assert not mine, mine
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,3 +384,26 @@ def test_grade_config_points_nbgrader_at_the_sandbox(tmp_path):
     assert str(LIMITS.memory_mb) in spec.read_text()
     _write_config(tmp_path / "course", 30, None)
     assert "NOT sandboxed" in (tmp_path / "course" / "nbgrader_config.py").read_text()
+
+
+def test_cpu_limit_stops_a_runaway_kernel(isolation):
+    """A loop that outlasts the CPU-time limit (but not the cell timeout) gets its kernel killed;
+    the submission is 'not graded' and the reason names the limit."""
+    (ROOT / "build").mkdir(exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="test-sandbox-cpu-", dir=ROOT / "build"))
+    try:
+        src = make_fixture(base / "notebooks")
+        [student] = release(None, out=base / "course", notebooks_dir=base / "notebooks")
+        complete = inject_solutions(nbformat.read(str(student), as_version=4),
+                                    nbformat.read(str(src), as_version=4))
+        (base / "subs" / "spinner").mkdir(parents=True)
+        nbformat.write(set_source(complete, "affine", _attack("while True:\n    pass\n")),
+                       str(base / "subs" / "spinner" / "07_fixture.ipynb"))
+        limits = sandbox.Limits(memory_mb=1024, cpu_seconds=10, processes=64, file_mb=16)
+        report = grade(base / "subs", out=base / "course", notebooks_dir=base / "notebooks",
+                       timeout=600, feedback=False, sandbox=limits)
+        row = report.score("spinner", "07_fixture", "affine")
+        assert row.status == "not graded" and "kernel died" in row.reason, row
+        assert "10 s of CPU time" in row.reason, row
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

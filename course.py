@@ -5,12 +5,14 @@ Usage (from the repository root, with any Python >= 3.10 and nothing else instal
 
     python3 course.py lab               # set up .venv and open the course in JupyterLab
     python3 course.py lab --headless    # set up, execute every notebook in order, write build/
+    python3 course.py lab --student     # self-study: student versions in homework/, your work kept
+    python3 course.py restore 02        # a fresh student copy of notebook 02 (yours is backed up)
     python3 course.py test              # set up and run every test (unit tests + nbval notebooks)
     python3 course.py bench             # set up and time every notebook (the README's numbers)
     python3 course.py robustness        # every notebook under seeds 0-5, portable CPU kernels, 2 threads
     python3 course.py mutations         # plant textbook mistakes in course_lib; what catches each
     python3 course.py release [NB ...]  # instructors: student versions into build/nbgrader/release/
-    python3 course.py grade SUBMISSIONS # instructors: autograde with nbgrader, scores as CSV
+    python3 course.py grade SUBMISSIONS # instructors: autograde with nbgrader (sandboxed), scores as CSV
     python3 course.py setup             # only set up .venv
 
 Setup is idempotent: it creates ``.venv`` beside this file, installs PyTorch first and then
@@ -124,6 +126,29 @@ def ensure_chromium() -> None:
             "will be skipped (install Debian's `chromium` package to run it)")
 
 
+def ensure_bubblewrap() -> None:
+    """The grader's sandbox (and its tests) use bubblewrap; install it with apt where possible.
+
+    Where it is not (no apt, not root), grading warns what is not isolated and the hostile-
+    submission tests skip themselves, saying why.
+    """
+    if not sys.platform.startswith("linux") or shutil.which("bwrap"):
+        return
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if shutil.which("apt-get") and is_root:
+        say("installing Debian's bubblewrap for the grader's sandbox (apt-get)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if run(["apt-get", "install", "-y", "-qq", "bubblewrap"], env=env) == 0:
+            return
+        if run(["apt-get", "update", "-qq"], env=env) == 0 and \
+                run(["apt-get", "install", "-y", "-qq", "bubblewrap"], env=env) == 0:
+            return
+        say("could not install bubblewrap with apt-get; the sandbox tests will be skipped")
+    else:
+        say("no bubblewrap (`bwrap`) and no root apt-get to install it: the sandbox tests will be "
+            "skipped (install Debian's `bubblewrap` package to run them)")
+
+
 def notebooks() -> list[Path]:
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
@@ -164,6 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     lab = sub.add_parser("lab", help="open the course in JupyterLab")
     lab.add_argument("--headless", action="store_true",
                      help="execute every notebook in order and write build/ instead of opening a browser")
+    lab.add_argument("--student", action="store_true",
+                     help="self-study: open the student versions (solutions removed) in a working "
+                     "folder of your own, homework/; rerunning keeps every notebook you changed")
+    lab.add_argument("--dir", default="homework",
+                     help="the working folder of --student (default: homework/)")
+    rst = sub.add_parser("restore", help="self-study: replace your copy of a notebook in homework/ "
+                         "by a fresh student version (yours is moved to homework/backups/)")
+    rst.add_argument("notebooks", nargs="+", help="e.g. 02 or 02_vae")
+    rst.add_argument("--dir", default="homework", help="the working folder (default: homework/)")
     sub.add_parser("test", help="run the whole test suite (unit tests + every notebook under nbval); "
                    "further arguments go to pytest, e.g. `test -k gaussian -x`")
     sub.add_parser("bench", help="time every notebook on this machine")
@@ -180,6 +214,16 @@ def main(argv: list[str] | None = None) -> int:
                         "write build/nbgrader/grades.csv, scores.csv and feedback/")
     gr.add_argument("submissions_dir")
     gr.add_argument("--timeout", type=int, default=120, help="seconds one cell may run (default 120)")
+    gr.add_argument("--memory-mb", type=int, help="memory one process of a submission may "
+                    "allocate, MiB (default 4096)")
+    gr.add_argument("--cpu-seconds", type=int, help="CPU seconds one process of a submission may "
+                    "use before it is killed (default 1800)")
+    gr.add_argument("--max-processes", type=int, help="processes and threads a submission may "
+                    "run at once (default 256)")
+    gr.add_argument("--max-file-mb", type=int, help="largest file a submission may write, MiB "
+                    "(default 256)")
+    gr.add_argument("--no-sandbox", action="store_true",
+                    help="grade without the sandbox (only for code you trust)")
     args, extra = ap.parse_known_args(argv)
     if extra and args.cmd not in ("test", "robustness", "mutations"):
         ap.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -187,6 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     py = setup()
     if args.cmd == "setup":
         return 0
+    if args.cmd == "lab" and args.student:
+        workdir = Path(args.dir).resolve()
+        rc = run([py, "-m", "assignments.student", "prepare", "--dir", workdir,
+                  *(["--headless", "--out", BUILD / "homework"] if args.headless else [])])
+        if rc != 0 or args.headless:
+            return rc
+        first = sorted(workdir.glob("[0-9][0-9]_*.ipynb"))
+        # the server's root is the working folder: the instructor notebooks are not in reach
+        return run([py, "-m", "jupyter", "lab", *(f.name for f in first[:1])], cwd=workdir)
+    if args.cmd == "restore":
+        return run([py, "-m", "assignments.student", "restore", "--dir", Path(args.dir).resolve(),
+                    *args.notebooks])
     if args.cmd == "lab":
         if args.headless:
             return headless(py)
@@ -194,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         return run([py, "-m", "jupyter", "lab", str(first)])
     if args.cmd == "test":
         ensure_chromium()
+        ensure_bubblewrap()
         # Paths among the extra arguments narrow the run (`test tests/test_toy.py`); by default
         # every test and every notebook runs.
         targets = [] if any(Path(a.split("::")[0]).exists() for a in extra) else ["tests", "notebooks"]
@@ -204,8 +261,12 @@ def main(argv: list[str] | None = None) -> int:
         return run([py, "-m", "assignments", "release",
                     *[str(Path(n).resolve()) if Path(n).exists() else n for n in args.notebooks]])
     if args.cmd == "grade":
+        limits = [f"--{opt.replace('_', '-')}={getattr(args, opt)}"
+                  for opt in ("memory_mb", "cpu_seconds", "max_processes", "max_file_mb")
+                  if getattr(args, opt) is not None]
         return run([py, "-m", "assignments", "grade", str(Path(args.submissions_dir).resolve()),
-                    "--timeout", str(args.timeout)])
+                    "--timeout", str(args.timeout), *limits,
+                    *(["--no-sandbox"] if args.no_sandbox else [])])
     if args.cmd == "robustness":
         return run([py, "-m", "verification.robustness", *extra])
     if args.cmd == "mutations":

@@ -11,16 +11,21 @@ Two functions do the work (``python -m assignments --help`` gives the same as a 
   solutions become ``raise NotImplementedError()`` stubs, check cells are locked and
   checksummed, outputs are cleared, and the student version lands in ``release/<id>/``.
 - :func:`grade` copies a folder of submissions into ``submitted/``, runs nbgrader's
-  ``autograde`` (each submission in its own kernel subprocess, with a per-cell timeout that
-  interrupts a cell running too long) and ``generate_feedback``, and writes a per-student,
-  per-exercise score table (``grades.csv``, with the reason of every failure) and a wide table
+  ``autograde`` (each submission in its own sandboxed kernel, :mod:`assignments.sandbox`, with a
+  per-cell timeout that interrupts a cell running too long) and ``generate_feedback``, and writes
+  a per-student, per-exercise score table (``grades.csv``, with the reason of every failure, and
+  ``needs manual grading`` for answers an instructor grades in formgrader) and a wide table
   (``scores.csv``).
+
+Student mode (``python3 course.py lab --student``) is :mod:`assignments.student`.
 """
 
 from assignments.pipeline import (
     CELL_TIMEOUT,
     COURSE_ID,
     DEFAULT_COURSE,
+    GRADED_BY_HAND,
+    NEEDS_MANUAL,
     NOTEBOOKS,
     ExerciseCells,
     GradeReport,
@@ -31,11 +36,15 @@ from assignments.pipeline import (
     release,
     resolve_notebooks,
 )
+from assignments.sandbox import Limits
 
 __all__ = [
     "CELL_TIMEOUT",
     "COURSE_ID",
     "DEFAULT_COURSE",
+    "GRADED_BY_HAND",
+    "Limits",
+    "NEEDS_MANUAL",
     "NOTEBOOKS",
     "ExerciseCells",
     "GradeReport",

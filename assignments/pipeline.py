@@ -9,19 +9,29 @@ Layout of the generated nbgrader course (default ``build/nbgrader/``, never comm
     submitted/<student>/<id>/<id>.ipynb      submissions as nbgrader expects them
     autograded/<student>/<id>/<id>.ipynb     executed by nbgrader's autograder
     feedback/<student>/<id>/<id>.html        nbgrader's feedback, plus summary.txt (ours)
+    sandbox/kernels/course-sandbox/kernel.json   the sandboxed kernel nbgrader grades with
     grades.csv                one row per student, notebook and exercise, with the reason of
                               every failure
-    scores.csv                one row per student, one column per exercise, and the total
+    scores.csv                one row per student, one column per exercise, the autograded
+                              points, the manual ones, those still to grade by hand, the total
 
 Exercises are discovered from the nbgrader metadata (DESIGN.md section 5): a solution cell
 (``solution: true``) starts an exercise named by its ``grade_id``; the autograded test cells
 (``grade: true``, with points) that follow it, up to the next solution cell, are its checks.
 
+Manually graded answers (nbgrader's ``grade`` and ``solution`` cells, e.g. a derivation in
+markdown, and task cells) are exercises of their own: ``grades.csv`` says ``needs manual
+grading`` until an instructor grades them in nbgrader's formgrader (then ``graded by hand``), and
+``scores.csv`` keeps their pending points apart from the autograded total.
+
 Submissions are executed only by nbgrader's autograder: each one in its own kernel subprocess,
 started in the submission's own ``autograded/`` folder, with every cell limited to ``timeout``
 seconds (a cell running longer is interrupted and recorded as failed, and the following cells
 still run), outputs capped, and locked cells (the checks) restored from the release by their
-checksum. This module only parses submissions as JSON; it never runs their code itself.
+checksum. The kernel runs in the sandbox of :mod:`assignments.sandbox` (resource limits; on
+Linux with bubblewrap also no network and a read-only file system except its own folder),
+through the kernelspec ``sandbox/kernels/course-sandbox`` that nbgrader_config.py names. This
+module only parses submissions as JSON; it never runs their code itself.
 """
 
 from __future__ import annotations
@@ -40,6 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+
+from assignments import sandbox as _sandbox
+from assignments.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -82,6 +95,38 @@ c.OverwriteCells.add_missing_cells = False
 c.Autograde.create_student = True
 '''
 
+SANDBOX_KERNEL = "course-sandbox"
+SANDBOX_TEMPLATE = '''
+# Each submission's kernel runs in a sandbox ({isolation}): {limits}.
+# The kernelspec sandbox/kernels/{kernel}/kernel.json starts it through assignments/sandbox.py;
+# `python3 course.py grade --memory-mb ... --cpu-seconds ...` rewrites both.
+import stat
+import tempfile
+
+_kernels = os.path.join(c.CourseDirectory.root, "sandbox")
+os.environ["JUPYTER_PATH"] = os.pathsep.join(
+    [_kernels] + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != _kernels])
+c.Execute.kernel_name = {kernel!r}
+# The sandbox has no network: the kernel talks to the grader over Unix sockets, reached through
+# links in a folder private to this user (short paths: a socket's path has at most 107 bytes).
+c.KernelManager.transport = "ipc"
+_sockets = os.path.join(tempfile.gettempdir(), "course-sandbox-%d" % os.getuid())
+os.makedirs(_sockets, mode=0o700, exist_ok=True)
+_st = os.lstat(_sockets)
+if not stat.S_ISDIR(_st.st_mode) or _st.st_uid != os.getuid() or _st.st_mode & 0o077:
+    raise RuntimeError(_sockets + " is not a folder private to this user: remove it")
+c.KernelManager.ip = os.path.join(_sockets, "kernel-%d" % os.getpid())  # one grader, its own names
+'''
+NO_SANDBOX = '''
+# Submissions' kernels are NOT sandboxed: {why}.
+'''
+
+
+#: Status in grades.csv of an answer an instructor has not graded yet (in nbgrader's formgrader).
+NEEDS_MANUAL = "needs manual grading"
+#: Status of an answer an instructor has graded by hand.
+GRADED_BY_HAND = "graded by hand"
+
 
 def say(msg: str) -> None:
     print(f"[assignments] {msg}", flush=True)
@@ -104,15 +149,25 @@ class ExerciseCells:
     solution_ids : list of str
         ``grade_id`` of the solution cells (replaced by stubs in the student version).
     check_ids : list of str
-        ``grade_id`` of the autograded test cells that grade it.
+        ``grade_id`` of the graded cells: autograded test cells, or for a manually graded
+        exercise the answer (or task) cell itself.
     points : float
-        Sum of the points of its test cells.
+        Sum of the points of its graded cells.
+    manual_ids : list of str
+        The graded cells an instructor grades by hand (nbgrader's manually graded answers,
+        ``grade`` and ``solution`` both true, and task cells); empty for autograded exercises.
     """
 
     name: str
     solution_ids: list[str] = field(default_factory=list)
     check_ids: list[str] = field(default_factory=list)
     points: float = 0.0
+    manual_ids: list[str] = field(default_factory=list)
+
+    @property
+    def manual(self) -> bool:
+        """Whether this exercise is graded by hand (in nbgrader's formgrader)."""
+        return bool(self.manual_ids)
 
 
 def _nbgrader_md(cell) -> dict:
@@ -133,7 +188,8 @@ def discover_exercises(nb) -> list[ExerciseCells]:
     list of ExerciseCells
         A solution cell starts an exercise (consecutive solution cells before the first test cell
         belong to the same exercise); each test cell (``grade: true``) is a check of the current
-        exercise.
+        exercise. A manually graded answer cell (``grade`` and ``solution`` both true, markdown or
+        code) or a task cell (``task: true``) is an exercise of its own, graded by hand.
     """
     if isinstance(nb, (str, Path)):
         nb = nbformat.read(str(nb), as_version=4)
@@ -145,13 +201,16 @@ def discover_exercises(nb) -> list[ExerciseCells]:
         if not gid:
             continue
         is_grade, is_solution = bool(md.get("grade")), bool(md.get("solution"))
-        if is_solution and not is_grade:
+        if (is_grade and is_solution) or md.get("task"):
+            points = float(md.get("points", 0) or 0)
+            found.append(ExerciseCells(gid, [gid] if is_solution else [], [gid], points, [gid]))
+        elif is_solution and not is_grade:
             if current is None or current.check_ids:
                 current = ExerciseCells(gid)
                 found.append(current)
             current.solution_ids.append(gid)
         elif is_grade:
-            if current is None or (is_solution and current.check_ids):
+            if current is None:
                 current = ExerciseCells(gid)
                 found.append(current)
             current.check_ids.append(gid)
@@ -209,13 +268,47 @@ def resolve_notebooks(notebooks: Iterable[str | Path] | None = None,
 # --------------------------------------------------------------------------------------------
 
 
-def _write_config(course: Path, timeout: int) -> None:
+def _sandbox_paths(course: Path, notebooks_dir: Path, extra_hidden=()) -> tuple[list[str], list[str]]:
+    """(hide, show) for the sandbox: the kernel sees neither the course repository (solutions in
+    notebooks/ and scripts/, its history, build/), the nbgrader course folder (sources, the
+    gradebook, other students' work), the submissions nor the grader's home; it sees course_lib."""
+    import importlib.util
+
+    hide = [ROOT, course, notebooks_dir, Path.home(), *extra_hidden]
+    show = []
+    spec = importlib.util.find_spec("course_lib")
+    if spec is not None and spec.submodule_search_locations:
+        show += list(spec.submodule_search_locations)
+    return [str(Path(p).resolve()) for p in hide], [str(Path(p).resolve()) for p in show]
+
+
+def _write_config(course: Path, timeout: int, sandbox: Limits | None = Limits(), *,
+                  notebooks_dir: Path = NOTEBOOKS, hide=()) -> tuple[str | None, list[str]]:
+    """Write nbgrader_config.py and the sandbox's kernelspec; return the isolation in use and
+    what it lacks on this machine (:func:`assignments.sandbox.probe`)."""
     course.mkdir(parents=True, exist_ok=True)
     text = CONFIG_TEMPLATE.format(course_id=COURSE_ID, stub=STUB, timeout=int(timeout), root=str(ROOT),
                                   client_class="verification.kernel_client.AsyncKernelClient")
+    if sandbox is None:
+        isolation, warns = None, ["submissions run without the sandbox (asked for): no resource "
+                                  "limits, network access, and they can write wherever the grading "
+                                  "account can"]
+    else:
+        isolation, warns = _sandbox.probe()
+    if isolation is None:
+        text += NO_SANDBOX.format(why=warns[0])
+    else:
+        hidden, shown = _sandbox_paths(course, Path(notebooks_dir), hide)
+        spec = _sandbox.kernelspec(sandbox, isolation, hide=hidden, show=shown)
+        folder = course / "sandbox" / "kernels" / SANDBOX_KERNEL
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n")
+        text += SANDBOX_TEMPLATE.format(isolation=isolation, limits=sandbox.describe(),
+                                        kernel=SANDBOX_KERNEL)
     cfg = course / "nbgrader_config.py"
     if not cfg.exists() or cfg.read_text() != text:
         cfg.write_text(text)
+    return isolation, warns
 
 
 def _api(course: Path):
@@ -304,7 +397,7 @@ def release(notebooks: Iterable[str | Path] | None = None, out: str | Path = DEF
     if not paths:
         raise ValueError(f"notebooks: no notebook {NOTEBOOK_GLOB} found in {notebooks_dir}")
     course = Path(out).resolve()
-    _write_config(course, timeout)
+    _write_config(course, timeout, notebooks_dir=Path(notebooks_dir))
     api = _api(course)
     released = []
     for path in paths:
@@ -372,8 +465,10 @@ def _verify_release(source, student, aid: str) -> None:
             if "BEGIN SOLUTION" in text or "raise NotImplementedError()" not in text:
                 raise RuntimeError(f"{aid}: solution cell {gid!r} was not replaced by a stub")
     for cell in student.cells:
-        if "### BEGIN SOLUTION" in cell.source or "### END SOLUTION" in cell.source:
-            raise RuntimeError(f"{aid}: a solution delimiter survived in the student version")
+        if any(d in cell.source for d in ("### BEGIN SOLUTION", "### END SOLUTION",
+                                           "BEGIN MARK SCHEME", "END MARK SCHEME")):
+            raise RuntimeError(f"{aid}: a solution or mark scheme delimiter survived in the "
+                               "student version")
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,7 +485,9 @@ class Row:
     exercise: str
     score: float
     max_score: float
-    status: str  # passed | failed | timeout | missing | invalid | not graded | not submitted
+    #: passed | failed | timeout | missing | invalid | not graded | not submitted, or for a
+    #: manually graded answer: needs manual grading | graded by hand
+    status: str
     reason: str = ""
 
 
@@ -412,11 +509,20 @@ class GradeReport:
         raise KeyError((student, notebook, exercise))
 
     def totals(self) -> dict[str, tuple[float, float]]:
-        """Per student: (score, max score) over every graded notebook."""
+        """Per student: (score, max score) over every graded notebook; the score counts the
+        points given so far (answers awaiting manual grading count 0, see :meth:`pending`)."""
         out: dict[str, tuple[float, float]] = {}
         for r in self.rows:
             s, m = out.get(r.student, (0.0, 0.0))
             out[r.student] = (s + r.score, m + r.max_score)
+        return out
+
+    def pending(self) -> dict[str, float]:
+        """Per student: the points of answers that still need manual grading."""
+        out: dict[str, float] = {r.student: 0.0 for r in self.rows}
+        for r in self.rows:
+            if r.status == NEEDS_MANUAL:
+                out[r.student] += r.max_score
         return out
 
 
@@ -495,7 +601,7 @@ def _cell_outcome(cell, timeout: int) -> tuple[str, str]:
 
 def grade(submissions_dir: str | Path, out: str | Path = DEFAULT_COURSE, *,
           notebooks_dir: str | Path = NOTEBOOKS, timeout: int = CELL_TIMEOUT,
-          feedback: bool = True) -> GradeReport:
+          feedback: bool = True, sandbox: Limits | None = Limits()) -> GradeReport:
     """Autograde a folder of submitted notebooks with nbgrader; write score tables and feedback.
 
     Parameters
@@ -513,6 +619,11 @@ def grade(submissions_dir: str | Path, out: str | Path = DEFAULT_COURSE, *,
         Seconds one cell may run before nbgrader interrupts it (the exercise then fails).
     feedback : bool
         Also run ``nbgrader generate_feedback`` (HTML) and write ``summary.txt`` per submission.
+    sandbox : Limits or None
+        Resource limits of each submission's kernel, which runs in the strongest sandbox this
+        machine offers (:mod:`assignments.sandbox`: no network, read-only file system except the
+        submission's folder, with bubblewrap on Linux); what is missing is printed as a warning.
+        None runs submissions unsandboxed (with a warning).
 
     Returns
     -------
@@ -544,15 +655,17 @@ def grade(submissions_dir: str | Path, out: str | Path = DEFAULT_COURSE, *,
         copy_dir = Path(tempfile.mkdtemp(prefix="submissions-"))
         try:
             shutil.copytree(submissions, copy_dir / "s")
-            return _grade(copy_dir / "s", course, Path(notebooks_dir), timeout, feedback)
+            return _grade(copy_dir / "s", course, Path(notebooks_dir), timeout, feedback, sandbox,
+                          hide=[submissions, copy_dir])
         finally:
             shutil.rmtree(copy_dir, ignore_errors=True)
-    return _grade(submissions, course, Path(notebooks_dir), timeout, feedback)
+    return _grade(submissions, course, Path(notebooks_dir), timeout, feedback, sandbox,
+                  hide=[submissions])
 
 
 def _grade(submissions: Path, course: Path, notebooks_dir: Path, timeout: int,
-           feedback: bool) -> GradeReport:
-    _write_config(course, timeout)
+           feedback: bool, sandbox: Limits | None, hide: list[Path]) -> GradeReport:
+    _write_config(course, timeout, sandbox, notebooks_dir=notebooks_dir, hide=hide)
     released = {p.name for p in (course / "source").glob("*") if p.is_dir()}
     available = {p.stem: p for p in resolve_notebooks(None, notebooks_dir)}
     known = released | set(available)
@@ -565,7 +678,13 @@ def _grade(submissions: Path, course: Path, notebooks_dir: Path, timeout: int,
     if missing_release:
         release([available[a] for a in missing_release], out=course, notebooks_dir=notebooks_dir,
                 timeout=timeout)
-    _write_config(course, timeout)
+    isolation, warns = _write_config(course, timeout, sandbox, notebooks_dir=notebooks_dir, hide=hide)
+    if isolation is not None:
+        say(f"each submission runs in a sandbox ({isolation}): {sandbox.describe()}"
+            + ("; no network; it can write only in its own folder" if isolation == "bwrap" else ""))
+    for w in warns:
+        say(f"WARNING: {w}")
+    limits = sandbox if isolation is not None else None
     api = _api(course)
     students = sorted({s for s, _ in found})
 
@@ -603,10 +722,15 @@ def _grade(submissions: Path, course: Path, notebooks_dir: Path, timeout: int,
             result = _call(api.autograde, aid, student, force=True, create=True)
             graded = course / "autograded" / student / aid / f"{aid}.ipynb"
             if not result["success"] or not graded.exists():
+                why = _failure_text(result)
+                if limits is not None and "kernel died" in why:
+                    why += (f" (the sandbox stops a kernel past {limits.cpu_seconds} s of CPU time; "
+                            "a crash or os._exit also ends it)")
                 rows += _rows_all(student, aid, exercises, "not graded",
-                                  "nbgrader could not grade this notebook: " + _failure_text(result))
+                                  "nbgrader could not grade this notebook: " + why)
                 continue
-            rows += _rows_graded(api, course, student, aid, exercises, graded, notes, general, timeout)
+            rows += _rows_graded(api, course, student, aid, exercises, graded, notes, general,
+                                 timeout, limits)
             if feedback:
                 fb = _call(api.generate_feedback, aid, student, force=True)
                 if not fb["success"]:
@@ -619,8 +743,10 @@ def _grade(submissions: Path, course: Path, notebooks_dir: Path, timeout: int,
         _write_summaries(report, course)
     for p in problems:
         say(p)
+    pending = report.pending()
     for student, (s, m) in report.totals().items():
-        say(f"{student}: {s:g} / {m:g}")
+        say(f"{student}: {s:g} / {m:g}" + (f" ({pending[student]:g} points still to grade by hand "
+                                          "in formgrader)" if pending.get(student) else ""))
     say(f"scores: {report.grades_csv} and {report.scores_csv}; feedback: {report.feedback_dir}")
     return report
 
@@ -629,7 +755,33 @@ def _rows_all(student, aid, exercises, status, reason) -> list[Row]:
     return [Row(student, aid, e.name, 0.0, e.points, status, reason) for e in exercises]
 
 
-def _rows_graded(api, course, student, aid, exercises, graded_path, notes, general, timeout):
+def _sandbox_hint(text: str, limits) -> str:
+    """What the sandbox did, for an error that one of its limits causes (empty otherwise)."""
+    if limits is None:
+        return ""
+    t = text.lower()
+    if "memoryerror" in t or "can't allocate memory" in t or "cannot allocate memory" in t:
+        return f"the sandbox allows {limits.memory_mb} MB of memory per process"
+    if "resource temporarily unavailable" in t and ("fork" in t or "blockingioerror" in t
+                                                    or "thread" in t):
+        return f"the sandbox allows {limits.processes} processes and threads"
+    if "file too large" in t:
+        return f"the sandbox allows files of at most {limits.file_mb} MB"
+    if "network is unreachable" in t or "connection refused" in t \
+            or "name or service not known" in t or "temporary failure in name resolution" in t:
+        return "the sandbox has no network"
+    if "read-only file system" in t or "permission denied" in t:
+        return "the sandbox allows writing only in the submission's own folder"
+    return ""
+
+
+def _with_hint(text: str, limits) -> str:
+    hint = _sandbox_hint(text, limits)
+    return f"{text} ({hint})" if hint else text
+
+
+def _rows_graded(api, course, student, aid, exercises, graded_path, notes, general, timeout,
+                 limits=None):
     from nbgrader.api import Gradebook
 
     graded = nbformat.read(str(graded_path), as_version=4)
@@ -640,33 +792,58 @@ def _rows_graded(api, course, student, aid, exercises, graded_path, notes, gener
             cells[gid] = c
     with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
         sn = gb.find_submission_notebook(aid, aid, student)
-        scores = {g.name: (float(g.score or 0.0), float(g.max_score or 0.0)) for g in sn.grades}
+        grades = {g.name: {"score": float(g.score or 0.0), "max": float(g.max_score or 0.0),
+                           "auto": g.auto_score, "manual": g.manual_score,
+                           "needs_manual": bool(g.needs_manual_grade)} for g in sn.grades}
     rows = []
     for ex in exercises:
-        total, statuses, reasons = 0.0, [], []
+        total, statuses, reasons, later = 0.0, [], [], []
         for sid in ex.solution_ids:
             if sid not in cells:
                 reasons.append(f"solution cell {sid} was deleted")
+            elif sid not in ex.check_ids and cells[sid].cell_type == "code":
+                err = _cell_outcome(cells[sid], timeout)
+                if err[0] == "timeout":
+                    later.append("the solution " + err[1])
+                elif err[0] != "passed":  # e.g. the code above the function hit a sandbox limit
+                    later.append(f"the solution cell raised {_with_hint(err[1], limits)}")
         for cid in ex.check_ids:
+            g = grades.get(cid, {"score": 0.0, "max": 0.0, "auto": None, "manual": None,
+                                 "needs_manual": False})
             if cid not in cells:
                 status, why, score = "missing", f"check cell {cid} was deleted or its nbgrader id changed", 0.0
+            elif cid in ex.manual_ids:
+                status, why, score = _manual_outcome(g)
             else:
                 status, why = _cell_outcome(cells[cid], timeout)
-                score = scores.get(cid, (0.0, 0.0))[0]
-                if status == "passed" and score < scores.get(cid, (0.0, 0.0))[1]:
+                score = g["score"]
+                if status == "passed" and score < g["max"]:
                     status, why = "failed", "not full marks"
+                why = _with_hint(why, limits) if status == "failed" else why
             total += score
             statuses.append(status)
             if why:
                 reasons.append(f"{cid}: {why}" if len(ex.check_ids) > 1 else why)
+        reasons = later + reasons  # the cause first
         for gid in ex.solution_ids + ex.check_ids:
             if gid in notes:
                 reasons.append(f"{gid}: {notes[gid]}")
         status = next((s for s in statuses if s != "passed"), "passed")
-        if status != "passed":
+        if status not in ("passed", NEEDS_MANUAL, GRADED_BY_HAND):
             reasons += general
-        rows.append(Row(student, aid, ex.name, total, ex.points, status, "; ".join(reasons)))
+        rows.append(Row(student, aid, ex.name, total, ex.points, status,
+                        "; ".join(dict.fromkeys(reasons))))
     return rows
+
+
+def _manual_outcome(grade: dict) -> tuple[str, str, float]:
+    """(status, reason, score) of a manually graded answer, from nbgrader's gradebook."""
+    if grade["manual"] is not None:
+        return GRADED_BY_HAND, "", grade["score"]
+    if grade["auto"] is not None and not grade["needs_manual"]:
+        # nbgrader gives 0 automatically when the answer cell is unchanged from the release
+        return "failed", "not answered (the answer cell is unchanged)", grade["score"]
+    return NEEDS_MANUAL, "grade it in nbgrader's formgrader", 0.0
 
 
 def write_tables(report: GradeReport, aids: Sequence[str]) -> None:
@@ -690,17 +867,31 @@ def write_tables(report: GradeReport, aids: Sequence[str]) -> None:
             w.writerow([r.student, r.notebook, r.exercise, f"{r.score:g}", f"{r.max_score:g}",
                         r.status, r.reason])
     columns = sorted(order, key=order.get)
-    table: dict[str, dict[tuple[str, str], float]] = {}
+    table: dict[str, dict[tuple[str, str], str]] = {}
+    sums: dict[str, dict[str, float]] = {}
     for r in report.rows:
-        table.setdefault(r.student, {})[(r.notebook, r.exercise)] = r.score
+        pending = r.status == NEEDS_MANUAL
+        table.setdefault(r.student, {})[(r.notebook, r.exercise)] = "pending" if pending else f"{r.score:g}"
+        acc = sums.setdefault(r.student, {"autograded": 0.0, "manual": 0.0, "manual_pending": 0.0})
+        if pending:
+            acc["manual_pending"] += r.max_score
+        elif r.status == GRADED_BY_HAND:
+            acc["manual"] += r.score
+        else:
+            acc["autograded"] += r.score
     totals = report.totals()
     with open(report.scores_csv, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["student"] + [f"{a}:{e}" for a, e in columns] + ["total", "max_total"])
+        # total = autograded + manual (points given so far); manual_pending = the points of
+        # answers still to grade by hand in formgrader, not included in total
+        w.writerow(["student"] + [f"{a}:{e}" for a, e in columns]
+                   + ["autograded", "manual", "manual_pending", "total", "max_total"])
         for student in sorted(table):
             s, m = totals[student]
-            w.writerow([student] + [f"{table[student].get(c, 0.0):g}" for c in columns]
-                       + [f"{s:g}", f"{m:g}"])
+            acc = sums[student]
+            w.writerow([student] + [table[student].get(c, "0") for c in columns]
+                       + [f"{acc['autograded']:g}", f"{acc['manual']:g}",
+                          f"{acc['manual_pending']:g}", f"{s:g}", f"{m:g}"])
 
 
 def _write_summaries(report: GradeReport, course: Path) -> None:
@@ -711,7 +902,10 @@ def _write_summaries(report: GradeReport, course: Path) -> None:
         folder = course / "feedback" / student / aid
         folder.mkdir(parents=True, exist_ok=True)
         s, m = sum(r.score for r in rows), sum(r.max_score for r in rows)
-        lines = [f"{aid} -- {student}: {s:g} / {m:g} points", ""]
+        pending = sum(r.max_score for r in rows if r.status == NEEDS_MANUAL)
+        lines = [f"{aid} -- {student}: {s:g} / {m:g} points"
+                 + (f" ({pending:g} points of answers still to be graded by hand)" if pending else ""),
+                 ""]
         for r in rows:
             lines.append(f"{r.exercise}: {r.score:g} / {r.max_score:g} {r.status}"
                          + (f" -- {r.reason}" if r.reason else ""))
@@ -740,6 +934,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     gr.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
                     help=f"seconds one cell may run before it is interrupted (default {CELL_TIMEOUT})")
     gr.add_argument("--no-feedback", action="store_true", help="skip generating feedback")
+    gr.add_argument("--memory-mb", type=int, default=_sandbox.DEFAULT_MEMORY_MB,
+                    help="memory one process of a submission may allocate, MiB "
+                         f"(default {_sandbox.DEFAULT_MEMORY_MB})")
+    gr.add_argument("--cpu-seconds", type=int, default=_sandbox.DEFAULT_CPU_SECONDS,
+                    help="CPU seconds one process of a submission may use; past it the kernel is "
+                         f"killed (default {_sandbox.DEFAULT_CPU_SECONDS})")
+    gr.add_argument("--max-processes", type=int, default=_sandbox.DEFAULT_PROCESSES,
+                    help="processes and threads a submission may have at once "
+                         f"(default {_sandbox.DEFAULT_PROCESSES})")
+    gr.add_argument("--max-file-mb", type=int, default=_sandbox.DEFAULT_FILE_MB,
+                    help=f"largest file a submission may write, MiB (default {_sandbox.DEFAULT_FILE_MB})")
+    gr.add_argument("--no-sandbox", action="store_true",
+                    help="run submissions without the sandbox (trusted code only)")
     ls = sub.add_parser("list", parents=[common],
                         help="list the exercises found in the notebooks' nbgrader metadata")
     ls.add_argument("notebooks", nargs="*")
@@ -749,8 +956,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             release(args.notebooks or None, out=args.out, notebooks_dir=args.notebooks_dir)
             say(f"hand out the folder(s) in {Path(args.out) / 'release'}")
         elif args.cmd == "grade":
+            limits = None if args.no_sandbox else Limits(args.memory_mb, args.cpu_seconds,
+                                                         args.max_processes, args.max_file_mb)
             grade(args.submissions_dir, out=args.out, notebooks_dir=args.notebooks_dir,
-                  timeout=args.timeout, feedback=not args.no_feedback)
+                  timeout=args.timeout, feedback=not args.no_feedback, sandbox=limits)
         else:
             for path in resolve_notebooks(args.notebooks or None, args.notebooks_dir):
                 for ex in discover_exercises(path):

@@ -159,7 +159,7 @@ def test_every_notebook_execution_uses_the_kernel_client():
     client = notebook_client(nb, ROOT)
     assert isinstance(client, NotebookClient)
     assert client.kernel_manager_class(kernel_name="python3").client_factory is AsyncKernelClient
-    for path in ["tests/test_homework.py", "benchmarks/notebook_times.py", "verification/run.py"]:
+    for path in ["tests/course/test_homework.py", "benchmarks/notebook_times.py", "verification/run.py"]:
         assert "notebook_client(" in (ROOT / path).read_text(), path
     for path in ["course.py", "assignments/pipeline.py"]:
         assert "verification.kernel_client.AsyncKernelClient" in (ROOT / path).read_text(), path

@@ -16,8 +16,8 @@ MUTATIONS = [
     Mutation(
         name="log-likelihood-missing-half",
         file="gaussians.py",
-        old="    per_dim = -0.5 * (_LOG_2PI + logvar + z * z)",
-        new="    per_dim = -0.5 * (_LOG_2PI + logvar) - z * z",
+        old="    return -0.5 * (_LOG_2PI + logvar + z * z).sum(-1)",
+        new="    return (-0.5 * (_LOG_2PI + logvar) - z * z).sum(-1)",
         breaks="the Gaussian log-likelihood drops the 1/2 in front of the squared error "
                "(x - mu)^2 / sigma^2: the density no longer integrates to 1, the L2 weight doubles",
         notebooks=("02",),

@@ -44,8 +44,8 @@ MUTATIONS = [
     Mutation(
         name="sample-variance-as-std",
         file="toy.py",
-        old="x = self.means[labels] + self.stds[labels] * eps.to(self.device)",
-        new="x = self.means[labels] + self.stds[labels] ** 2 * eps.to(self.device)",
+        old="x = self.means[labels] + self.stds[labels] * eps  # x = mu_k + s_k * eps",
+        new="x = self.means[labels] + self.stds[labels] ** 2 * eps  # x = mu_k + s_k * eps",
         breaks="samples scaled by the variance instead of the std (REFERENCES C16)",
         notebooks=("05",), tests=TESTS,
     ),

@@ -1,5 +1,5 @@
 """Small notebooks in the course's nbgrader form, for the homework tests (student mode, manual
-grading, the sandbox). They are fast: the same two exercises as tests/test_homework.py's fixture
+grading, the sandbox). They are fast: the same two exercises as tests/course/test_homework.py's fixture
 (one checked by ``grading.check``, one by a visible and a hidden assert), optionally with a
 manually graded derivation."""
 

@@ -1388,7 +1388,7 @@ def optimal_reverse_variance(schedule: NoiseSchedule, model: Model, x0: torch.Te
     with torch.no_grad():
         for i in reversed(range(T)):
             t = torch.full((N,), i, dtype=torch.long, device=x0.device)
-            noise = _randn(x0.shape, generator, x0.device, x0.dtype)
+            noise = randn(x0.shape, generator, x0.device, x0.dtype)
             xt = _q_sample(schedule, x0, t, noise)
             out = _p_mean_variance(schedule, model, xt, t, prediction, "small", clip_x0)
             err = _sum_dims((x0 - out.pred_x0) ** 2) / dim                 # ||x0 - x0_hat||^2 / D

@@ -51,13 +51,13 @@ print("device:", device)
 # ## 1. Encoder, decoder, bottleneck
 #
 # We have unlabelled images $\mathcal D = \{x_1,\dots,x_n\}$, $x_i\in\mathbb R^d$, and want a
-# lower-dimensional **representation** of them (seed 002, "unsupervised representation
-# learning"). An autoencoder learns
+# lower-dimensional **representation** of them (unsupervised representation learning). An
+# autoencoder learns
 #
 # $$z = f_\theta(x)\in\mathbb R^k \quad\text{(encoder)},\qquad
 #   \hat x = g_\phi(z)\in\mathbb R^d \quad\text{(decoder)},\qquad g_\phi(f_\theta(x))\approx x,$$
 #
-# by minimising the **reconstruction loss** (seed 004, "L2 loss function")
+# by minimising the **reconstruction loss** (the L2 loss)
 #
 # $$\mathcal L(\theta,\phi) = \frac1n\sum_{i=1}^n \big\|x_i - g_\phi(f_\theta(x_i))\big\|^2 .$$
 #
@@ -200,8 +200,7 @@ grading.check("principal_angles", principal_angles)
 # A linear autoencoder ($k = 8$) trained with Adam on minibatches of 128. Because the 8th and 9th
 # eigenvalues are close ($\lambda_8/\lambda_9\approx 1.1$), the last direction of the subspace
 # converges slowly and minibatch noise keeps it jittering: we train 1500 steps at a large
-# learning rate, then 500 at a 10x smaller one. This budget reaches the PCA subspace to within
-# ~0.02 rad in our runs; we assert 0.1 rad.
+# learning rate, then 500 at a 10x smaller one.
 
 # %%
 linear_ae = Autoencoder.mlp((1, 8, 8), latent_dim=k, linear=True)
@@ -215,34 +214,41 @@ hist_linear_2 = fit(linear_ae, ae_lib.ae_loss, x_train, num_steps=500, optimizer
 
 # %% [markdown]
 # **Check** Baldi & Hornik: the principal angles between the decoder's column space and the PCA
-# subspace are near zero, and the training error approaches the closed-form optimum from above
-# (it can never go below it).
+# subspace are near zero (the largest below 0.05 rad), and the training error approaches the
+# closed-form optimum from above (it can never go below it), to within 0.1 %.
 
 # %%
 W_d = linear_ae.decoder[0].net[0].weight.detach().double()             # (d, k): x_hat = W_d z + b_d
 angles = ae_lib.principal_angles(W_d, components)
 with torch.no_grad():
     linear_err = reconstruction_error(linear_ae(x_train).double(), x_train.double()).mean().item()
-print("principal angles (rad):", np.round(angles.cpu().numpy(), 4))
+print("principal angles (rad):", np.round(angles.cpu().numpy(), 4), f"largest {angles.max().item():.4f}")
 print(f"linear AE error {linear_err:.4f}  vs  optimum {optimum:.4f}  "
       f"(excess {100 * (linear_err / optimum - 1):.3f}%)")
-assert angles.max() < 0.1
-assert optimum * (1 - 1e-5) <= linear_err < optimum * 1.002
+assert angles.max() < 0.05
+assert optimum * (1 - 1e-5) <= linear_err < optimum * 1.001
 
 # %% [markdown]
 # The subspace is PCA's, but the **basis** is not: the decoder's columns are neither orthonormal
-# nor the principal directions (the free matrix $R$ above). Left: the top 8 principal directions
-# as images; right: the decoder's 8 columns. Each column is a mix of principal directions.
+# nor the principal directions (the free matrix $R$ above). **Check** both: orthonormal columns
+# would have $W_d^\top W_d = I$, i.e. all singular values of $W_d$ equal to 1, and here some are
+# more than 0.5 away from 1; a column that is a principal direction would have $|\cos| = 1$ with
+# it, and here at least one column has $|\cos| < 0.75$ with every principal direction: it is a mix
+# of several. Left: the top 8 principal directions as images; right: the decoder's 8 columns.
 
 # %%
 cols = W_d / W_d.norm(dim=0)                                           # unit-norm decoder columns
 best_match = (cols.T @ components).abs().max(dim=1).values             # |cos| to the closest PC
 gram = W_d.T @ W_d
 off_diag = (gram - torch.diag(torch.diag(gram))).abs().max() / torch.diag(gram).max()
+sv = torch.linalg.svdvals(W_d)
 print("|cos| of each decoder column to its closest principal direction:",
       np.round(best_match.cpu().numpy(), 2))
-print(f"largest off-diagonal of W_d^T W_d relative to its diagonal: {off_diag.item():.2f}")
-assert best_match.min() < 0.95          # at least one column is a genuine mix of directions
+print(f"largest off-diagonal of W_d^T W_d relative to its diagonal: {off_diag.item():.2f}; "
+      f"max |W_d^T W_d - I| = {(gram - torch.eye(k, dtype=gram.dtype, device=gram.device)).abs().max().item():.2f}; "
+      f"singular values of W_d from {sv.min().item():.2f} to {sv.max().item():.2f}")
+assert (sv - 1).abs().max() > 0.5        # not orthonormal: W_d^T W_d is far from I
+assert best_match.min() < 0.75          # at least one column is a genuine mix of directions
 fig, axes = plt.subplots(1, 2, figsize=(9, 1.6), layout="constrained")
 scale = lambda v: v / v.abs().amax(dim=0)                              # noqa: E731  each to [-1, 1]
 plotting.image_grid(scale(components).T.reshape(k, 1, 8, 8).cpu(), nrow=k, ax=axes[0],
@@ -257,6 +263,7 @@ plotting.image_grid(scale(W_d).T.reshape(k, 1, 8, 8).cpu(), nrow=k, ax=axes[1],
 # output (decoder). The code is still 8 numbers, but the set of reconstructions is now a curved
 # 8-dimensional **manifold** instead of a flat subspace, so it can follow the data more closely.
 # PCA is the best any *linear* 8-dimensional code can do; a nonlinear one can do better.
+# **Check** on the held-out test digits: the deep autoencoder's error is less than half of PCA's.
 
 # %%
 deep_ae = Autoencoder.mlp((1, 8, 8), latent_dim=k, hidden=(128,), final_activation="tanh")
@@ -278,7 +285,7 @@ pca_test_err = reconstruction_error(mean + (X_test - mean) @ components @ compon
                                     X_test).mean().item()
 deep_test_err = test_error(deep_ae, x_test)
 print(f"test reconstruction error, k = {k}: PCA {pca_test_err:.2f}, deep AE {deep_test_err:.2f}")
-assert deep_test_err < 0.75 * pca_test_err
+assert deep_test_err < 0.5 * pca_test_err
 
 # %%
 with torch.no_grad():
@@ -291,7 +298,7 @@ plotting.image_grid(rows, nrow=12, title="test digits / PCA (k = 8) / deep AE (k
 # %% [markdown]
 # ## 4. Denoising autoencoders
 #
-# Seed 002: data augmentation, in the autoencoder setting, is the **denoising autoencoder**
+# Data augmentation, in the autoencoder setting, is the **denoising autoencoder**
 # (Vincent et al. 2008). Corrupt each input with a random process $q(\tilde x\mid x)$ and train the
 # network to recover the **clean** input:
 #
@@ -314,19 +321,31 @@ plotting.image_grid(rows, nrow=12, title="test digits / PCA (k = 8) / deep AE (k
 # **Check** on a one-pixel toy where it is closed form: $x = \pm1$ with probability $\frac12$ each
 # (ink or background), $\tilde x = x + \sigma\epsilon$. Bayes' rule gives
 # $\mathbb E[x\mid\tilde x] = \tanh(\tilde x/\sigma^2)$. Over a grid of alternatives
-# $c\tanh(a\,\tilde x/\sigma^2)$, the Monte Carlo denoising loss is smallest at $a = c = 1$.
+# $c\tanh(a\,\tilde x/\sigma^2)$, the Monte Carlo denoising loss is smallest at $a = c = 1$: every
+# alternative's loss exceeds it by more than 5 standard errors of the paired difference (the
+# same draws for all), whose expectation is $\mathbb E[(r^* - r)^2] > 0$ by the decomposition above.
 
 # %%
 sigma = 0.5
-x_toy = torch.randint(0, 2, (200_000,), generator=gen).double() * 2 - 1   # +-1, prob 1/2 each
+x_toy = torch.randint(0, 2, (1_000_000,), generator=gen).double() * 2 - 1   # +-1, prob 1/2 each
 x_toy_tilde = x_toy + sigma * torch.randn(x_toy.shape, generator=gen, dtype=torch.float64)
 grid_a = grid_c = [0.6, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5]
-losses = torch.tensor([[((x_toy - c * torch.tanh(a * x_toy_tilde / sigma**2)) ** 2).mean().item()
-                        for c in grid_c] for a in grid_a])
+best_sq_err = (x_toy - torch.tanh(x_toy_tilde / sigma**2)) ** 2              # r* = tanh(x~ / sigma^2)
+losses, z_gap = torch.zeros(len(grid_a), len(grid_c)), {}
+for i, a in enumerate(grid_a):
+    shape = torch.tanh(a * x_toy_tilde / sigma**2)
+    for j, c in enumerate(grid_c):
+        sq = (x_toy - c * shape) ** 2                                  # squared error of c tanh(a x~ / sigma^2)
+        losses[i, j] = sq.mean()
+        if (a, c) != (1.0, 1.0):
+            gap = sq - best_sq_err                                     # paired: the same draws
+            z_gap[a, c] = gap.mean().item() / (gap.std().item() / math.sqrt(gap.numel()))
 i, j = divmod(int(losses.argmin()), len(grid_c))
+closest = min(z_gap, key=z_gap.get)
 print(f"best (a, c) on the grid: ({grid_a[i]}, {grid_c[j]}), loss {losses.min().item():.4f}; "
-      f"identity r(x~) = x~ has loss {((x_toy - x_toy_tilde) ** 2).mean().item():.4f}")
-assert (grid_a[i], grid_c[j]) == (1.0, 1.0)
+      f"identity r(x~) = x~ has loss {((x_toy - x_toy_tilde) ** 2).mean().item():.4f}; closest "
+      f"alternative {closest}: {z_gap[closest]:.1f} standard errors above")
+assert (grid_a[i], grid_c[j]) == (1.0, 1.0) and min(z_gap.values()) > 5
 
 # %% [markdown]
 # ### Exercise 3: masking noise
@@ -375,11 +394,13 @@ hist_dae = fit(denoising_ae, ae_lib.denoising_ae_loss(noise_std=noise_std), x_tr
 # %% [markdown]
 # **Check**: on corrupted test digits ($\sigma = 0.5$, the same $\tilde x$ for both models), the
 # denoising autoencoder's reconstructions are closer to the clean digits than the plain
-# autoencoder's, and far closer than the corrupted input itself
-# ($\mathbb E\|\tilde x - x\|^2 = d\sigma^2 = 16$).
+# autoencoder's (an error at least 25 % smaller), and less than a third as far as the corrupted
+# input itself, whose error $\|\tilde x - x\|^2$ has mean $d\sigma^2 = 16$ (checked within 5
+# standard errors).
 
 # %%
-x_test_tilde = ae_lib.corrupt(x_test, noise_std=noise_std, generator=torch.Generator().manual_seed(1))
+x_test_tilde = ae_lib.corrupt(x_test, noise_std=noise_std,
+                              generator=torch.Generator().manual_seed(SEED * 1000 + 1))
 
 
 def denoising_error(model):
@@ -389,12 +410,14 @@ def denoising_error(model):
         return reconstruction_error(model(x_test_tilde), x_test).mean().item()
 
 
-noisy_input_err = reconstruction_error(x_test_tilde, x_test).mean().item()
+noisy_per_image = reconstruction_error(x_test_tilde, x_test)
+noisy_input_err = noisy_per_image.mean().item()
+noisy_se = noisy_per_image.std().item() / math.sqrt(noisy_per_image.numel())
 dae_err, plain_err = denoising_error(denoising_ae), denoising_error(deep_ae)
-print(f"error to the clean test digits: corrupted input {noisy_input_err:.2f}, "
-      f"plain AE {plain_err:.2f}, denoising AE {dae_err:.2f}")
-assert abs(noisy_input_err - d * noise_std**2) < 0.05 * d * noise_std**2
-assert dae_err < 0.8 * plain_err and dae_err < 0.5 * noisy_input_err
+print(f"error to the clean test digits: corrupted input {noisy_input_err:.2f} ± {noisy_se:.2f}, "
+      f"plain AE {plain_err:.2f}, denoising AE {dae_err:.2f} (ratio {dae_err / plain_err:.2f})")
+assert abs(noisy_input_err - d * noise_std**2) <= 5 * noisy_se
+assert dae_err < 0.75 * plain_err and dae_err < noisy_input_err / 3
 
 # %% [markdown]
 # **Explore**: the models are fixed; the slider changes the test corruption (the same $\epsilon$,
@@ -411,7 +434,7 @@ widgets.denoising_explorer(denoise_models, x_test)
 # %% [markdown]
 # ## 5. Contractive autoencoders
 #
-# Seed 002's contractive autoencoder adds to the reconstruction loss a penalty on how much the
+# The contractive autoencoder adds to the reconstruction loss a penalty on how much the
 # code moves when the input moves (Rifai et al. 2011, eq. 2):
 #
 # $$\mathcal L_{\mathrm{CAE}} = \frac1n\sum_i\Big(\|x_i - g_\phi(f_\theta(x_i))\|^2
@@ -494,7 +517,10 @@ hist_cae = fit(contractive_ae, ae_lib.contractive_ae_loss(weight=0.1), x_train, 
 # $W_d = W_e^\top$, which rules this out.) So we report two numbers on the test digits: the raw
 # mean $\|J_f\|_F^2$, and the **scale-free** ratio $\overline{\|J_f\|_F^2}/\operatorname{tr}
 # \operatorname{Cov}(z)$, the sensitivity relative to how spread out the codes are.
-# **Check**: the contractive autoencoder is more contractive than the plain one on both.
+# **Check**: the contractive autoencoder is far more contractive than the plain one in raw terms
+# (less than a tenth of its mean $\|J_f\|_F^2$) and still more contractive scale-free (below 0.9
+# of its ratio), while it still reconstructs better than PCA; the denoising autoencoder, with no
+# penalty at all, is below 0.75 of the plain one's ratio (see below).
 
 # %%
 def contraction(model):
@@ -510,9 +536,10 @@ table = {name: (*contraction(m), test_error(m, x_test)) for name, m in
 print(f"{'':16s} {'mean ||J||_F^2':>15s} {'/ tr Cov(z)':>12s} {'test error':>11s}")
 for name, (jac, ratio, err) in table.items():
     print(f"{name:16s} {jac:15.2f} {ratio:12.3f} {err:11.2f}")
-assert table["contractive AE"][0] < 0.2 * table["plain AE"][0]
+assert table["contractive AE"][0] < 0.1 * table["plain AE"][0]
 assert table["contractive AE"][1] < 0.9 * table["plain AE"][1]
 assert table["contractive AE"][2] < pca_test_err           # still reconstructs better than PCA
+assert table["denoising AE"][1] < 0.75 * table["plain AE"][1]   # contractive without a penalty
 
 # %% [markdown]
 # The scale-free ratio shows the contraction is not only a rescaling. The denoising autoencoder is
@@ -523,8 +550,9 @@ assert table["contractive AE"][2] < pca_test_err           # still reconstructs 
 # %% [markdown]
 # ## 6. Features for transfer
 #
-# Seed 004: "autoencoders can reconstruct data, and can learn features to initialize a supervised
-# model". A standard test of a representation is the **linear probe**: freeze the encoder, fit a
+# Autoencoders can reconstruct data, and can learn features to initialize a supervised model
+# (Hinton & Salakhutdinov, "Reducing the dimensionality of data with neural networks", 2006;
+# Bengio et al., "Greedy layer-wise training of deep networks", 2007). A standard test of a representation is the **linear probe**: freeze the encoder, fit a
 # multinomial logistic regression from codes to labels on the training split, and measure
 # accuracy on the held-out split. We compare 8-dimensional codes from each autoencoder with PCA's
 # 8 coordinates and with the raw 64 pixels. Chance is 10%.
@@ -546,22 +574,21 @@ for name, acc in accuracy.items():
     print(f"{name:20s} test accuracy {acc:.3f}")
 
 # %% [markdown]
-# **Check** (what holds reliably): every 8-number code is far above chance, keeps more than 90% of
-# the raw pixels' accuracy, and is at least as good as PCA's 8 numbers (within 2 points; in our runs
-# it is a few points better). The raw pixels, with 8x more numbers, are better still: a linear
-# probe on 64 pixels already separates these easy digits well, so the honest claim here is
-# compression, not an improvement over pixels.
+# **Check**: every 8-number code is far above chance (above 85 %), keeps more than 90 % of the raw
+# pixels' accuracy, and beats PCA's 8 numbers (the table above gives the margins). The raw pixels,
+# with 8x more numbers, are better still: a linear probe on 64 pixels already separates these easy
+# digits well, so the honest claim here is compression, not an improvement over pixels.
 
 # %%
 for name in ("deep AE (8)", "denoising AE (8)", "contractive AE (8)"):
     assert accuracy[name] > 0.85, name
     assert accuracy[name] > 0.9 * accuracy["raw pixels (64)"], name
-    assert accuracy[name] > accuracy["PCA (8)"] - 0.02, name
+    assert accuracy[name] > accuracy["PCA (8)"], name
 
 # %% [markdown]
 # ## 7. Decoding random codes gives (mostly) garbage
 #
-# Seed 004: "Can we generate new images from an autoencoder?" Try the most favourable version:
+# Can we generate new images from an autoencoder? Try the most favourable version:
 # draw $z\sim\mathcal N(m,\operatorname{diag}(s^2))$ with $m, s$ the per-dimension mean and
 # standard deviation of the training codes, and decode. Nothing in the autoencoder's loss says
 # anything about codes that no training image maps to, and the codes of real digits fill only a
@@ -569,9 +596,9 @@ for name in ("deep AE (8)", "denoising AE (8)", "contractive AE (8)"):
 # look like digits; many are blends of two digits or broken strokes, and there is no way to tell
 # in advance which codes are good.
 #
-# **Check**, quantitatively: the distance from each decoded image to its nearest training digit
-# is larger for decoded random codes than for reconstructions of unseen test digits (and than for
-# the test digits themselves).
+# **Check**, quantitatively: the mean distance from each decoded image to its nearest training
+# digit is more than 1.4 times larger for decoded random codes than for reconstructions of unseen
+# test digits, and more than 1.3 times larger than for the test digits themselves.
 
 # %%
 codes_train = ae_lib.encode_dataset(deep_ae, x_train)
@@ -585,7 +612,7 @@ nn_recon = metrics.nearest_neighbor_distance(reconstructions, x_train).mean().it
 nn_real = metrics.nearest_neighbor_distance(x_test, x_train).mean().item()
 print(f"mean distance to the nearest training digit: decoded random codes {nn_random:.2f}, "
       f"reconstructions of test digits {nn_recon:.2f}, test digits themselves {nn_real:.2f}")
-assert nn_random > 1.3 * nn_recon and nn_random > 1.2 * nn_real
+assert nn_random > 1.4 * nn_recon and nn_random > 1.3 * nn_real
 
 # %%
 widgets.plot_random_latents(deep_ae, x_train, x_test);
@@ -604,10 +631,10 @@ widgets.random_latents_explorer(deep_ae, x_train, x_test)
 # | claim | checked by |
 # |---|---|
 # | optimal linear AE error $=\sum_{j>k}\lambda_j$ (PCA) | closed form vs eigenvalues; random subspaces do worse |
-# | a trained linear AE spans the PCA subspace | principal angles < 0.1 rad; error within 0.2% of the optimum |
-# | a deep AE beats PCA at the same $k$ | test error < 0.75x PCA's |
-# | the DAE's optimum is $\mathbb E[x\mid\tilde x]$ | Monte Carlo on a $\pm1$ toy; DAE beats the plain AE on noisy digits |
-# | $\|J_f\|_F^2$ = autograd Jacobian = noise sensitivity | explicit Jacobian (float64), Monte Carlo |
-# | the CAE contracts | raw and scale-free Jacobian norms below the plain AE's |
-# | codes are useful features | linear probe far above chance, at least PCA's accuracy |
-# | decoded random codes are mostly not digits | nearest-training-digit distance above reconstructions' |
+# | a trained linear AE spans the PCA subspace, in another basis | principal angles < 0.05 rad; error within 0.1% of the optimum; decoder columns not orthonormal, not principal directions |
+# | a deep AE beats PCA at the same $k$ | test error < 0.5x PCA's |
+# | the DAE's optimum is $\mathbb E[x\mid\tilde x]$ | Monte Carlo on a $\pm1$ toy (5 s.e.); DAE error < 0.75x the plain AE's on noisy digits |
+# | $\|J_f\|_F^2$ = autograd Jacobian = noise sensitivity | explicit Jacobian (float64), Monte Carlo (5 s.e.) |
+# | the CAE contracts | raw (< 0.1x) and scale-free (< 0.9x) Jacobian norms below the plain AE's |
+# | codes are useful features | linear probe far above chance, above PCA's accuracy |
+# | decoded random codes are mostly not digits | nearest-training-digit distance > 1.4x reconstructions' |

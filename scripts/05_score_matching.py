@@ -24,7 +24,7 @@
 #   equivalence of denoising, score matching and SURE;
 # - diffusion models as score models: $\varepsilon$-prediction is a scaled score.
 #
-# Notation (seed 003): data $x \sim p$, noise $\varepsilon \sim \mathcal N(0, I)$, noisy
+# Notation: data $x \sim p$, noise $\varepsilon \sim \mathcal N(0, I)$, noisy
 # $y = \tilde x = x + \sigma\varepsilon$ with law $p_\sigma = p * \mathcal N(0, \sigma^2 I)$.
 # Every claim is computed and **asserted**; Monte Carlo claims within 5 standard errors.
 
@@ -34,11 +34,13 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
 from course_lib import diffusion, metrics, toy
 from course_lib import score as sm
-from course_lib.train import fit
+from course_lib.train import History, fit
 
 SEED = course_seed()      # COURSE_SEED from the environment (default 0): rerun under any seed
 gen = seed_everything(SEED)
@@ -206,7 +208,10 @@ widgets.langevin_explorer()
 # in the $\mathrm{lr}/2$ form). **Annealed** Langevin runs the same chain on
 # $p_{\sigma_1}, \dots, p_{\sigma_L}$ with $\sigma$ decreasing geometrically from 20 to 1, step
 # $\eta_i = \eta\,\sigma_i^2/\sigma_L^2$: at large $\sigma$ the modes overlap, the chain mixes, and
-# the mass settles in proportion to the weights before the modes separate.
+# the mass settles in proportion to the weights before the modes separate. **Check**: the annealed
+# fraction in the $(5,5)$ mode is 0.8 within 5 binomial standard errors; plain Langevin is more
+# than 10 standard errors away from it, and fewer than 5 % of its particles end in another mode
+# (on the other side of the line $x_1 + x_2 = 0$) than the half of the square they started in.
 
 # %%
 ncsn = toy.GaussianMixture(torch.tensor([[5.0, 5.0], [-5.0, -5.0]], dtype=f64), torch.ones(2, dtype=f64),
@@ -219,11 +224,14 @@ annealed = sm.annealed_langevin_dynamics(lambda v, s: ncsn.convolve(s).score(v),
 frac_start = (x0.sum(1) > 0).double().mean().item()
 frac_plain = (plain.sum(1) > 0).double().mean().item()
 frac_annealed = (annealed.sum(1) > 0).double().mean().item()
+switched = ((x0.sum(1) > 0) != (plain.sum(1) > 0)).double().mean().item()
 se = math.sqrt(0.8 * 0.2 / 1280)
 print(f"fraction in the (5, 5) mode: start {frac_start:.3f}, plain Langevin {frac_plain:.3f}, "
-      f"annealed {frac_annealed:.3f} (weight 0.8, standard error {se:.3f})")
-assert abs(frac_annealed - 0.8) <= 5 * se
-assert abs(frac_plain - 0.8) > 10 * se and abs(frac_plain - frac_start) < 0.05
+      f"annealed {frac_annealed:.3f} (weight 0.8, binomial standard error {se:.3f})")
+print(f"plain Langevin: {switched:.1%} of the particles end on the other side of x1 + x2 = 0 "
+      f"than they started")
+assert abs(frac_annealed - 0.8) <= 5 * se                    # annealed: the weight, within 5 s.e.
+assert abs(frac_plain - 0.8) > 10 * se and switched < 0.05   # plain: stuck where it started
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.3), layout="constrained")
 for ax, pts, name in [(axes[0], plain, "plain Langevin"), (axes[1], annealed, "annealed Langevin")]:
@@ -251,8 +259,9 @@ for ax, pts, name in [(axes[0], plain, "plain Langevin"), (axes[1], annealed, "a
 # $J_{\mathrm{ISM}} - J_{\mathrm{ESM}} + \tfrac12\|\nabla\log p\|^2$ averages to 0.
 
 # %%
-def small_net(seed, d=2):
-    torch.manual_seed(seed)
+def small_net(k, d=2):
+    """A small random MLP (D -> 32 -> D); the k-th one of this run (its seed derives from SEED)."""
+    torch.manual_seed(SEED * 1000 + 500 + k)
     return torch.nn.Sequential(torch.nn.Linear(d, 32), torch.nn.Tanh(), torch.nn.Linear(32, d)).double()
 
 
@@ -272,9 +281,23 @@ for seed in (0, 1):
 #
 # $$J_{\mathrm{SSM}} = E_{x}E_v\big[v^\top \nabla_x s_\theta(x)\,v + \tfrac12 (v^\top s_\theta(x))^2\big] = J_{\mathrm{ISM}} .$$
 #
-# $v^\top\nabla_x s_\theta\, v$ is one Jacobian-vector product: its cost does not grow with $D$,
-# while the exact trace needs $D$ backward passes. The price is variance, and control of the score
-# only along random directions. Check: agreement in expectation, and the measured cost.
+# The price is variance, and control of the score only along random directions. The gain is cost.
+# $v^\top\nabla_x s_\theta$ is one vector-Jacobian product: **one** backward pass through the
+# network, whose multiply-adds equal the forward pass's (a matrix product $y = Wx$ is pulled back
+# as $g^\top W$, the same number of multiply-adds). The exact trace needs one backward pass per
+# diagonal entry, **$D$** of them. Counted in forward passes of the network:
+#
+# - sliced loss, one projection: forward + 1 backward $= 2$ passes, **at every $D$**;
+# - exact trace: forward + $D$ backward $= 1 + D$ passes, so $(1 + D)/2$ times the sliced loss.
+#
+# What does not grow with $D$ is the number of passes. The network's own pass does grow with $D$
+# (here its first and last layers have $32D$ weights each), and so does the sliced loss's absolute
+# cost, in proportion to the network's; the exact loss grows $D$ times faster.
+#
+# **Check**: agreement in expectation, then the cost measured in floating-point operations with
+# PyTorch's FLOP counter (`torch.utils.flop_counter.FlopCounterMode`, which counts the
+# multiply-adds of matrix products, an MLP's dominant cost): a count, the same on every machine.
+# Wall-clock times are printed as an illustration only; they depend on the machine and its load.
 
 # %%
 net = small_net(2)
@@ -288,7 +311,15 @@ print("exact ISM per point  ", exact[:4].numpy().round(3))
 print("sliced, 5000 probes  ", sliced.mean(0)[:4].numpy().round(3))
 
 
+def flops(fn):
+    """Floating-point operations of the matrix products that fn() runs, forward and backward."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def seconds(fn, repeats=5):
+    """Best wall-clock time of fn() over `repeats` runs (an illustration, machine-dependent)."""
     fn()                                          # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -298,33 +329,28 @@ def seconds(fn, repeats=5):
     return best
 
 
-def backward_passes(fn):
-    """Count the backward passes (autograd.grad calls) a loss needs: the machine-independent cost."""
-    calls, grad = 0, torch.autograd.grad
-
-    def counting(*args, **kwargs):
-        nonlocal calls
-        calls += 1
-        return grad(*args, **kwargs)
-
-    torch.autograd.grad = counting
-    try:
-        fn()
-    finally:
-        torch.autograd.grad = grad
-    return calls
-
-
 cost = {}
-for d in (2, 16, 64, 128):
+print(f"{'D':>4s} {'forward FLOPs':>14s} {'exact / forward':>16s} {'sliced / forward':>17s} "
+      f"{'exact / sliced':>15s}   time exact, sliced (illustration)")
+for d in (2, 16, 64, 256):
     net_d = small_net(3, d).float()
-    xb = torch.randn(256, d)
-    exact_fn = lambda: sm.score_matching_loss(net_d, xb)
-    sliced_fn = lambda: sm.sliced_score_matching_loss(net_d, xb)
-    cost[d] = (backward_passes(exact_fn), backward_passes(sliced_fn))
-    print(f"D = {d:4d}: exact trace {cost[d][0]:4d} backward passes, {1e3 * seconds(exact_fn):7.1f} ms; "
-          f"sliced {cost[d][1]} pass, {1e3 * seconds(sliced_fn):5.1f} ms")
-    assert cost[d] == (d, 1)   # exact: one pass per dimension; sliced: one per projection
+
+    def score_d(v, w=net_d):
+        # the network as a plain function: the FLOP counter's module tracker cannot follow
+        # torch.autograd.grad through nn.Module calls (pytorch/pytorch issue 131753)
+        return F.linear(torch.tanh(F.linear(v, w[0].weight, w[0].bias)), w[2].weight, w[2].bias)
+
+    xb = torch.randn(256, d, generator=gen)
+    losses = {"forward": lambda: score_d(xb),
+              "exact": lambda: sm.score_matching_loss(score_d, xb),
+              "sliced": lambda: sm.sliced_score_matching_loss(score_d, xb, generator=gen)}
+    cost[d] = {name: flops(fn) for name, fn in losses.items()}
+    passes = {name: cost[d][name] / cost[d]["forward"] for name in ("exact", "sliced")}
+    print(f"{d:4d} {cost[d]['forward']:14,d} {passes['exact']:16.2f} {passes['sliced']:17.2f} "
+          f"{cost[d]['exact'] / cost[d]['sliced']:15.2f}   "
+          f"{1e3 * seconds(losses['exact']):7.1f} ms, {1e3 * seconds(losses['sliced']):5.1f} ms")
+    assert math.isclose(passes["sliced"], 2.0, rel_tol=1e-9)      # forward + 1 backward, any D
+    assert math.isclose(passes["exact"], 1.0 + d, rel_tol=1e-9)   # forward + D backward
 
 # %% [markdown]
 # **Denoising score matching** (Vincent 2011) avoids derivatives of $s_\theta$ altogether. Perturb
@@ -341,20 +367,28 @@ for d in (2, 16, 64, 128):
 # and DSM's minimizer is $\nabla\log p_\sigma$ (not $\nabla\log p$: small $\sigma$ for accuracy).
 #
 # **Check** for several models (three networks, the exact $\nabla\log p_\sigma$, and zero):
-# the difference of the two losses is the same constant, within Monte Carlo error.
+# the difference of the two losses is the same constant, within 5 Monte Carlo standard errors.
+# $C$ itself is computed by quadrature ($E\|\nabla\log p_\sigma\|^2 = \int p_\sigma
+# \|\nabla\log p_\sigma\|^2$ by the trapezoid rule on a fine grid), so it carries no sampling error.
 
 # %%
 sigma = 0.5
 noisy = mix.convolve(sigma)
-yb = noisy.sample(400000, generator=gen)
-C_const = 2 / (2 * sigma ** 2) - 0.5 * (noisy.score(yb) ** 2).sum(1).mean().item()
+tq = torch.linspace(-8, 8, 801, dtype=f64)                            # spacing 0.02
+qx, qy = torch.meshgrid(tq, tq, indexing="ij")
+grid_pts = torch.stack([qx.flatten(), qy.flatten()], 1)
+dens = noisy.log_prob(grid_pts).exp()
+fisher = ((noisy.score(grid_pts) ** 2).sum(1) * dens).reshape(qx.shape)   # p_sigma ||grad log p_sigma||^2
+mass = torch.trapezoid(torch.trapezoid(dens.reshape(qx.shape), tq, dim=1), tq).item()
+C_const = 2 / (2 * sigma ** 2) - 0.5 * torch.trapezoid(torch.trapezoid(fisher, tq, dim=1), tq).item()
+assert abs(mass - 1) < 1e-9                                           # the grid holds all the mass
 xc = mix.sample(40000, generator=gen)
 models = {"net 0": small_net(0), "net 1": small_net(1), "net 2": small_net(2),
           "exact grad log p_sigma": noisy.score, "zero": torch.zeros_like}
 for name, model in models.items():
-    g_eps = torch.Generator().manual_seed(11)
+    g_eps = torch.Generator().manual_seed(SEED * 1000 + 11)          # the same eps for both losses
     dsm = sm.denoising_score_matching_loss(model, xc, sigma, generator=g_eps, reduction="none")
-    eps_same = torch.randn(xc.shape, generator=torch.Generator().manual_seed(11), dtype=f64)
+    eps_same = torch.randn(xc.shape, generator=torch.Generator().manual_seed(SEED * 1000 + 11), dtype=f64)
     esm = sm.explicit_score_matching_loss(model, noisy.score, xc + sigma * eps_same, reduction="none")
     ok, mean, se_ = within((dsm - esm).detach(), C_const)
     print(f"{name:24s} J_DSM = {dsm.mean():8.4f}  J_ESM(p_sigma) = {esm.mean():7.4f}  "
@@ -391,10 +425,10 @@ grading.check("dsm_loss", dsm_loss)
 #   = p_\sigma(y)\,\frac{E[x\mid y] - y}{\sigma^2}
 #   \quad\Longrightarrow\quad E[x\mid y] = y + \sigma^2\,\nabla\log p_\sigma(y).$$
 #
-# The posterior mean (the MMSE denoiser of seed 001) needs only the score of the **noisy** law, not
-# the prior. Differentiating once more (seed 003: the Gaussian is an exponential family in $x$ with
-# natural parameter $y/\sigma^2$, and the derivatives of its log-partition function are the
-# posterior cumulants):
+# The posterior mean (the minimum mean squared error denoiser) needs only the score of the
+# **noisy** law, not the prior. Differentiating once more (the Gaussian is an exponential family in
+# $x$ with natural parameter $y/\sigma^2$, and the derivatives of its log-partition function are the
+# posterior cumulants; Efron 2011, Meng et al. 2021):
 #
 # $$\mathrm{Cov}[x\mid y] = \sigma^2 \frac{\partial E[x\mid y]}{\partial y} = \sigma^2\big(I + \sigma^2\nabla^2\log p_\sigma(y)\big).$$
 #
@@ -451,18 +485,23 @@ grading.check("tweedie_denoise", tweedie_denoise)
 # computable from the noisy $y$ alone. **Check** for a family of denoisers at $\sigma = 0.5$:
 # linear shrinkage $f(y) = a y$, soft thresholding, the Bayes denoiser $E[x\mid y]$, and a network
 # **trained by minimizing SURE on noisy data only**. For each, the mean SURE matches the true MSE
-# (which uses the clean data) within 5 standard errors of their paired difference.
+# (which uses the clean data) within 5 standard errors of their paired difference. SURE is unbiased
+# for a denoiser that does not depend on the noise it is evaluated on, so the network is trained on
+# other noisy draws (SURE on its own training draws would be optimistic, like a training error).
+# The Bayes denoiser has the smallest SURE, below every other one by more than 5 standard errors
+# of the paired difference; the network trained for 400 steps comes within 20 % of its MSE.
 
 # %%
 sigma = 0.5
-x_clean = mix.sample(20000, generator=gen)
+y_train = mix.sample(20000, generator=gen) + sigma * torch.randn(20000, 2, generator=gen, dtype=f64)
+x_clean = mix.sample(20000, generator=gen)                           # fresh draws for the checks
 y_noisy = x_clean + sigma * torch.randn(x_clean.shape, generator=gen, dtype=f64)
 
+torch.manual_seed(SEED * 1000 + 1)
 denoiser_net = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.SiLU(), torch.nn.Linear(64, 64),
                                    torch.nn.SiLU(), torch.nn.Linear(64, 2)).double()
-torch.manual_seed(0)
 hist = fit(denoiser_net, lambda model, yb, generator=None: sm.sure(model, yb, sigma).mean(),
-           y_noisy, num_steps=400, batch_size=256, lr=3e-3, device="cpu", generator=gen,
+           y_train, num_steps=400, batch_size=256, lr=3e-3, device="cpu", generator=gen,
            desc="SURE training (noisy data only)")
 denoiser_net.eval()
 
@@ -472,18 +511,22 @@ denoisers = {"identity f(y) = y": lambda v: v,
              "soft threshold 0.3": lambda v: torch.sign(v) * torch.relu(v.abs() - 0.3),
              "network trained by SURE": denoiser_net,
              "Bayes E[x|y] (Tweedie)": lambda v: mix.posterior_mean(v, sigma)}
-results = {}
+results, sure_per = {}, {}
 for name, f in denoisers.items():
-    sure_vals = sm.sure(f, y_noisy, sigma).detach()
+    sure_per[name] = sm.sure(f, y_noisy, sigma).detach()
     true_se = ((f(y_noisy) - x_clean) ** 2).sum(1).detach()
-    ok, _, se_ = within(sure_vals - true_se, 0.0)
-    results[name] = (sure_vals.mean().item(), true_se.mean().item())
+    ok, _, se_ = within(sure_per[name] - true_se, 0.0)
+    results[name] = (sure_per[name].mean().item(), true_se.mean().item())
     print(f"{name:26s} SURE {results[name][0]:.4f}   true MSE {results[name][1]:.4f}   (± {se_:.4f})")
     assert ok
-assert abs(results["identity f(y) = y"][1] - 2 * sigma ** 2) < 0.02
-best = min(results, key=lambda k: results[k][0])
-assert best == "Bayes E[x|y] (Tweedie)"
-ratio = results["network trained by SURE"][1] / results["Bayes E[x|y] (Tweedie)"][1]
+    if name.startswith("identity"):                  # ||sigma eps||^2 has mean D sigma^2
+        assert within(true_se, 2 * sigma ** 2)[0]
+bayes = "Bayes E[x|y] (Tweedie)"
+for name in denoisers:
+    if name != bayes:
+        gap = sure_per[name] - sure_per[bayes]
+        assert gap.mean() > 5 * gap.std() / math.sqrt(gap.numel()), name   # Bayes is the smallest
+ratio = results["network trained by SURE"][1] / results[bayes][1]
 print(f"MSE of the SURE-trained network / Bayes MSE = {ratio:.3f}")
 assert ratio < 1.2
 
@@ -498,7 +541,8 @@ assert ratio < 1.2
 #
 # i.e. $2\sigma^4$ times Hyvärinen's implicit score matching loss on $p_\sigma$, plus a constant;
 # and the MSE of $f$ is $\sigma^4$ times the explicit loss $E\|s - \nabla\log p_\sigma\|^2$ plus the
-# Bayes risk. **Denoising, score matching and SURE are the same problem** (seed 003). Check the
+# Bayes risk. **Denoising, score matching and SURE are the same problem** (Vincent 2011; Raphan &
+# Simoncelli, "Least squares estimation without priors or supervision", 2011). Check the
 # identity exactly, sample by sample, for a network score; then scan $f_t = y + t\sigma^2\nabla\log p_\sigma$:
 # SURE is smallest at $t = 1$.
 
@@ -538,7 +582,7 @@ grading.check("sure_soft_threshold", sure_soft_threshold)
 # %% [markdown]
 # ## 7. Diffusion models are score models
 #
-# In DDPM, $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$ (seed 004). Tweedie for
+# In DDPM, $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$ (Ho et al. 2020). Tweedie for
 # the scaled variable gives $\nabla\log q_t(x_t) = -E[\varepsilon\mid x_t]/\sqrt{1-\bar\alpha_t}$:
 # the optimal noise predictor **is a scaled score**, and $L_\text{simple}$ is denoising score
 # matching with weight $1-\bar\alpha_t$. Check with the exact $E[\varepsilon\mid x_t]$ of the mixture
@@ -562,7 +606,7 @@ assert worst < 1e-8
 # **The reverse process driven by a score.** Any score model gives a noise model,
 # $\varepsilon_\theta = -\sqrt{1-\bar\alpha_t}\,s_\theta$; feeding the exact score of $q_t$ to
 # DDPM's Algorithm 2 must sample the mixture: the fraction of samples per mode matches the weights
-# (binomial standard errors).
+# within 5 binomial standard errors.
 
 # %%
 def score_driven_eps(x_t, t_idx):
@@ -580,47 +624,99 @@ assert ((frac - mix.weights).abs() <= 5 * se_frac).all()
 plotting.scatter_samples(samples, title="DDPM sampling driven by the exact score");
 
 # %% [markdown]
-# **A trained score model, error per noise level.** Train one noise-conditional network
+# **Trained score models, error per noise level.** Train a noise-conditional network
 # $s_\theta(x, \sigma) = \mathrm{net}(x, \log\sigma)/\sigma$ (`sm.NoiseConditionalScoreNet`, a
 # `TimeConditionedMLP` on $\log\sigma$) with NCSN's loss: DSM at a random level per example,
-# weighted by $\sigma^2$. Then measure its relative error against the exact score of
-# $p_\sigma$ at each level, $E\|s_\theta - \nabla\log p_\sigma\|^2 / E\|\nabla\log p_\sigma\|^2$
-# (DESIGN quality bar), and sample with annealed Langevin using the **trained** score. Expect under 10
-# percent at every level down to $\sigma \approx 0.2$, growing at the smallest levels, where
-# $\nabla\log p_\sigma$ changes on the scale $\sigma$ and is hardest to fit.
+# weighted by $\sigma^2$; Adam for 700 steps, then 300 at a 10x smaller learning rate (which
+# removes most of the minibatch noise from the final weights). Then measure its relative error
+# against the exact score of $p_\sigma$ at each level,
+# $E\|s_\theta - \nabla\log p_\sigma\|^2 / E\|\nabla\log p_\sigma\|^2$ (0 for the exact score, 1 for
+# the zero function). Training is random (initialization, minibatches, noise), so we train
+# `NUM_MODELS` networks from independent seeds and report each level's error as the mean over the
+# models with its standard error. Asserted for every model: under 5 percent at every level down to
+# $\sigma \approx 0.2$ and under 15 percent at every level; and on average over the models the error
+# is larger at the smallest level than at $\sigma \approx 0.2$: there $\nabla\log p_\sigma$ changes
+# on the scale $\sigma$ and is hardest to fit.
 
 # %%
+NUM_MODELS = 3
 sigmas = sm.geometric_sigmas(3.0, 0.05, 10, dtype=torch.float32)
 train_data = mix.to(torch.float32).sample(20000, generator=gen)
-score_net = sm.NoiseConditionalScoreNet(2, hidden=64, num_layers=2)
-torch.manual_seed(0)
-hist = fit(score_net, lambda model, xb, generator=None: sm.annealed_denoising_score_matching_loss(
-    model, xb, sigmas.to(xb.device), generator=generator), train_data, num_steps=1000, batch_size=256,
-    lr=2e-3, device=device, generator=gen, desc="NCSN training")
-score_net.eval()
-hist.plot(smooth=25, title="annealed DSM loss");
+
+
+def ncsn_loss(model, xb, generator=None):
+    return sm.annealed_denoising_score_matching_loss(model, xb, sigmas.to(xb.device), generator=generator)
+
+
+score_nets = []
+for r in range(NUM_MODELS):
+    torch.manual_seed(SEED * 1000 + 100 + r)                         # this model's initialization
+    net_r = sm.NoiseConditionalScoreNet(2, hidden=64, num_layers=2)
+    opt = torch.optim.Adam(net_r.parameters(), lr=3e-3)
+    hist = fit(net_r, ncsn_loss, train_data, num_steps=700, batch_size=256, optimizer=opt, device=device,
+               generator=gen, desc=f"NCSN training, model {r + 1}")
+    for group in opt.param_groups:
+        group["lr"] = 3e-4
+    hist_2 = fit(net_r, ncsn_loss, train_data, num_steps=300, batch_size=256, optimizer=opt, device=device,
+                 generator=gen, desc=f"NCSN training, model {r + 1}, lr / 10")
+    score_nets.append(net_r.eval())
+History(losses=hist.losses + hist_2.losses).plot(smooth=25, title=f"annealed DSM loss, model {NUM_MODELS}");
 
 # %%
 mix32 = mix.to(torch.float32)
-errors = {}
-for s_level in sigmas.tolist():
-    errors[s_level] = sm.score_error(lambda v, s_level=s_level: score_net(v, s_level), mix32, s_level,
-                                     num_samples=4000, generator=gen, device=device)
-    print(f"sigma = {s_level:6.3f}: relative squared score error {errors[s_level]:.4f}")
-assert all(e < 0.1 for s_level, e in errors.items() if s_level > 0.19)
-assert max(errors.values()) < 0.6
+errors = torch.tensor([[sm.score_error(lambda v, net_r=net_r, s_level=s_level: net_r(v, s_level), mix32,
+                                       s_level, num_samples=4000, generator=gen, device=device)
+                        for s_level in sigmas.tolist()] for net_r in score_nets])      # (models, levels)
+err_mean, err_se = errors.mean(0), errors.std(0) / math.sqrt(NUM_MODELS)
+print(f"{'sigma':>7s}  relative squared score error, mean ± s.e. over {NUM_MODELS} models  (largest)")
+for i, s_level in enumerate(sigmas.tolist()):
+    print(f"{s_level:7.3f}  {err_mean[i]:.4f} ± {err_se[i]:.4f}  ({errors[:, i].max():.4f})")
+above = sigmas > 0.19
+i_02 = int(above.nonzero().max())                                      # the level closest to 0.2
+print(f"largest error above sigma = 0.19: {errors[:, above].max():.4f}, i.e. an RMS error of "
+      f"{errors[:, above].max().sqrt():.0%} of the score's RMS")
+assert (errors[:, above] < 0.05).all() and (errors < 0.15).all()       # every model, every level
+assert err_mean[-1] > err_mean[i_02]                                   # hardest at the smallest sigma
+
+# %% [markdown]
+# **Sampling with the trained scores.** Annealed Langevin over the same 10 levels with step
+# $\eta_i = 0.1\,\sigma_i^2$, from 2000 points uniform on $[-4, 4]^2$, then NCSNv2's final denoising
+# step: with the exact score of $p_\sigma$ (`EXACT_STEPS` steps per level) and with each trained
+# model (`STEPS` steps per level; a network call costs more than the closed form), all from the same
+# starting points. With the exact score, the fraction of samples per mode (the most responsible
+# component) is the weight within 5 binomial standard errors: with this many steps the sampler
+# itself is accurate. The trained scores find every mode, but their fractions can miss the weights by
+# several standard errors (the table). Their relative squared errors are a few percent, but the RMS
+# error is the square root of that (printed above), and the ratio of two modes' masses is the
+# exponential of the integral of the score along a path between them, through the low-density
+# region, at the intermediate levels where the modes separate: errors there move mass between
+# modes. Sampling the right weights needs a more accurate score at those levels than seconds of
+# training give.
+# Asserted for every model: each mode receives at least a third of its weight.
 
 # %%
+EXACT_STEPS, STEPS = 200, 100
+x_init = (8 * torch.rand(2000, 2, generator=gen) - 4).to(device)
+samplers = {"exact score": (lambda v, s_level: mix32.to(v.device).convolve(s_level).score(v), EXACT_STEPS)}
+samplers.update({f"trained model {r + 1}": (net_r, STEPS) for r, net_r in enumerate(score_nets)})
+fractions, samples_by = {}, {}
 with torch.no_grad():
-    x_init = (8 * torch.rand(2000, 2, generator=gen) - 4).to(device)
-    learned = sm.annealed_langevin_dynamics(score_net, x_init, sigmas, 0.1 * sigmas[-1].item() ** 2, 30,
-                                            generator=gen, final_denoise=True).cpu()
-frac_learned = metrics.mode_fractions(learned, mix)
-print("annealed Langevin with the trained score: fraction per mode", frac_learned.numpy().round(3))
-assert ((frac_learned - mix.weights).abs() < 0.1).all()
-fig, ax = plt.subplots(figsize=(4.5, 4.3))
-plotting.density_contours(mix.log_prob, (-4, 4), (-4, 4), ax=ax, log=True, cmap="Greys")
-plotting.scatter_samples(learned, ax=ax, s=3, title="annealed Langevin, trained score");
+    for name, (score_fn, steps) in samplers.items():
+        g_lang = torch.Generator().manual_seed(SEED * 1000 + 300)      # the same noise for every sampler
+        samples_by[name] = sm.annealed_langevin_dynamics(score_fn, x_init, sigmas, 0.1 * sigmas[-1].item() ** 2,
+                                                         steps, generator=g_lang, final_denoise=True).cpu()
+        fractions[name] = metrics.mode_fractions(samples_by[name], mix)
+se_w = (mix.weights * (1 - mix.weights) / 2000).sqrt()
+print(f"{'':18s} fraction per mode            largest |fraction - weight| in binomial s.e.")
+for name, frac_ in fractions.items():
+    print(f"{name:18s} {frac_.numpy().round(3)}   {((frac_ - mix.weights).abs() / se_w).max():.1f}")
+print(f"{'weights':18s} {mix.weights.numpy()}   (binomial s.e. {se_w.numpy().round(4)})")
+assert ((fractions["exact score"] - mix.weights).abs() <= 5 * se_w).all()
+assert all((frac_ > mix.weights / 3).all() for frac_ in fractions.values())   # every mode found
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.3), layout="constrained")
+for ax, name in zip(axes, ["exact score", "trained model 1"]):
+    plotting.density_contours(mix.log_prob, (-4, 4), (-4, 4), ax=ax, log=True, cmap="Greys")
+    plotting.scatter_samples(samples_by[name], ax=ax, s=3, title=f"annealed Langevin, {name}");
 
 # %% [markdown]
 # ## Summary
@@ -628,9 +724,15 @@ plotting.scatter_samples(learned, ax=ax, s=3, title="annealed Langevin, trained 
 # - The score $\nabla\log p$ ignores the partition function; Langevin dynamics samples with it, but
 #   cannot move mass between separated modes; annealing over noise levels can.
 # - Explicit, implicit (Hyvärinen), sliced and denoising score matching differ by constants that do
-#   not depend on the model (checked numerically); DSM needs no derivative of the model.
+#   not depend on the model (checked numerically); DSM needs no derivative of the model. The
+#   sliced loss costs 2 network passes per projection at every $D$, the exact trace $1 + D$
+#   (counted in FLOPs).
 # - Tweedie: $E[x\mid y] = y + \sigma^2\nabla\log p_\sigma(y)$ and
 #   $\mathrm{Cov}[x\mid y] = \sigma^2(I + \sigma^2\nabla^2\log p_\sigma)$, exact on mixtures.
 # - SURE estimates a denoiser's MSE from noisy data; it is implicit score matching on $p_\sigma$,
 #   and its minimizer is Tweedie's denoiser.
 # - DDPM's $\varepsilon$-prediction is the score scaled by $-\sqrt{1-\bar\alpha_t}$.
+# - Trained by NCSN's loss for a few seconds, a noise-conditional score is within 5 % (relative
+#   squared error) of the exact one at every level down to $\sigma \approx 0.2$, for every model;
+#   annealed Langevin with it finds every mode, but the weights of the modes need a more accurate
+#   score where the modes separate than it reaches.

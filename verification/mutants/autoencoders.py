@@ -19,14 +19,6 @@ MUTATIONS = [
         notebooks=NB, tests=TESTS,
     ),
     Mutation(
-        name="denoising-target-corrupted",
-        file="autoencoders.py",
-        old="return reconstruction_loss(model(x_tilde), x)",
-        new="return reconstruction_loss(model(x_tilde), x_tilde)",
-        breaks="the denoising autoencoder reconstructs the corrupted input instead of the clean one",
-        notebooks=NB, tests=TESTS,
-    ),
-    Mutation(
         name="pca-uncentred",
         file="autoencoders.py",
         old="_, _, vh = torch.linalg.svd(x - mean, full_matrices=False)",

@@ -513,7 +513,7 @@ print("optimal eps model: x0_hat = E[x0 | x_t] and mu = E[x_{t-1} | x_t], max ab
 # $L(\theta) - L(\varepsilon^*) = \mathbb E\|\varepsilon_\theta - \varepsilon^*\|^2/D$ (the cross term
 # $\mathbb E[(\varepsilon - \varepsilon^*)\cdot(\varepsilon^* - \varepsilon_\theta)]$ vanishes because
 # $\varepsilon^* = \mathbb E[\varepsilon \mid x_t]$). Both sides are measured on the same 8192 draws of
-# $(x_0, t, \varepsilon)$.
+# $(x_0, t, \varepsilon)$; the claim asserted is that the trained network gets within 2% of the minimum.
 
 # %%
 def mean_se(v):
@@ -545,7 +545,7 @@ err_net, err_se = mean_se(((e_net - e_opt) ** 2).mean(1))
 print(f"L_simple: trained {l_net.mean():.4f}, exact optimum {l_opt.mean():.4f}; excess {excess:.4f} ± {excess_se:.4f}, "
       f"E||eps_theta - eps*||^2 / D = {err_net:.4f} ± {err_se:.4f}")
 assert abs(excess - err_net) < 5 * mean_se(l_net - l_opt - ((e_net - e_opt) ** 2).mean(1))[1]
-assert err_net < 0.05 * l_opt.mean()              # within 5% of the minimum
+assert err_net < 0.02 * l_opt.mean()              # within 2% of the minimum (about 10 s.e. of margin)
 history.plot(title="L_simple");
 
 # %% [markdown]

@@ -591,11 +591,15 @@ class GANHistory:
 
     def plot(self, ax=None):
         """Loss curves of both players (:func:`course_lib.plotting.loss_curve`); returns the figure."""
+        import matplotlib.pyplot as plt
+
         from course_lib.plotting import loss_curve
 
-        out = loss_curve({"discriminator": self.d_losses, "generator": self.g_losses}, ax=ax,
-                         xlabel="generator step", ylabel="loss (nats)")
-        return out if ax is None else ax.figure
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 3.2))
+        loss_curve({"discriminator": self.d_losses, "generator": self.g_losses}, ax=ax,
+                   xlabel="generator step", ylabel="loss (nats)")
+        return ax.figure
 
 
 def train_gan(G: nn.Module, D: nn.Module, data: torch.Tensor, num_steps: int, latent_dim: int,

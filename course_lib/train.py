@@ -83,11 +83,14 @@ class History:
         w = check_int("smooth", w, minimum=1)
         if label is None and w > 1:
             label = f"moving average ({w} steps)"
-        out = loss_curve({label: self.losses}, ax=ax, xlabel="step", ylabel="loss", title=title,
-                         smooth=w, log_y=logy, show_raw=w > 1)
-        fig = out if ax is None else ax.figure
-        fig.tight_layout()
-        return fig
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots(figsize=(5, 3))
+        loss_curve({label: self.losses}, ax=ax, xlabel="step", ylabel="loss", title=title,
+                   smooth=w, log_y=logy, show_raw=w > 1)
+        ax.figure.tight_layout()
+        return ax.figure
 
 
 def minibatch_indices(n: int, batch_size: int, num_steps: int,

@@ -43,3 +43,18 @@ def test_exercise_says_what_it_compares_and_cases_are_reproducible(name):
         for x, y in zip(args_a, args_b):
             if isinstance(x, torch.Tensor):
                 torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def test_register_and_unregister():
+    from course_lib import exercises
+
+    ex = exercises.Exercise("_test_registry_tmp", lambda x: x, lambda g: ((torch.zeros(2),), {}),
+                            description="identity")
+    assert exercises.register(ex) is ex and exercises.register(ex) is ex  # same object: no error
+    assert "_test_registry_tmp" in exercises.exercises() and "_test_registry_tmp" in grading.exercises()
+    with pytest.raises(ValueError, match="registered twice"):
+        exercises.register(exercises.Exercise("_test_registry_tmp", lambda x: x, ex.make_inputs))
+    assert exercises.unregister("_test_registry_tmp") is ex
+    assert "_test_registry_tmp" not in exercises.exercises()
+    with pytest.raises(KeyError, match="_test_registry_tmp"):
+        exercises.unregister("_test_registry_tmp")

@@ -200,7 +200,9 @@ grading.check("principal_angles", principal_angles)
 # A linear autoencoder ($k = 8$) trained with Adam on minibatches of 128. Because the 8th and 9th
 # eigenvalues are close ($\lambda_8/\lambda_9\approx 1.1$), the last direction of the subspace
 # converges slowly and minibatch noise keeps it jittering: we train 1500 steps at a large
-# learning rate, then 500 at a 10x smaller one.
+# learning rate, then 500 at a 10x smaller one, then 300 full-batch steps (no minibatch noise at
+# all) at a smaller one still. Without the last phase the largest angle depends on the seed and on
+# the CPU's kernels more than the check below allows.
 
 # %%
 linear_ae = Autoencoder.mlp((1, 8, 8), latent_dim=k, linear=True)
@@ -211,11 +213,15 @@ for group in opt.param_groups:
     group["lr"] = 5e-3
 hist_linear_2 = fit(linear_ae, ae_lib.ae_loss, x_train, num_steps=500, optimizer=opt,
                     device=device, generator=gen, desc="linear AE, lr 5e-3")
+for group in opt.param_groups:
+    group["lr"] = 1e-3
+hist_linear_3 = fit(linear_ae, ae_lib.ae_loss, x_train, num_steps=300, batch_size=len(x_train),
+                    optimizer=opt, device=device, generator=gen, desc="linear AE, full batch")
 
 # %% [markdown]
 # **Check** Baldi & Hornik: the principal angles between the decoder's column space and the PCA
 # subspace are near zero (the largest below 0.05 rad), and the training error approaches the
-# closed-form optimum from above (it can never go below it), to within 0.1 %.
+# closed-form optimum from above (it can never go below it), to within 0.02 %.
 
 # %%
 W_d = linear_ae.decoder[0].net[0].weight.detach().double()             # (d, k): x_hat = W_d z + b_d
@@ -226,7 +232,7 @@ print("principal angles (rad):", np.round(angles.cpu().numpy(), 4), f"largest {a
 print(f"linear AE error {linear_err:.4f}  vs  optimum {optimum:.4f}  "
       f"(excess {100 * (linear_err / optimum - 1):.3f}%)")
 assert angles.max() < 0.05
-assert optimum * (1 - 1e-5) <= linear_err < optimum * 1.001
+assert optimum * (1 - 1e-5) <= linear_err < optimum * 1.0002
 
 # %% [markdown]
 # The subspace is PCA's, but the **basis** is not: the decoder's columns are neither orthonormal

@@ -1,7 +1,7 @@
-"""Small notebooks in the course's nbgrader form, for the homework tests (student mode, manual
-grading, the sandbox). They are fast: the same two exercises as tests/course/test_homework.py's fixture
-(one checked by ``grading.check``, one by a visible and a hidden assert), optionally with a
-manually graded derivation."""
+"""The small fixture notebook in the course's nbgrader form, shared by the homework tests (the
+pipeline, student mode, manual grading, the sandbox). It is fast: two exercises (one checked by
+``grading.check``, one by a visible and a hidden assert), optionally with a manually graded
+derivation."""
 
 from __future__ import annotations
 

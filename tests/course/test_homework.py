@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import re
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nbgrader  # noqa: E402,F401  (a missing nbgrader fails here, it is never skipped)
 from assignments import (  # noqa: E402
@@ -38,6 +38,7 @@ from assignments import (  # noqa: E402
 )
 from verification.kernel_client import notebook_client  # noqa: E402
 from verification.limits import CELL_TIMEOUT, NOTEBOOK_TIMEOUT  # noqa: E402
+from homework_fixtures import make_fixture, set_source, sha  # noqa: E402  (the fixture notebook)
 
 
 def _nbgrader_md(cell) -> dict:
@@ -47,74 +48,6 @@ def _nbgrader_md(cell) -> dict:
 
 
 REAL = [p.stem for p in resolve_notebooks()]
-
-
-# ----------------------------------------------------------------------------------------------
-# The fixture notebook
-# ----------------------------------------------------------------------------------------------
-
-
-def _md(grade_id, *, solution=False, grade=False, points=None):
-    md = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": 3,
-          "solution": solution, "task": False}
-    if points is not None:
-        md["points"] = points
-    return {"nbgrader": md}
-
-
-SETUP = '''\
-import torch
-from course_lib import grading
-from course_lib.grading import Exercise, register
-register(Exercise("fixture_affine", reference=lambda x: 2 * x + 1,
-                  make_inputs=lambda g: ((torch.randn(4, generator=g),), {}),
-                  description="2 x + 1 elementwise", num_cases=2))'''
-
-AFFINE = '''\
-def affine(x):
-    """Return 2 x + 1 elementwise; x: tensor (N,) -> (N,)."""
-    ### BEGIN SOLUTION
-    return 2 * x + 1
-    ### END SOLUTION'''
-
-SQUARE = '''\
-def square(x):
-    """Return x squared (a number)."""
-    ### BEGIN SOLUTION
-    return x * x
-    ### END SOLUTION'''
-
-SQUARE_CHECK = '''\
-assert square(3) == 9, "square(3) should be 9"
-### BEGIN HIDDEN TESTS
-assert square(-4) == 16, "square(-4) should be 16"
-### END HIDDEN TESTS'''
-
-
-def make_fixture(folder: Path, name: str = "07_fixture", after_affine: str = "y = 2 * torch.ones(3) + 1\nassert y.sum() == 9") -> Path:
-    """A two-exercise notebook in the course's nbgrader form; ``after_affine`` is the ordinary
-    cell after the first exercise (it must not use the student's function)."""
-    cells = [
-        nbformat.v4.new_markdown_cell("# Fixture\nTwo exercises."),
-        nbformat.v4.new_code_cell(SETUP),
-        nbformat.v4.new_code_cell(AFFINE, metadata=_md("affine", solution=True)),
-        nbformat.v4.new_code_cell('grading.check("fixture_affine", affine)',
-                                  metadata=_md("affine_check", grade=True, points=2)),
-        nbformat.v4.new_code_cell(after_affine),
-        nbformat.v4.new_code_cell(SQUARE, metadata=_md("square", solution=True)),
-        nbformat.v4.new_code_cell(SQUARE_CHECK, metadata=_md("square_check", grade=True, points=3)),
-        nbformat.v4.new_code_cell('print("done")'),
-    ]
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.ipynb"
-    nbformat.write(nb, str(path))
-    return path
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _errors(cell) -> str:
@@ -200,9 +133,9 @@ def fixture_course(tmp_path_factory):
     """The fixture notebook released into a fresh nbgrader course folder."""
     base = tmp_path_factory.mktemp("homework")
     src = make_fixture(base / "notebooks")
-    before = _sha(src)
+    before = sha(src)
     [student] = release(None, out=base / "course", notebooks_dir=base / "notebooks")
-    assert _sha(src) == before, "release modified the instructor notebook"
+    assert sha(src) == before, "release modified the instructor notebook"
     return base, src, student
 
 
@@ -269,14 +202,6 @@ def test_detects_a_cell_that_uses_the_students_function(tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 
-def _with_solution(nb, gid: str, source: str):
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        if _nbgrader_md(cell).get("grade_id") == gid:
-            cell.source = source
-    return nb
-
-
 CLASS_TIMEOUT = 15  # seconds per cell for the simulated class (the infinite loop costs this once)
 
 
@@ -299,7 +224,7 @@ def graded_class(fixture_course):
     (subs / "alice" / "07_fixture").mkdir(parents=True)
     nbformat.write(complete, str(subs / "alice" / "07_fixture" / "07_fixture.ipynb"))
     put("bob", released)  # handed back untouched
-    put("carol", _with_solution(complete, "affine", "def affine(x):\n    return 2 * x\n"))
+    put("carol", set_source(complete, "affine", "def affine(x):\n    return 2 * x\n"))
     put("dave", "this is not a notebook")  # not JSON
     frank = copy.deepcopy(complete)  # altered metadata: renamed one check, inflated other points
     for c in frank.cells:
@@ -311,11 +236,11 @@ def graded_class(fixture_course):
     put("frank", frank)
     # grace: a square that passes the visible test but not the hidden one, a cell of her own that
     # raises, and the first check cell deleted
-    grace = _with_solution(complete, "square", "def square(x):\n    return abs(x) * x\n")
+    grace = set_source(complete, "square", "def square(x):\n    return abs(x) * x\n")
     grace.cells = [c for c in grace.cells if _nbgrader_md(c).get("grade_id") != "affine_check"]
     grace.cells.insert(2, nbformat.v4.new_code_cell('raise RuntimeError("a cell of my own")'))
     put("grace", grace)
-    put("heidi", _with_solution(complete, "affine", "def affine(x):\n    while True:\n        pass\n"))
+    put("heidi", set_source(complete, "affine", "def affine(x):\n    while True:\n        pass\n"))
     ivan = copy.deepcopy(complete)  # kills its kernel
     ivan.cells.insert(2, nbformat.v4.new_code_cell("import os\nos._exit(1)"))
     put("ivan", ivan)
@@ -426,9 +351,9 @@ def test_grade_rejects_a_missing_folder(tmp_path):
 @pytest.fixture(scope="module")
 def real_course(tmp_path_factory):
     course = tmp_path_factory.mktemp("real") / "course"
-    hashes = {p.stem: _sha(p) for p in resolve_notebooks()}
+    hashes = {p.stem: sha(p) for p in resolve_notebooks()}
     released = {p.parent.name: p for p in release(None, out=course)}
-    assert {p.stem: _sha(p) for p in resolve_notebooks()} == hashes, \
+    assert {p.stem: sha(p) for p in resolve_notebooks()} == hashes, \
         "release modified an instructor notebook"
     return course, released
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
-from course_lib import gan, seed_everything
+from course_lib import gan
 from course_lib.toy import grid_mixture, ring_mixture
 
 # ----------------------------------------------------------------------------------------------

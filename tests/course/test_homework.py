@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import nbgrader  # noqa: E402,F401  (a missing nbgrader fails here, it is never skipped)
+
 from assignments import (  # noqa: E402
     discover_exercises,
     grade,

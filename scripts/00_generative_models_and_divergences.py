@@ -27,12 +27,22 @@
 import math
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
-from course_lib import data, gaussians, metrics, toy
+from course_lib import (
+    course_seed,
+    data,
+    gaussians,
+    get_device,
+    grading,
+    metrics,
+    plotting,
+    seed_everything,
+    set_num_threads,
+    toy,
+    widgets,
+)
 
 SEED = course_seed()      # COURSE_SEED from the environment (default 0): rerun under any seed
 gen = seed_everything(SEED)

@@ -35,8 +35,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, metrics, plotting, widgets
 from course_lib import autoencoders as ae_lib
+from course_lib import course_seed, get_device, grading, metrics, plotting, seed_everything, set_num_threads, widgets
 from course_lib.autoencoders import Autoencoder, reconstruction_error
 from course_lib.data import train_test_split_digits
 from course_lib.train import fit

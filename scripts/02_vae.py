@@ -45,8 +45,19 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
-from course_lib import data, gaussians, toy, vae
+from course_lib import (
+    course_seed,
+    data,
+    gaussians,
+    get_device,
+    grading,
+    plotting,
+    seed_everything,
+    set_num_threads,
+    toy,
+    vae,
+    widgets,
+)
 
 SEED = course_seed()      # COURSE_SEED from the environment (default 0): rerun under any seed
 gen = seed_everything(SEED)

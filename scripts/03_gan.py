@@ -50,8 +50,18 @@ import numpy as np
 import torch
 from scipy import integrate, stats
 
-from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
-from course_lib import data, gan, toy
+from course_lib import (
+    course_seed,
+    data,
+    gan,
+    get_device,
+    grading,
+    plotting,
+    seed_everything,
+    set_num_threads,
+    toy,
+    widgets,
+)
 
 SEED = course_seed()      # COURSE_SEED from the environment (default 0): rerun under any seed
 gen = seed_everything(SEED)

@@ -33,8 +33,21 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
-from course_lib import data, gan, gaussians, nets, toy, train
+from course_lib import (
+    course_seed,
+    data,
+    gan,
+    gaussians,
+    get_device,
+    grading,
+    nets,
+    plotting,
+    seed_everything,
+    set_num_threads,
+    toy,
+    train,
+    widgets,
+)
 from course_lib import diffusion as D
 
 SEED = course_seed()      # COURSE_SEED from the environment (default 0): rerun under any seed

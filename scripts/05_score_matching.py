@@ -37,8 +37,18 @@ import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
-from course_lib import diffusion, metrics, toy
+from course_lib import (
+    course_seed,
+    diffusion,
+    get_device,
+    grading,
+    metrics,
+    plotting,
+    seed_everything,
+    set_num_threads,
+    toy,
+    widgets,
+)
 from course_lib import score as sm
 from course_lib.train import History, fit
 

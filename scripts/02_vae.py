@@ -561,8 +561,8 @@ Ks = [1, 4, 16, 64, 256, 1024]
 prior_enc = (torch.zeros(200, 2, dtype=torch.float64), torch.zeros(200, 2, dtype=torch.float64))
 x_rep = x_lin[:1].expand(200, -1)
 L_K = [vae.iwae_bound(lin, x_rep, K, generator=gen, encoded=prior_enc) for K in Ks]
-means = torch.stack([l.mean() for l in L_K])
-ses = torch.stack([l.std() / math.sqrt(200) for l in L_K])
+means = torch.stack([bound.mean() for bound in L_K])
+ses = torch.stack([bound.std() / math.sqrt(200) for bound in L_K])
 print("K:", Ks, "\nL_K:", means.numpy().round(3), "\nlog p(x) =", round(log_p[0].item(), 3))
 assert torch.all(means[1:] > means[:-1] - 5 * torch.hypot(ses[1:], ses[:-1]))  # non-decreasing within noise
 assert torch.all(means < log_p[0] + 5 * ses)                                     # a lower bound

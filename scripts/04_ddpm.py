@@ -32,6 +32,7 @@ import math
 
 import matplotlib.pyplot as plt
 import torch
+from sklearn.linear_model import LogisticRegression
 
 from course_lib import (
     course_seed,
@@ -760,7 +761,7 @@ def digits_loss(model, batch, generator=None):
 
 
 hist_img = train.fit(unet, digits_loss, (images, labels), num_steps=img_steps, batch_size=64, optimizer=opt_img,
-                     device=device, generator=gen, log_every=1, callback=lambda s, l, m: decay_img.step(),
+                     device=device, generator=gen, log_every=1, callback=lambda step, loss, model: decay_img.step(),
                      desc="U-Net on digits")
 unet.eval();
 
@@ -787,8 +788,6 @@ plotting.image_grid(uncond[:100], nrow=10, ax=axes[1], title="unconditional samp
 # than on real digits (they are often malformed).
 
 # %%
-from sklearn.linear_model import LogisticRegression
-
 X_real, y_real = images.flatten(1).numpy(), labels.numpy()
 perm = torch.randperm(len(y_real), generator=gen).numpy()
 fit_idx, test_idx = perm[:1400], perm[1400:]

@@ -21,8 +21,8 @@ skips straight to the work. PyTorch is installed as ``torch==2.13.0`` (the versi
 tested with): on a machine with a local CPU wheelhouse that is the CPU build, on a Linux machine
 with a GPU it is PyPI's CUDA build, on a Mac the MPS build. Set ``COURSE_TORCH`` to install another
 build, e.g. the pip arguments of PyTorch's CPU-only install command for a CPU-only Linux laptop
-(``COURSE_TORCH="torch --index-url <PyTorch's CPU wheel index>"``); if the tested version has no wheel for your Python, the range in ``pyproject.toml``
-is used instead. This script uses the standard library only.
+(``COURSE_TORCH="torch --index-url <PyTorch's CPU wheel index>"``); if the tested version has no
+wheel for your Python, the range in ``pyproject.toml`` is used instead. This script uses the standard library only.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def setup() -> Path:
     say(f"installing course_lib (editable) with extras [{EXTRAS}]")
     check(pip + ["-e", f"{ROOT}[{EXTRAS}]"])
     STAMP.write_text(install_fingerprint() + "\n")
-    check([py, "-c", "import torch, course_lib; print('torch', torch.__version__, '| device:', course_lib.get_device())"])
+    check([py, "-c", "import torch, course_lib; "
+                     "print('torch', torch.__version__, '| device:', course_lib.get_device())"])
     return py
 
 

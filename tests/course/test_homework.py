@@ -92,7 +92,8 @@ assert square(-4) == 16, "square(-4) should be 16"
 ### END HIDDEN TESTS'''
 
 
-def make_fixture(folder: Path, name: str = "07_fixture", after_affine: str = "y = 2 * torch.ones(3) + 1\nassert y.sum() == 9") -> Path:
+def make_fixture(folder: Path, name: str = "07_fixture",
+                 after_affine: str = "y = 2 * torch.ones(3) + 1\nassert y.sum() == 9") -> Path:
     """A two-exercise notebook in the course's nbgrader form; ``after_affine`` is the ordinary
     cell after the first exercise (it must not use the student's function)."""
     cells = [
@@ -333,7 +334,8 @@ EXPECTED = {  # student: {exercise: (score, status, words in the reason)}
     "carol": {"affine": (0, "failed", ["fixture_affine", "max abs"]), "square": (3, "passed", [])},
     "dave": {"affine": (0, "invalid", ["not a valid notebook"]), "square": (0, "invalid", ["not a valid notebook"])},
     "frank": {"affine": (0, "missing", ["affine_check", "my_own_check"]), "square": (3, "passed", ["restored"])},
-    "grace": {"affine": (0, "missing", ["affine_check", "deleted"]), "square": (0, "failed", ["square(-4) should be 16"])},
+    "grace": {"affine": (0, "missing", ["affine_check", "deleted"]),
+              "square": (0, "failed", ["square(-4) should be 16"])},
     "heidi": {"affine": (0, "timeout", [f"{CLASS_TIMEOUT} s"]), "square": (3, "passed", [])},
     "ivan": {"affine": (0, "not graded", ["kernel died"]), "square": (0, "not graded", ["kernel died"])},
     "judy": {"affine": (0, "invalid", ["07_fixture.py", "not a notebook"]), "square": (0, "invalid", [])},

@@ -7,7 +7,7 @@ Usage (from the repository root, with any Python >= 3.10 and nothing else instal
     python3 course.py lab --headless    # set up, execute every notebook in order, write build/
     python3 course.py lab --student     # self-study: student versions in homework/, your work kept
     python3 course.py restore 02        # a fresh student copy of notebook 02 (yours is backed up)
-    python3 course.py test              # set up and run every test (unit tests + nbval notebooks)
+    python3 course.py test              # set up, lint (ruff), run every test (unit tests + nbval notebooks)
     python3 course.py bench             # set up and time every notebook (the README's numbers)
     python3 course.py robustness        # every notebook under seeds 0-5, portable CPU kernels, 2 threads
     python3 course.py mutations         # plant textbook mistakes in course_lib; what catches each
@@ -21,8 +21,8 @@ skips straight to the work. PyTorch is installed as ``torch==2.13.0`` (the versi
 tested with): on a machine with a local CPU wheelhouse that is the CPU build, on a Linux machine
 with a GPU it is PyPI's CUDA build, on a Mac the MPS build. Set ``COURSE_TORCH`` to install another
 build, e.g. the pip arguments of PyTorch's CPU-only install command for a CPU-only Linux laptop
-(``COURSE_TORCH="torch --index-url <PyTorch's CPU wheel index>"``); if the tested version has no wheel for your Python, the range in ``pyproject.toml``
-is used instead. This script uses the standard library only.
+(``COURSE_TORCH="torch --index-url <PyTorch's CPU wheel index>"``); if the tested version has no
+wheel for your Python, the range in ``pyproject.toml`` is used instead. This script uses the standard library only.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def setup() -> Path:
     say(f"installing course_lib (editable) with extras [{EXTRAS}]")
     check(pip + ["-e", f"{ROOT}[{EXTRAS}]"])
     STAMP.write_text(install_fingerprint() + "\n")
-    check([py, "-c", "import torch, course_lib; print('torch', torch.__version__, '| device:', course_lib.get_device())"])
+    check([py, "-c", "import torch, course_lib; "
+                     "print('torch', torch.__version__, '| device:', course_lib.get_device())"])
     return py
 
 
@@ -198,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                          "by a fresh student version (yours is moved to homework/backups/)")
     rst.add_argument("notebooks", nargs="+", help="e.g. 02 or 02_vae")
     rst.add_argument("--dir", default="homework", help="the working folder (default: homework/)")
-    sub.add_parser("test", help="run the whole test suite (unit tests + every notebook under nbval); "
-                   "further arguments go to pytest, e.g. `test -k gaussian -x`")
+    sub.add_parser("test", help="lint with ruff, then run the whole test suite (unit tests + every "
+                   "notebook under nbval); further arguments go to pytest, e.g. `test -k gaussian -x`")
     sub.add_parser("bench", help="time every notebook on this machine")
     sub.add_parser("mutations", help="plant textbook mistakes in course_lib one at a time and report "
                    "the unit test and the notebook assert that catch each (arguments go to "
@@ -249,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         first = notebooks()[0].relative_to(ROOT) if notebooks() else "notebooks"
         return run([py, "-m", "jupyter", "lab", str(first)])
     if args.cmd == "test":
+        # Lint first (a second at most): the ruff configuration in pyproject.toml, whole tree.
+        rc = run([py, "-m", "ruff", "check", "."])
+        if rc != 0:
+            say("lint failed: fix the ruff violations above before the tests run "
+                "(`.venv/bin/ruff check --fix .` sorts imports and removes unused ones)")
+            return rc
         ensure_chromium()
         ensure_bubblewrap()
         # Paths among the extra arguments narrow the run (`test tests/test_toy.py`); by default

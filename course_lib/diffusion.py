@@ -90,7 +90,8 @@ class NoiseSchedule:
     ``log_one_minus_alphas_cumprod``    :math:`\log(1-\bar\alpha_t)`
     ``sqrt_recip_alphas_cumprod``       :math:`1/\sqrt{\bar\alpha_t}`
     ``sqrt_recipm1_alphas_cumprod``     :math:`\sqrt{1/\bar\alpha_t - 1}`
-    ``posterior_variance``              :math:`\tilde\beta_t = \beta_t(1-\bar\alpha_{t-1})/(1-\bar\alpha_t)` (0 at index 0)
+    ``posterior_variance``              :math:`\tilde\beta_t = \beta_t(1-\bar\alpha_{t-1})/(1-\bar\alpha_t)`
+                                        (0 at index 0)
     ``posterior_log_variance_clipped``  :math:`\log\tilde\beta_t`, index 0 replaced by index 1
     ``posterior_mean_coef1``            :math:`\beta_t\sqrt{\bar\alpha_{t-1}}/(1-\bar\alpha_t)` (1 at index 0)
     ``posterior_mean_coef2``            :math:`(1-\bar\alpha_{t-1})\sqrt{\alpha_t}/(1-\bar\alpha_t)` (0 at index 0)
@@ -466,7 +467,8 @@ def q_mean_variance(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor):
 def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor,
              noise: torch.Tensor | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""Draw :math:`x_t \sim q(x_t \mid x_0)`: :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon`.
+    r"""Draw :math:`x_t \sim q(x_t \mid x_0)`:
+    :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon`.
 
     Parameters
     ----------
@@ -636,7 +638,8 @@ def _eps_from_x0(schedule, xt, t, x0):
 
 
 def eps_to_score(schedule: NoiseSchedule, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    r"""Score of the noised marginal from a noise prediction: :math:`\nabla\log q_t(x_t) = -\varepsilon/\sqrt{1-\bar\alpha_t}`.
+    r"""Score of the noised marginal from a noise prediction:
+    :math:`\nabla\log q_t(x_t) = -\varepsilon/\sqrt{1-\bar\alpha_t}`.
 
     Exact for the Bayes-optimal :math:`\varepsilon(x_t) = E[\varepsilon \mid x_t]` by Tweedie's
     formula; for a trained model it is the model's score estimate.
@@ -849,7 +852,8 @@ def _p_mean_variance(schedule, model, xt, t, prediction, variance, clip_x0) -> P
 def p_sample(schedule: NoiseSchedule, model: Model, xt: torch.Tensor, t: torch.Tensor,
              generator: torch.Generator | None = None, prediction: str = "eps",
              variance: str = "small", clip_x0: float | None = None) -> torch.Tensor:
-    r"""One reverse step :math:`x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z`, :math:`z \sim \mathcal N(0, I)`, no noise at ``t = 0``.
+    r"""One reverse step :math:`x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z`, :math:`z \sim \mathcal N(0, I)`,
+    no noise at ``t = 0``.
 
     Parameters
     ----------
@@ -1326,7 +1330,8 @@ class ReverseVariance(NamedTuple):
 def optimal_reverse_variance(schedule: NoiseSchedule, model: Model, x0: torch.Tensor,
                              generator: torch.Generator | None = None, prediction: str = "eps",
                              clip_x0: float | None = None) -> ReverseVariance:
-    r"""The variance :math:`\sigma_t^2` of :math:`p_\theta(x_{t-1} \mid x_t) = \mathcal N(\mu_\theta, \sigma_t^2 I)` that makes each term of the bound smallest, for this model's mean.
+    r"""The variance :math:`\sigma_t^2` of :math:`p_\theta(x_{t-1} \mid x_t) = \mathcal N(\mu_\theta, \sigma_t^2 I)`
+    that makes each term of the bound smallest, for this model's mean.
 
     For a fixed mean :math:`\mu_\theta(x_t, t) = \tilde\mu_t(x_t, \hat x_0)` the consistency term
     is :math:`E\,\mathrm{KL} = \frac D2\big(\tilde\beta_t/\sigma^2 - 1 - \log(\tilde\beta_t/\sigma^2)\big)
@@ -1402,7 +1407,8 @@ def optimal_reverse_variance(schedule: NoiseSchedule, model: Model, x0: torch.Te
 # Bayes-optimal noise prediction for a Gaussian mixture
 # ================================================================================================
 class OptimalEpsModel:
-    r"""Exact :math:`E[\varepsilon \mid x_t]` for data from a diagonal Gaussian mixture (see :func:`optimal_eps_model`)."""
+    r"""Exact :math:`E[\varepsilon \mid x_t]` for data from a diagonal Gaussian mixture
+    (see :func:`optimal_eps_model`)."""
 
     def __init__(self, mixture, schedule: NoiseSchedule):
         for attr in ("means", "stds", "weights"):

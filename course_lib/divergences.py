@@ -211,7 +211,8 @@ def forward_kl_fit(p) -> tuple[float, float]:
 
 
 def reverse_kl(p, mean: float, std: float, num_nodes: int = HERMITE_NODES) -> float:
-    r""":math:`\mathrm{KL}(q\,\|\,p)` for :math:`q = \mathcal N(\mathrm{mean}, \mathrm{std}^2)`, by Gauss-Hermite quadrature.
+    r""":math:`\mathrm{KL}(q\,\|\,p)` for :math:`q = \mathcal N(\mathrm{mean}, \mathrm{std}^2)`,
+    by Gauss-Hermite quadrature.
 
     .. math::  \mathrm{KL}(q\|p) = E_q[\log q] - E_q[\log p], \qquad
                E_q[\log q] = -\tfrac12\log(2\pi e\,\sigma^2), \qquad

@@ -27,12 +27,22 @@
 import math
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
-from course_lib import data, gaussians, metrics, toy
+from course_lib import (
+    course_seed,
+    data,
+    gaussians,
+    get_device,
+    grading,
+    metrics,
+    plotting,
+    seed_everything,
+    set_num_threads,
+    toy,
+    widgets,
+)
 
 SEED = course_seed()      # COURSE_SEED from the environment (default 0): rerun under any seed
 gen = seed_everything(SEED)
@@ -251,7 +261,8 @@ assert frac_asym >= 0.98                               # asymmetric for almost e
 # $\mathbb E[(x-\mu_2)^2] = \sigma_1^2 + (\mu_1 - \mu_2)^2$, so
 #
 # $$\mathrm{KL}(P\,\|\,Q) = \log\frac{\sigma_2}{\sigma_1} + \frac{\sigma_1^2 + (\mu_1-\mu_2)^2}{2\sigma_2^2} - \frac12
-#   = \frac12\Big[\log\sigma_2^2 - \log\sigma_1^2 + \frac{\sigma_1^2}{\sigma_2^2} + \frac{(\mu_1-\mu_2)^2}{\sigma_2^2} - 1\Big].$$
+#   = \frac12\Big[\log\sigma_2^2 - \log\sigma_1^2 + \frac{\sigma_1^2}{\sigma_2^2}
+#   + \frac{(\mu_1-\mu_2)^2}{\sigma_2^2} - 1\Big].$$
 #
 # For a diagonal Gaussian in $D$ dimensions, sum over dimensions. This term is the KL in every VAE
 # (notebook 02) and every DDPM loss term (notebook 04); `gaussians.gaussian_kl(mean1, logvar1,
@@ -440,7 +451,8 @@ widgets.forward_reverse_kl_explorer()
 
 # %% [markdown]
 # Which direction do the models of this course minimize? Maximum likelihood (and the VAE's lower
-# bound on it, notebook 02) minimizes the forward KL $\mathrm{KL}(p_{\mathrm{data}}\|p_\theta)$: blurry, mode-covering fits.
+# bound on it, notebook 02) minimizes the forward KL $\mathrm{KL}(p_{\mathrm{data}}\|p_\theta)$: blurry,
+# mode-covering fits.
 # Variational inference, $q(z\mid x)$ inside the ELBO, minimizes a reverse KL
 # $\mathrm{KL}(q\|p(z\mid x))$: posteriors that are too narrow. GANs minimize neither; the original
 # objective is tied to the Jensen-Shannon divergence (section 5).

@@ -35,8 +35,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, metrics, plotting, widgets
 from course_lib import autoencoders as ae_lib
+from course_lib import course_seed, get_device, grading, metrics, plotting, seed_everything, set_num_threads, widgets
 from course_lib.autoencoders import Autoencoder, reconstruction_error
 from course_lib.data import train_test_split_digits
 from course_lib.train import fit
@@ -558,7 +558,8 @@ assert table["denoising AE"][1] < 0.75 * table["plain AE"][1]   # contractive wi
 #
 # Autoencoders can reconstruct data, and can learn features to initialize a supervised model
 # (Hinton & Salakhutdinov, "Reducing the dimensionality of data with neural networks", 2006;
-# Bengio et al., "Greedy layer-wise training of deep networks", 2007). A standard test of a representation is the **linear probe**: freeze the encoder, fit a
+# Bengio et al., "Greedy layer-wise training of deep networks", 2007). A standard test of a
+# representation is the **linear probe**: freeze the encoder, fit a
 # multinomial logistic regression from codes to labels on the training split, and measure
 # accuracy on the held-out split. We compare 8-dimensional codes from each autoencoder with PCA's
 # 8 coordinates and with the raw 64 pixels. Chance is 10%.

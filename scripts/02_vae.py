@@ -45,8 +45,19 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
-from course_lib import data, gaussians, toy, vae
+from course_lib import (
+    course_seed,
+    data,
+    gaussians,
+    get_device,
+    grading,
+    plotting,
+    seed_everything,
+    set_num_threads,
+    toy,
+    vae,
+    widgets,
+)
 
 SEED = course_seed()      # COURSE_SEED from the environment (default 0): rerun under any seed
 gen = seed_everything(SEED)
@@ -132,7 +143,8 @@ ax.set_aspect("equal");
 # $x$, is exactly the encoder's job (and importance sampling with it gives the IWAE bound, section 8).
 
 # %% [markdown]
-# How noisy it is can be computed exactly as well: the variance of one term is $\mathbb E_{p(z)}[p(x\mid z)^2] - p(x)^2$,
+# How noisy it is can be computed exactly as well: the variance of one term is
+# $\mathbb E_{p(z)}[p(x\mid z)^2] - p(x)^2$,
 # and $\mathbb E_{p(z)}[p(x\mid z)^2]$ is the same 1-D integral with the likelihood squared, so the
 # same quadrature gives it. The spread of many independent estimates must match it (checked to 5
 # standard errors of a sample variance, $\sqrt{(m_4 - v^2)/n}$ with $m_4$ the fourth central moment).
@@ -158,8 +170,8 @@ estimates = lik.mean(1)                                          # 400 independe
 se = estimates.std() / math.sqrt(n_est)
 var_exact = (second_moment - exact_p**2) / S_prior
 var_se = math.sqrt(((estimates - estimates.mean()).pow(4).mean() - estimates.var()**2) / n_est)
-print(f"p(x) by quadrature {exact_p:.4g}; {n_est} prior-sampling estimates (S = {S_prior}): mean {estimates.mean():.4g} "
-      f"+- {se:.2g}")
+print(f"p(x) by quadrature {exact_p:.4g}; {n_est} prior-sampling estimates (S = {S_prior}): "
+      f"mean {estimates.mean():.4g} +- {se:.2g}")
 print(f"relative std of one term: {rel_std_one:.2f} (quadrature); of an S = {S_prior} estimate: "
       f"{estimates.std() / exact_p:.3f} measured, {rel_std_one / math.sqrt(S_prior):.3f} predicted")
 assert abs(estimates.mean() - exact_p) < 5 * se                 # unbiased ...
@@ -426,7 +438,8 @@ with torch.no_grad():
     train_elbos = vae.elbo(digits_vae, x_train.to(device), num_samples=10, generator=gen).cpu().double()
     untrained = vae.VAE((1, 8, 8), 2, (128, 128), decoder_std=0.5).to(device)
     untrained_elbos = vae.elbo(untrained, x_test_d, 10, gen).cpu().double()
-test_elbo, train_elbo, untrained_elbo = test_elbos.mean().item(), train_elbos.mean().item(), untrained_elbos.mean().item()
+test_elbo, train_elbo, untrained_elbo = (test_elbos.mean().item(), train_elbos.mean().item(),
+                                         untrained_elbos.mean().item())
 gain, gap = test_elbo - untrained_elbo, train_elbo - test_elbo
 gain_se = (test_elbos - untrained_elbos).std().item() / math.sqrt(len(test_elbos))      # same test images
 gap_se = math.sqrt(train_elbos.var() / len(train_elbos) + test_elbos.var() / len(test_elbos))
@@ -458,7 +471,8 @@ print(f"per-pixel squared error over {len(err_model)} test images: reconstructio
       f"mean digit {err_mean_digit.mean():.3f} (ratio {err_model.mean() / err_mean_digit.mean():.2f})")
 assert excess.mean() < -5 * excess.std() / math.sqrt(len(excess))   # error < 60% of the mean digit's
 fig, axes = plt.subplots(1, 2, figsize=(9, 2.4), layout="constrained")
-plotting.image_grid(torch.cat([x_test_d[:10], recon[:10]]).cpu(), nrow=10, ax=axes[0], title="test digits / reconstructions")
+plotting.image_grid(torch.cat([x_test_d[:10], recon[:10]]).cpu(), nrow=10, ax=axes[0],
+                    title="test digits / reconstructions")
 plotting.image_grid(samples.cpu(), nrow=10, ax=axes[1], title="ancestral samples");
 
 # %% [markdown]
@@ -550,8 +564,8 @@ Ks = [1, 4, 16, 64, 256, 1024]
 prior_enc = (torch.zeros(200, 2, dtype=torch.float64), torch.zeros(200, 2, dtype=torch.float64))
 x_rep = x_lin[:1].expand(200, -1)
 L_K = [vae.iwae_bound(lin, x_rep, K, generator=gen, encoded=prior_enc) for K in Ks]
-means = torch.stack([l.mean() for l in L_K])
-ses = torch.stack([l.std() / math.sqrt(200) for l in L_K])
+means = torch.stack([bound.mean() for bound in L_K])
+ses = torch.stack([bound.std() / math.sqrt(200) for bound in L_K])
 print("K:", Ks, "\nL_K:", means.numpy().round(3), "\nlog p(x) =", round(log_p[0].item(), 3))
 assert torch.all(means[1:] > means[:-1] - 5 * torch.hypot(ses[1:], ses[:-1]))  # non-decreasing within noise
 assert torch.all(means < log_p[0] + 5 * ses)                                     # a lower bound

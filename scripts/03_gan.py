@@ -50,8 +50,18 @@ import numpy as np
 import torch
 from scipy import integrate, stats
 
-from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
-from course_lib import data, gan, toy
+from course_lib import (
+    course_seed,
+    data,
+    gan,
+    get_device,
+    grading,
+    plotting,
+    seed_everything,
+    set_num_threads,
+    toy,
+    widgets,
+)
 
 SEED = course_seed()      # COURSE_SEED from the environment (default 0): rerun under any seed
 gen = seed_everything(SEED)
@@ -150,7 +160,8 @@ grading.check("gan_losses", gan_losses)
 # on $(0, 1)$ has derivative $a/y - b/(1-y)$, zero at $y = a/(a+b)$, and is concave, so
 # (Goodfellow et al. 2014, Proposition 1)
 #
-# $$D^*(x) = \frac{p_{\mathrm{data}}(x)}{p_{\mathrm{data}}(x) + p_g(x)} = \sigma\big(\log p_{\mathrm{data}}(x) - \log p_g(x)\big).$$
+# $$D^*(x) = \frac{p_{\mathrm{data}}(x)}{p_{\mathrm{data}}(x) + p_g(x)}
+#   = \sigma\big(\log p_{\mathrm{data}}(x) - \log p_g(x)\big).$$
 #
 # The optimal **logit** is the log density ratio: a trained discriminator estimates
 # $\log p_{\mathrm{data}}/p_g$ (the "density ratio trick").
@@ -204,8 +215,10 @@ ax.legend(fontsize=8, frameon=False);
 # $M = \tfrac12(p_{\mathrm{data}} + p_g)$, so $D^* = p_{\mathrm{data}}/(2M)$ and $1 - D^* = p_g/(2M)$
 # (Goodfellow et al. 2014, Theorem 1):
 #
-# $$V(G, D^*) = \mathbb E_{p_{\mathrm{data}}}\Big[\log \frac{p_{\mathrm{data}}}{2M}\Big] + \mathbb E_{p_g}\Big[\log\frac{p_g}{2M}\Big]
-#   = -\log 4 + \mathrm{KL}(p_{\mathrm{data}}\,\|\,M) + \mathrm{KL}(p_g\,\|\,M) = -\log 4 + 2\,\mathrm{JSD}(p_{\mathrm{data}}\,\|\,p_g).$$
+# $$V(G, D^*) = \mathbb E_{p_{\mathrm{data}}}\Big[\log \frac{p_{\mathrm{data}}}{2M}\Big]
+#   + \mathbb E_{p_g}\Big[\log\frac{p_g}{2M}\Big]
+#   = -\log 4 + \mathrm{KL}(p_{\mathrm{data}}\,\|\,M) + \mathrm{KL}(p_g\,\|\,M)
+#   = -\log 4 + 2\,\mathrm{JSD}(p_{\mathrm{data}}\,\|\,p_g).$$
 #
 # So, against a perfect discriminator, the generator minimizes the JSD, whose minimum $0$ is at
 # $p_g = p_{\mathrm{data}}$, where $V = -\log 4$ and $D^* \equiv 1/2$. Check by adaptive quadrature
@@ -589,7 +602,8 @@ grading.check("high_quality_counts", high_quality_counts)
 # (notebook 00) and $D^*$ is nearly a step function: little signal for $G$. The Wasserstein-1
 # distance keeps decreasing as the supports approach each other. By Kantorovich-Rubinstein duality
 #
-# $$W_1(p_{\mathrm{data}}, p_g) = \sup_{\lVert f\rVert_L \le 1} \mathbb E_{p_{\mathrm{data}}}[f(x)] - \mathbb E_{p_g}[f(x)],$$
+# $$W_1(p_{\mathrm{data}}, p_g)
+#   = \sup_{\lVert f\rVert_L \le 1} \mathbb E_{p_{\mathrm{data}}}[f(x)] - \mathbb E_{p_g}[f(x)],$$
 #
 # so a **critic** $f$ (no sigmoid) maximizes $\mathbb E[f(x)] - \mathbb E[f(G(z))]$ and $G$
 # minimizes $-\mathbb E[f(G(z))]$ (Arjovsky et al. 2017). WGAN-GP (Gulrajani et al. 2017, eq. 3)
@@ -700,7 +714,8 @@ norms = {"WGAN-GP critic": grad_norms(critic_w, x_w[:2500], s_w),
          "GAN discriminator logit": grad_norms(disc_g, x_g[:2500], s_g)}
 slope = {}
 for name, n in norms.items():
-    slope[name] = {"median": mean_se(n.median(dim=1).values), "near 1": mean_se(((n - 1).abs() < 0.5).double().mean(dim=1))}
+    slope[name] = {"median": mean_se(n.median(dim=1).values),
+                   "near 1": mean_se(((n - 1).abs() < 0.5).double().mean(dim=1))}
     (md, md_se), (fr, fr_se) = slope[name]["median"], slope[name]["near 1"]
     print(f"{name:>23}: median gradient norm {md:.3f} ± {md_se:.3f}, fraction within 0.5 of 1: "
           f"{fr:.3f} ± {fr_se:.3f} (mean ± s.e. over {RUNS} runs)")

@@ -32,9 +32,23 @@ import math
 
 import matplotlib.pyplot as plt
 import torch
+from sklearn.linear_model import LogisticRegression
 
-from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
-from course_lib import data, gan, gaussians, nets, toy, train
+from course_lib import (
+    course_seed,
+    data,
+    gan,
+    gaussians,
+    get_device,
+    grading,
+    nets,
+    plotting,
+    seed_everything,
+    set_num_threads,
+    toy,
+    train,
+    widgets,
+)
 from course_lib import diffusion as D
 
 SEED = course_seed()      # COURSE_SEED from the environment (default 0): rerun under any seed
@@ -168,8 +182,9 @@ for i, m, me, mq, v, ve, vq in checked:
 # ### Exercise 1: sample the diffusion kernel
 #
 # Implement `q_sample(x0, t, eps, betas)`: `x0`, `eps` of shape `(N, D)`, `t` a long tensor `(N,)`
-# of **0-based** steps, `betas` the schedule `(T,)`. Return $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$,
-# `(N, D)`. The check uses linear and cosine schedules and includes $t = 0$ and $t = T-1$.
+# of **0-based** steps, `betas` the schedule `(T,)`. Return
+# $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$, `(N, D)`.
+# The check uses linear and cosine schedules and includes $t = 0$ and $t = T-1$.
 
 # %% nbgrader={"grade": false, "grade_id": "q_sample", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def q_sample(x0, t, eps, betas):
@@ -287,9 +302,12 @@ widgets.noised_marginals_explorer(grid_std, sched, images)
 # $\mathcal N(x_{t-1}; \sqrt{\bar\alpha_{t-1}}x_0, 1-\bar\alpha_{t-1})$. Adding precisions and
 # precision-weighted means (completing the square):
 #
-# $$\frac{1}{\tilde\beta_t} = \frac{\alpha_t}{\beta_t} + \frac{1}{1-\bar\alpha_{t-1}} = \frac{1-\bar\alpha_t}{\beta_t(1-\bar\alpha_{t-1})},
-#   \qquad \tilde\mu_t = \tilde\beta_t\Big(\frac{\sqrt{\alpha_t}}{\beta_t}x_t + \frac{\sqrt{\bar\alpha_{t-1}}}{1-\bar\alpha_{t-1}}x_0\Big)
-#   = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}x_0 + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}x_t .$$
+# $$\frac{1}{\tilde\beta_t} = \frac{\alpha_t}{\beta_t} + \frac{1}{1-\bar\alpha_{t-1}}
+#   = \frac{1-\bar\alpha_t}{\beta_t(1-\bar\alpha_{t-1})},
+#   \qquad \tilde\mu_t = \tilde\beta_t\Big(\frac{\sqrt{\alpha_t}}{\beta_t}x_t
+#   + \frac{\sqrt{\bar\alpha_{t-1}}}{1-\bar\alpha_{t-1}}x_0\Big)
+#   = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}x_0
+#   + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}x_t .$$
 #
 # Check against Bayes' rule itself, pointwise in 1-D: $q(x_t \mid x_{t-1})\,q(x_{t-1} \mid x_0)/q(x_t \mid x_0)$
 # on a grid of $x_{t-1}$ must equal $\mathcal N(x_{t-1}; \tilde\mu_t, \tilde\beta_t)$, and it must
@@ -360,7 +378,8 @@ grading.check("q_posterior", q_posterior)
 # makes the sum telescope into
 #
 # $$-\mathrm{ELBO} = \underbrace{\mathrm{KL}(q(x_T \mid x_0)\,\|\,p(x_T))}_{L_T:\ \text{prior matching}}
-#  + \sum_{t=2}^T \underbrace{\mathbb E_q\,\mathrm{KL}(q(x_{t-1} \mid x_t, x_0)\,\|\,p_\theta(x_{t-1} \mid x_t))}_{L_{t-1}:\ \text{consistency}}
+#  + \sum_{t=2}^T \underbrace{\mathbb E_q\,\mathrm{KL}(q(x_{t-1} \mid x_t, x_0)\,\|\,
+#    p_\theta(x_{t-1} \mid x_t))}_{L_{t-1}:\ \text{consistency}}
 #  \underbrace{-\ \mathbb E_q \log p_\theta(x_0 \mid x_1)}_{L_0:\ \text{reconstruction}} .$$
 #
 # Check of the decomposition: estimate the left-hand side **directly**, by simulating whole forward
@@ -403,7 +422,8 @@ assert abs(direct.mean() - split.mean()) < 5 * se
 # With $p_\theta(x_{t-1} \mid x_t) = \mathcal N(\mu_\theta(x_t, t), \sigma_t^2 I)$ and $\sigma_t^2 = \tilde\beta_t$,
 # the two Gaussians share their covariance, so the consistency term is
 # $L_{t-1} = \frac{1}{2\sigma_t^2}\|\tilde\mu_t(x_t, x_0) - \mu_\theta(x_t, t)\|^2$. Writing the network's
-# mean through a prediction $\hat x_0$ or $\hat\varepsilon$ (using $x_0 = (x_t - \sqrt{1-\bar\alpha_t}\varepsilon)/\sqrt{\bar\alpha_t}$):
+# mean through a prediction $\hat x_0$ or $\hat\varepsilon$ (using
+# $x_0 = (x_t - \sqrt{1-\bar\alpha_t}\varepsilon)/\sqrt{\bar\alpha_t}$):
 #
 # $$L_{t-1} = \frac{\bar\alpha_{t-1}\beta_t^2}{2\sigma_t^2(1-\bar\alpha_t)^2}\|x_0 - \hat x_0\|^2
 #   = \frac{\beta_t^2}{2\sigma_t^2\,\alpha_t(1-\bar\alpha_t)}\|\varepsilon - \hat\varepsilon\|^2,
@@ -455,8 +475,9 @@ ax.legend(fontsize=6);
 # %% [markdown]
 # ### Exercise 3: from a noise prediction to $\hat x_0$
 #
-# Implement `predict_x0_from_eps(xt, t, eps, betas)`: $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon)/\sqrt{\bar\alpha_t}$,
-# all `(N, D)`, `t` 0-based `(N,)`. The check includes the last cosine step, where $1/\sqrt{\bar\alpha}$ is about $2\cdot 10^4$.
+# Implement `predict_x0_from_eps(xt, t, eps, betas)`:
+# $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon)/\sqrt{\bar\alpha_t}$, all `(N, D)`, `t` 0-based `(N,)`.
+# The check includes the last cosine step, where $1/\sqrt{\bar\alpha}$ is about $2\cdot 10^4$.
 
 # %% nbgrader={"grade": false, "grade_id": "predict_x0_from_eps", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def predict_x0_from_eps(xt, t, eps, betas):
@@ -499,9 +520,12 @@ print("optimal eps model: x0_hat = E[x0 | x_t] and mu = E[x_{t-1} | x_t], max ab
 # ## 8. Algorithms 1 and 2 on the 25-mode grid
 #
 # **Algorithm 1** (training): repeat $x_0 \sim q(x_0)$, $t \sim \mathrm{Uniform}$, $\varepsilon \sim \mathcal N(0, I)$,
-# gradient step on $\|\varepsilon - \varepsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon, t)\|^2$ (`D.loss_simple`).
+# gradient step on
+# $\|\varepsilon - \varepsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon, t)\|^2$
+# (`D.loss_simple`).
 # **Algorithm 2** (sampling): $x_T \sim \mathcal N(0, I)$; for $t = T, \dots, 1$:
-# $x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\varepsilon_\theta(x_t, t)\big) + \sigma_t z$,
+# $x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}
+# \varepsilon_\theta(x_t, t)\big) + \sigma_t z$,
 # $z = 0$ at the last step (`D.sample`).
 #
 # The network is a time-conditioned MLP on random Fourier features of $x$ (`nets.FourierTimeMLP`):
@@ -525,7 +549,8 @@ x_train = grid_std.sample(20_000, generator=gen)
 eps_model = nets.FourierTimeMLP(2, num_features=64, scale=1.0, hidden=128, num_layers=3)
 num_steps = 3000
 optimizer = torch.optim.Adam(eps_model.parameters(), lr=2e-3)
-lr_decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, num_steps) / num_steps)))
+lr_decay = torch.optim.lr_scheduler.LambdaLR(
+    optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, num_steps) / num_steps)))
 history = train.fit(eps_model, lambda m, x0, generator=None: D.loss_simple(sched, m, x0, generator=generator),
                     x_train, num_steps=num_steps, batch_size=256, optimizer=optimizer, device=device,
                     generator=gen, log_every=1, callback=lambda step, loss, m: lr_decay.step(),
@@ -572,7 +597,8 @@ cov_opt = gan.mode_coverage(samples_opt * data_scale, grid.means, 0.05)
 rows = [("GAN (VEEGAN table)", "3.3", "0.5", "-"), ("VEEGAN", "24.6", "40", "-"),
         ("GAN (PacGAN table)", "17.3", "94.8", "0.70"), ("PacGAN4", "24.8", "93.6", "0.04"),
         ("DDPM, this notebook", f"{cov.modes}", f"{100 * cov.high_quality_fraction:.1f}", f"{cov.reverse_kl:.3f}"),
-        ("DDPM with exact eps*", f"{cov_opt.modes}", f"{100 * cov_opt.high_quality_fraction:.1f}", f"{cov_opt.reverse_kl:.3f}")]
+        ("DDPM with exact eps*", f"{cov_opt.modes}", f"{100 * cov_opt.high_quality_fraction:.1f}",
+         f"{cov_opt.reverse_kl:.3f}")]
 print(f"{'model':24s} {'modes /25':>9s} {'HQ %':>6s} {'rev KL':>7s}")
 for r in rows:
     print(f"{r[0]:24s} {r[1]:>9s} {r[2]:>6s} {r[3]:>7s}")
@@ -632,7 +658,8 @@ for var in ("small", "large"):                                      # eps* minim
 # %% [markdown]
 # **Why "small" wins here.** Ho et al. (2020, §3.2) note that $\tilde\beta_t$ is the optimal
 # $\sigma_t^2$ when $x_0$ is deterministic (a point) and $\beta_t$ when $x_0 \sim \mathcal N(0, I)$. In
-# between, for a fixed mean the term $L_{t-1} = \frac D2\big(\tilde\beta_t/\sigma^2 - 1 - \log(\tilde\beta_t/\sigma^2)\big)
+# between, for a fixed mean the term
+# $L_{t-1} = \frac D2\big(\tilde\beta_t/\sigma^2 - 1 - \log(\tilde\beta_t/\sigma^2)\big)
 # + \mathbb E\|\tilde\mu_t - \mu_\theta\|^2/(2\sigma^2)$ is smallest at
 #
 # $$\sigma_t^{*2} = \tilde\beta_t + c_t^2\,\frac{\mathbb E\|x_0 - \hat x_0(x_t)\|^2}{D},\qquad
@@ -640,7 +667,8 @@ for var in ("small", "large"):                                      # eps* minim
 #
 # which for the exact $\varepsilon^*$ is $\mathbb E\,\mathrm{Var}[x_{t-1} \mid x_t]$ per dimension (Bao et al.
 # 2022, "Analytic-DPM"; `D.optimal_reverse_variance`). For data with unit variance per coordinate it
-# lies between $\tilde\beta_t$ and $\beta_t$; the position $r_t = (\sigma_t^{*2} - \tilde\beta_t)/(\beta_t - \tilde\beta_t)$
+# lies between $\tilde\beta_t$ and $\beta_t$; the position
+# $r_t = (\sigma_t^{*2} - \tilde\beta_t)/(\beta_t - \tilde\beta_t)$
 # says which regime step $t$ is in ($r_t = 0$: a point, "small" is exact; $r_t = 1$: a Gaussian,
 # "large" is exact). Plugging $\sigma_t^{*2}$ into $L_{t-1}$ predicts the difference of the two bounds
 # step by step, $\frac D2\big(\sigma_t^{*2}/\beta_t - \sigma_t^{*2}/\tilde\beta_t + \log(\beta_t/\tilde\beta_t)\big)$,
@@ -674,7 +702,8 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
 axes[0].plot(k / T, r, ".-")
 axes[0].axhline(0, color="k", lw=0.6)
 axes[0].axhline(1, color="k", lw=0.6)
-axes[0].set(xscale="log", xlabel="t / T", ylabel="r_t", title="best variance: 0 = beta~ (a point), 1 = beta (a Gaussian)")
+axes[0].set(xscale="log", xlabel="t / T", ylabel="r_t",
+            title="best variance: 0 = beta~ (a point), 1 = beta (a Gaussian)")
 measured_steps = (vlb_opt["large"].terms - vlb_opt["small"].terms).mean(0)
 axes[1].plot(k / T, per_step[k], ".-", label="predicted from sigma*^2")
 axes[1].plot(k / T, measured_steps[k], "x", ms=4, label="measured (vlb_terms)")
@@ -699,7 +728,8 @@ axes[1].legend(fontsize=8);
 # ### Exercise 4: one step of Algorithm 2
 #
 # Implement `ddpm_step(xt, t, eps_pred, z, betas)`:
-# $x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\varepsilon_\text{pred}\big) + \sigma_t z$
+# $x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}
+# \varepsilon_\text{pred}\big) + \sigma_t z$
 # with $\sigma_t^2 = \tilde\beta_t$, and **no noise** where the 0-based `t` is 0. All `(N, D)`, `t` `(N,)`.
 
 # %% nbgrader={"grade": false, "grade_id": "ddpm_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -736,7 +766,8 @@ sched_img = D.NoiseSchedule.cosine(100)
 unet = nets.UNet(base_channels=16, num_classes=10)
 img_steps = 1000
 opt_img = torch.optim.Adam(unet.parameters(), lr=2e-3)
-decay_img = torch.optim.lr_scheduler.LambdaLR(opt_img, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, img_steps) / img_steps)))
+decay_img = torch.optim.lr_scheduler.LambdaLR(
+    opt_img, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, img_steps) / img_steps)))
 
 
 def digits_loss(model, batch, generator=None):
@@ -747,7 +778,7 @@ def digits_loss(model, batch, generator=None):
 
 
 hist_img = train.fit(unet, digits_loss, (images, labels), num_steps=img_steps, batch_size=64, optimizer=opt_img,
-                     device=device, generator=gen, log_every=1, callback=lambda s, l, m: decay_img.step(),
+                     device=device, generator=gen, log_every=1, callback=lambda step, loss, model: decay_img.step(),
                      desc="U-Net on digits")
 unet.eval();
 
@@ -774,8 +805,6 @@ plotting.image_grid(uncond[:100], nrow=10, ax=axes[1], title="unconditional samp
 # than on real digits (they are often malformed).
 
 # %%
-from sklearn.linear_model import LogisticRegression
-
 X_real, y_real = images.flatten(1).numpy(), labels.numpy()
 perm = torch.randperm(len(y_real), generator=gen).numpy()
 fit_idx, test_idx = perm[:1400], perm[1400:]
@@ -794,7 +823,8 @@ conf_real, conf_real_se = mean_se(torch.as_tensor(clf.predict_proba(X_real[test_
 print(f"classifier accuracy: {100 * acc_fit:.1f}% on its 1400 training digits, {100 * acc_test:.1f}% on 397 held out")
 print(f"agreement with the requested label: {100 * acc:.1f} ± {100 * acc_se:.1f}% of {len(agree)} conditional samples")
 print(f"unconditional: predicted classes {counts.tolist()}, effective number "
-      f"e^H = {math.exp(h_cls):.2f} (H = {h_cls:.3f} ± {h_cls_se:.3f}); mean confidence {conf_unc:.3f} ± {conf_unc_se:.3f} "
+      f"e^H = {math.exp(h_cls):.2f} (H = {h_cls:.3f} ± {h_cls_se:.3f}); "
+      f"mean confidence {conf_unc:.3f} ± {conf_unc_se:.3f} "
       f"vs {conf_real:.3f} ± {conf_real_se:.3f} on held-out real digits")
 assert acc >= 0.90 and h_cls >= math.log(8)
 assert conf_unc < conf_real - 5 * math.hypot(conf_unc_se, conf_real_se)
@@ -885,7 +915,8 @@ assert cov_indi.modes == 25 and cov_indi.high_quality_fraction >= 0.95
 # ## 12. DDIM: few deterministic steps
 #
 # DDIM (Song et al. 2021) reuses the same $\varepsilon_\theta$ but jumps between a few steps
-# $\tau_1 > \dots > \tau_n$: $x_{\tau_{i+1}} = \sqrt{\bar\alpha_{\tau_{i+1}}}\hat x_0 + \sqrt{1-\bar\alpha_{\tau_{i+1}}}\hat\varepsilon$
+# $\tau_1 > \dots > \tau_n$:
+# $x_{\tau_{i+1}} = \sqrt{\bar\alpha_{\tau_{i+1}}}\hat x_0 + \sqrt{1-\bar\alpha_{\tau_{i+1}}}\hat\varepsilon$
 # ($\eta = 0$, deterministic). Below, on the grid, against the 100-step ancestral sampler, with the
 # trained network and with the exact $\varepsilon^*$ (2500 samples each). Claims asserted: the fraction
 # of high-quality samples (within 3 std = 0.15 of a mode) grows with the number of steps, each step

@@ -37,8 +37,18 @@ import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from course_lib import course_seed, get_device, seed_everything, set_num_threads, grading, plotting, widgets
-from course_lib import diffusion, metrics, toy
+from course_lib import (
+    course_seed,
+    diffusion,
+    get_device,
+    grading,
+    metrics,
+    plotting,
+    seed_everything,
+    set_num_threads,
+    toy,
+    widgets,
+)
 from course_lib import score as sm
 from course_lib.train import History, fit
 
@@ -251,7 +261,8 @@ for ax, pts, name in [(axes[0], plain, "plain Langevin"), (axes[1], annealed, "a
 # $$E_p[s_\theta^\top \nabla\log p] = \int s_\theta^\top \nabla p\,dx = -\int p\,\nabla\cdot s_\theta\,dx
 #   = -E_p[\mathrm{tr}\,\nabla_x s_\theta(x)],$$
 #
-# so $J_{\mathrm{ESM}} = \underbrace{E_p\big[\tfrac12\|s_\theta\|^2 + \mathrm{tr}\,\nabla_x s_\theta\big]}_{J_{\mathrm{ISM}}\ \text{(Hyvärinen)}}
+# so $J_{\mathrm{ESM}} = \underbrace{E_p\big[\tfrac12\|s_\theta\|^2 +
+# \mathrm{tr}\,\nabla_x s_\theta\big]}_{J_{\mathrm{ISM}}\ \text{(Hyvärinen)}}
 #  + \tfrac12 E_p\|\nabla\log p\|^2$: the **implicit** loss needs only samples, at the price of a
 # Jacobian trace ($D$ backward passes).
 #
@@ -279,7 +290,8 @@ for seed in (0, 1):
 # **Sliced score matching.** For a random $v$ with $E[vv^\top] = I$ (Gaussian or Rademacher),
 # $E_v[v^\top A v] = \mathrm{tr}A$ and $E_v[(v^\top s)^2] = \|s\|^2$, so
 #
-# $$J_{\mathrm{SSM}} = E_{x}E_v\big[v^\top \nabla_x s_\theta(x)\,v + \tfrac12 (v^\top s_\theta(x))^2\big] = J_{\mathrm{ISM}} .$$
+# $$J_{\mathrm{SSM}} = E_{x}E_v\big[v^\top \nabla_x s_\theta(x)\,v + \tfrac12 (v^\top s_\theta(x))^2\big]
+#   = J_{\mathrm{ISM}} .$$
 #
 # The price is variance, and control of the score only along random directions. The gain is cost.
 # $v^\top\nabla_x s_\theta$ is one vector-Jacobian product: **one** backward pass through the
@@ -357,7 +369,8 @@ for d in (2, 16, 64, 256):
 # the data, $\tilde x = x + \sigma\varepsilon$, and regress on the score of the perturbation kernel,
 # $\nabla_{\tilde x}\log q(\tilde x\mid x) = -(\tilde x - x)/\sigma^2 = -\varepsilon/\sigma$:
 #
-# $$J_{\mathrm{DSM}}(\theta) = E_{x,\varepsilon}\ \tfrac12\Big\|s_\theta(\tilde x) + \frac{\tilde x - x}{\sigma^2}\Big\|^2 .$$
+# $$J_{\mathrm{DSM}}(\theta)
+#   = E_{x,\varepsilon}\ \tfrac12\Big\|s_\theta(\tilde x) + \frac{\tilde x - x}{\sigma^2}\Big\|^2 .$$
 #
 # Expanding both squares, $J_{\mathrm{DSM}}$ and the explicit loss **on the noised density**,
 # $\tfrac12 E\|s_\theta(\tilde x) - \nabla\log p_\sigma(\tilde x)\|^2$, share
@@ -430,7 +443,8 @@ grading.check("dsm_loss", dsm_loss)
 # $x$ with natural parameter $y/\sigma^2$, and the derivatives of its log-partition function are the
 # posterior cumulants; Efron 2011, Meng et al. 2021):
 #
-# $$\mathrm{Cov}[x\mid y] = \sigma^2 \frac{\partial E[x\mid y]}{\partial y} = \sigma^2\big(I + \sigma^2\nabla^2\log p_\sigma(y)\big).$$
+# $$\mathrm{Cov}[x\mid y] = \sigma^2 \frac{\partial E[x\mid y]}{\partial y}
+#   = \sigma^2\big(I + \sigma^2\nabla^2\log p_\sigma(y)\big).$$
 #
 # **Check** against the mixture's exact posterior moments (`GaussianMixture.posterior_mean`,
 # `.posterior_covariance`: Bayes' rule per component, no score involved) and against a Monte Carlo
@@ -454,7 +468,8 @@ w = torch.softmax(-((y1 - prior) ** 2).sum(1) / (2 * sigma ** 2), 0)     # w_i �
 mc = (w[:, None] * prior).sum(0)
 mc_se = ((w[:, None] ** 2) * (prior - mc) ** 2).sum(0).sqrt()
 tw = sm.tweedie_denoise(y1, mix.convolve(sigma).score(y1), sigma)[0]
-print(f"E[x | y = (0.5, 0)]: Tweedie {tw.numpy().round(4)}, Monte Carlo {mc.numpy().round(4)} ± {mc_se.numpy().round(4)}")
+print(f"E[x | y = (0.5, 0)]: Tweedie {tw.numpy().round(4)}, "
+      f"Monte Carlo {mc.numpy().round(4)} ± {mc_se.numpy().round(4)}")
 assert ((tw - mc).abs() <= 5 * mc_se).all()
 
 # %% [markdown]
@@ -480,7 +495,8 @@ grading.check("tweedie_denoise", tweedie_denoise)
 # which needs $x$. Stein's lemma (integration by parts against the Gaussian,
 # $E[\varepsilon^\top g(y)] = \sigma E[\nabla\cdot g(y)]$) gives, with $f(y) - x = f(y) - y + \sigma\varepsilon$,
 #
-# $$E\|f(y) - x\|^2 = E\big[\underbrace{\|f(y) - y\|^2 - D\sigma^2 + 2\sigma^2\,\nabla\cdot f(y)}_{\mathrm{SURE}(f;\,y)}\big],$$
+# $$E\|f(y) - x\|^2
+#   = E\big[\underbrace{\|f(y) - y\|^2 - D\sigma^2 + 2\sigma^2\,\nabla\cdot f(y)}_{\mathrm{SURE}(f;\,y)}\big],$$
 #
 # computable from the noisy $y$ alone. **Check** for a family of denoisers at $\sigma = 0.5$:
 # linear shrinkage $f(y) = a y$, soft thresholding, the Bayes denoiser $E[x\mid y]$, and a network

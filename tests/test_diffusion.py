@@ -24,11 +24,27 @@ from hypothesis import strategies as st
 from scipy import integrate, stats
 
 from course_lib import diffusion as D
-from course_lib.diffusion import (NoiseSchedule, ddim_sample, ddim_timesteps, eps_to_score,
-                                  loss_simple, optimal_eps_model, p_mean_variance, p_sample,
-                                  predict_eps_from_v, predict_x0_from_eps, predict_x0_from_v,
-                                  q_mean_variance, q_posterior_mean_variance, q_sample, sample,
-                                  score_to_eps, velocity, vlb_term, vlb_terms)
+from course_lib.diffusion import (
+    NoiseSchedule,
+    ddim_sample,
+    ddim_timesteps,
+    eps_to_score,
+    loss_simple,
+    optimal_eps_model,
+    p_mean_variance,
+    p_sample,
+    predict_eps_from_v,
+    predict_x0_from_eps,
+    predict_x0_from_v,
+    q_mean_variance,
+    q_posterior_mean_variance,
+    q_sample,
+    sample,
+    score_to_eps,
+    velocity,
+    vlb_term,
+    vlb_terms,
+)
 from course_lib.toy import GaussianMixture
 
 F64 = torch.float64

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
-from course_lib import gan, seed_everything
+from course_lib import gan
 from course_lib.toy import grid_mixture, ring_mixture
 
 # ----------------------------------------------------------------------------------------------
@@ -19,8 +19,8 @@ from course_lib.toy import grid_mixture, ring_mixture
 # ----------------------------------------------------------------------------------------------
 
 
-def _sigmoid64(l):
-    return 1.0 / (1.0 + np.exp(-l))
+def _sigmoid64(logit):
+    return 1.0 / (1.0 + np.exp(-logit))
 
 
 @given(st.lists(st.floats(-15, 15), min_size=1, max_size=8),
@@ -70,9 +70,9 @@ def test_saturating_gradient_vanishes_when_d_rejects_samples():
     logits = torch.tensor([-12.0, -6.0, -2.0, 0.0, 2.0], dtype=torch.float64)
     grads = {}
     for saturating in (True, False):
-        l = logits.clone().requires_grad_(True)
-        gan.generator_loss(l, saturating=saturating).backward()
-        grads[saturating] = l.grad * len(logits)  # undo the mean
+        leaf = logits.clone().requires_grad_(True)
+        gan.generator_loss(leaf, saturating=saturating).backward()
+        grads[saturating] = leaf.grad * len(logits)  # undo the mean
     d = torch.sigmoid(logits)
     torch.testing.assert_close(grads[True], -d)
     torch.testing.assert_close(grads[False], -(1 - d))

@@ -14,8 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from course_lib.nets import (MLP, FourierTimeMLP, RandomFourierFeatures, SinusoidalEmbedding,
-                             TimeConditionedMLP, UNet)
+from course_lib.nets import MLP, FourierTimeMLP, RandomFourierFeatures, SinusoidalEmbedding, TimeConditionedMLP, UNet
 
 
 def _closed_form(t: float, dim: int, max_period: float = 10000.0) -> list[float]:

@@ -20,7 +20,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy import integrate
 from scipy.stats import kstest, norm
 

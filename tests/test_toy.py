@@ -18,8 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate, special, stats
 
-from course_lib.toy import (GaussianMixture, bimodal_1d, checkerboard, grid_mixture, ring_mixture,
-                            swiss_roll, two_moons)
+from course_lib.toy import GaussianMixture, bimodal_1d, checkerboard, grid_mixture, ring_mixture, swiss_roll, two_moons
 
 F64 = torch.float64
 

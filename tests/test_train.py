@@ -151,7 +151,7 @@ def test_fit_bad_arguments():
     with pytest.raises(ValueError, match="lr"):
         fit(model, loss, data, 1, lr=-1.0, progress=False, device="cpu")
     with pytest.raises(TypeError, match="callback"):
-        fit(model, loss, data, 1, callback=lambda s, l, m: 3.0, progress=False, device="cpu")
+        fit(model, loss, data, 1, callback=lambda step, loss, model: 3.0, progress=False, device="cpu")
     with pytest.raises(ValueError, match="history"):
         History().final_loss
 

@@ -19,9 +19,19 @@ from hypothesis import strategies as st
 from scipy import integrate, stats
 
 from course_lib import vae as V
-from course_lib.vae import (LOGVAR_RANGE, VAE, HierarchicalVAE, LinearGaussianModel, elbo, elbo_terms,
-                            iwae_bound, log_importance_weights, log_marginal_quadrature,
-                            reparameterize, vae_loss)
+from course_lib.vae import (
+    LOGVAR_RANGE,
+    VAE,
+    HierarchicalVAE,
+    LinearGaussianModel,
+    elbo,
+    elbo_terms,
+    iwae_bound,
+    log_importance_weights,
+    log_marginal_quadrature,
+    reparameterize,
+    vae_loss,
+)
 
 D64 = torch.float64
 

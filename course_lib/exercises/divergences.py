@@ -21,8 +21,8 @@ import math
 
 import torch
 
-from course_lib.gaussians import gaussian_kl
 from course_lib.exercises import Exercise, register
+from course_lib.gaussians import gaussian_kl
 from course_lib.metrics import js_divergence_discrete
 from course_lib.toy import GaussianMixture
 

@@ -155,7 +155,8 @@ def _run_all(page, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         state = page.evaluate("""() => {
-            const prompts = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')];
+            const prompts = [...document.querySelectorAll(
+                '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')];
             const busy = prompts.some(p => p.textContent.includes('*'));
             const unrun = prompts.filter(p => !/\\[\\d+\\]/.test(p.textContent)).length;
             return {busy, unrun, n: prompts.length};
@@ -170,8 +171,10 @@ def _errors(page) -> list[str]:
     """Error outputs: JupyterLab renders a traceback as a stderr output (warnings are stderr too,
     but carry no traceback)."""
     return page.evaluate("""() => [...document.querySelectorAll(
-            '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"], ' +
-            '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]')]
+            '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output' +
+            '[data-mime-type="application/vnd.jupyter.stderr"], ' +
+            '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output' +
+            '[data-mime-type="application/vnd.jupyter.error"]')]
         .map(e => e.innerText)
         .filter(t => /Traceback \\(most recent call last\\)|^\\w*(Error|Exception)\\b.*:/m.test(t))
         .map(t => t.slice(-2000))""")

@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nbgrader  # noqa: E402,F401  (a missing nbgrader fails here, it is never skipped)
+
 from assignments import (  # noqa: E402
     discover_exercises,
     grade,
@@ -38,6 +39,7 @@ from assignments import (  # noqa: E402
 )
 from verification.kernel_client import notebook_client  # noqa: E402
 from verification.limits import CELL_TIMEOUT, NOTEBOOK_TIMEOUT  # noqa: E402
+
 from homework_fixtures import make_fixture, set_source, sha  # noqa: E402  (the fixture notebook)
 
 
@@ -257,7 +259,8 @@ EXPECTED = {  # student: {exercise: (score, status, words in the reason)}
     "carol": {"affine": (0, "failed", ["fixture_affine", "max abs"]), "square": (3, "passed", [])},
     "dave": {"affine": (0, "invalid", ["not a valid notebook"]), "square": (0, "invalid", ["not a valid notebook"])},
     "frank": {"affine": (0, "missing", ["affine_check", "my_own_check"]), "square": (3, "passed", ["restored"])},
-    "grace": {"affine": (0, "missing", ["affine_check", "deleted"]), "square": (0, "failed", ["square(-4) should be 16"])},
+    "grace": {"affine": (0, "missing", ["affine_check", "deleted"]),
+              "square": (0, "failed", ["square(-4) should be 16"])},
     "heidi": {"affine": (0, "timeout", [f"{CLASS_TIMEOUT} s"]), "square": (3, "passed", [])},
     "ivan": {"affine": (0, "not graded", ["kernel died"]), "square": (0, "not graded", ["kernel died"])},
     "judy": {"affine": (0, "invalid", ["07_fixture.py", "not a notebook"]), "square": (0, "invalid", [])},

@@ -1,8 +1,9 @@
-"""Repository invariants: paired notebooks in sync and stripped, install files that agree."""
+"""Repository invariants: lint clean, paired notebooks in sync and stripped, install files that agree."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +20,16 @@ else:  # pragma: no cover
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SCRIPTS = sorted((ROOT / "scripts").glob("*.py"))
+
+
+def test_tree_passes_ruff():
+    """The ruff configuration in pyproject.toml holds for the whole tree, notebook scripts included
+    (``python3 course.py test`` runs the same check before pytest; this catches a pytest-only run)."""
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "concise", "."],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, (
+        f"ruff found violations (`ruff check --fix .` sorts imports and removes unused ones):\n"
+        f"{proc.stdout}{proc.stderr}")
 
 
 def test_course_has_notebooks():

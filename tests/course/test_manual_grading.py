@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from assignments import discover_exercises, grade, inject_solutions, release  # noqa: E402
 from assignments.pipeline import GRADED_BY_HAND, NEEDS_MANUAL, _nbgrader_md  # noqa: E402
-from homework_fixtures import (SECRET_LINES, make_fixture, nbgrader_md,  # noqa: E402
-                               set_source)
+
+from homework_fixtures import SECRET_LINES, make_fixture, nbgrader_md, set_source  # noqa: E402
 
 ANSWER = "Setting the derivative $-2(E[X] - c)$ to zero gives $c = E[X]$; it is convex."
 

@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from assignments import grade, inject_solutions, release  # noqa: E402
-from assignments import sandbox  # noqa: E402
+from assignments import grade, inject_solutions, release, sandbox  # noqa: E402
+
 from homework_fixtures import make_fixture, set_source, sha, tree_state  # noqa: E402
 
 LIMITS = sandbox.Limits(memory_mb=1024, cpu_seconds=300, processes=64, file_mb=16)

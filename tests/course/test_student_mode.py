@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from assignments import discover_exercises, resolve_notebooks  # noqa: E402
 from assignments.pipeline import _nbgrader_md  # noqa: E402
-from assignments.student import (STATE_FILE, prepare, restore, run_headless,  # noqa: E402
-                                 summarize)
+from assignments.student import STATE_FILE, prepare, restore, run_headless, summarize  # noqa: E402
+
 from homework_fixtures import SECRET_LINES, make_fixture, set_source, sha  # noqa: E402
 
 SOLVED_AFFINE = "def affine(x):\n    return 2 * x + 1  # my own answer\n"

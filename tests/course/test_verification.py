@@ -8,7 +8,6 @@ current source exactly once, so the list cannot rot silently when ``course_lib``
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import nbformat
 import pytest

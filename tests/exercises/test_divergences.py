@@ -16,7 +16,6 @@ from scipy.stats import norm
 from course_lib import grading
 from course_lib.exercises import divergences as ex
 
-
 # --- references against independent oracles --------------------------------------------------------
 
 def test_kl_reference_matches_torch_distributions():

@@ -15,7 +15,6 @@ from scipy.special import expit
 from course_lib import grading
 from course_lib.exercises import gan as ex
 
-
 # --- references against independent oracles --------------------------------------------------------
 
 def test_losses_reference_matches_float64_definition_and_extremes():

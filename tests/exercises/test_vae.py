@@ -15,7 +15,6 @@ from scipy.stats import norm
 from course_lib import grading
 from course_lib.exercises import vae as ex
 
-
 # --- references against independent oracles ---------------------------------------------------
 
 def test_reparameterize_reference_matches_course_lib_with_same_noise():

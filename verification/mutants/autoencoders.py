@@ -13,8 +13,10 @@ MUTATIONS = [
     Mutation(
         name="contractive-penalty-not-squared",
         file="autoencoders.py",
-        old="            total = total + g.reshape(n, -1).pow(2).sum(dim=1)   # sum_i (dh_j/dx_i)^2\n    return total\n",
-        new="            total = total + g.reshape(n, -1).pow(2).sum(dim=1)   # sum_i (dh_j/dx_i)^2\n    return total.sqrt()\n",
+        old="            total = total + g.reshape(n, -1).pow(2).sum(dim=1)   # sum_i (dh_j/dx_i)^2\n"
+            "    return total\n",
+        new="            total = total + g.reshape(n, -1).pow(2).sum(dim=1)   # sum_i (dh_j/dx_i)^2\n"
+            "    return total.sqrt()\n",
         breaks="the contractive penalty is the Frobenius norm of the encoder Jacobian, not its square",
         notebooks=NB, tests=TESTS,
     ),

@@ -22,7 +22,10 @@ term :math:`L_T` uses index ``T-1``. A function that takes ``t`` wants an intege
 Numerics
 --------
 Schedule arrays are computed once in float64 (as in improved-diffusion) and gathered by ``t`` and
-cast to the data's dtype and device only where used (:func:`_extract`). No clipping of
+cast to the data's dtype and device only where used (:func:`_extract`). The samplers, where every
+example of the batch is at the same step, cast each array they need once per call instead and
+apply its value at each step as a scalar (:class:`_SharedStep`), with the same roundings, so the
+samples are the same bit for bit, at no per-step gather, cast or broadcast. No clipping of
 :math:`\hat x_0` happens unless asked for (``clip_x0``); improved-diffusion's and diffusers'
 defaults clip to ``[-1, 1]``, which silently corrupts 2-D toy data at ``+-4`` (REFERENCES.md C6).
 
@@ -897,6 +900,106 @@ def _p_sample(schedule, model, xt, t, generator, prediction, variance, clip_x0):
     return out.mean + nonzero * torch.exp(0.5 * out.log_variance) * z, out.pred_x0
 
 
+class _SharedStep:
+    """The reverse steps of :func:`sample` and :func:`ddim_sample`, where all examples share one step.
+
+    :func:`_extract` gathers a per-example vector from a float64 array and casts it at every call;
+    while sampling, every example is at the same step, so each array used is instead cast once per
+    call to the samples' dtype, on the sampling device (the same float64 -> dtype rounding
+    ``_extract`` does), and read back as Python floats. A step then multiplies by those scalars:
+    each product is rounded once in the samples' dtype, as the product with the broadcast ``(N, 1)``
+    column was, so the result is identical bit for bit, without the per-step gathers, casts and
+    ``expand().contiguous()`` copies (each one a kernel launch on a GPU). The one division (DDIM's
+    eps from x0_hat) divides by a 0-d tensor on the device, not by a Python float: CUDA turns a
+    division by a CPU scalar into a multiplication by its reciprocal, which can differ in the last
+    bit.
+
+    ``steps`` (DDIM's timesteps) selects the entries kept, so that position ``k`` of every table is
+    step ``steps[k]``; without it (ancestral sampling) position ``i`` is the 0-based step ``i``.
+    """
+
+    def __init__(self, sched: NoiseSchedule, dtype: torch.dtype, prediction: str,
+                 steps: torch.Tensor | None = None):
+        self.dtype, self.prediction = dtype, prediction
+        self.index = None if steps is None else steps.to(sched.device)
+        # x0_hat = a_t x_t - b_t out: eps (Eq. 4 solved for x0) or v (Salimans & Ho, App. D)
+        if prediction == "eps":
+            self.x0_a, self.x0_b = self._floats(sched.sqrt_recip_alphas_cumprod,
+                                                sched.sqrt_recipm1_alphas_cumprod)
+        elif prediction == "v":
+            self.x0_a, self.x0_b = self._floats(sched.sqrt_alphas_cumprod,
+                                                sched.sqrt_one_minus_alphas_cumprod)
+
+    def _cast(self, array: torch.Tensor) -> torch.Tensor:
+        """The kept entries of a schedule array, cast to the samples' dtype (one rounding)."""
+        return (array if self.index is None else array[self.index]).to(self.dtype)
+
+    def _floats(self, *arrays: torch.Tensor) -> list[list[float]]:
+        """:meth:`_cast` of each array, as Python floats (one device sync per call)."""
+        return [self._cast(a).tolist() for a in arrays]
+
+    def pred_x0(self, out: torch.Tensor, x: torch.Tensor, i: int, clip_x0):
+        """``(x0_hat, a_t x_t)`` at table position ``i``; ``a_t x_t`` only for eps (else None)."""
+        ax = None
+        if self.prediction == "x0":
+            pred_x0 = out
+        else:
+            ax = self.x0_a[i] * x
+            pred_x0 = ax - self.x0_b[i] * out
+        if clip_x0 is not None:
+            pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)
+        return pred_x0, (ax if self.prediction == "eps" else None)
+
+    # -- ancestral sampling (Algorithm 2) -------------------------------------------------------
+    def ddpm_tables(self, sched: NoiseSchedule, variance: str) -> None:
+        """mu~ = coef1 x0_hat + coef2 x_t (Eq. 7); x_{t-1} = mu~ + sigma_t z, sigma_0 = 0."""
+        self.coef1, self.coef2 = self._floats(sched.posterior_mean_coef1, sched.posterior_mean_coef2)
+        logvar = (sched.posterior_log_variance_clipped if variance == "small"
+                  else sched.large_log_variance).to(self.dtype)
+        nonzero = (torch.arange(sched.num_steps, device=logvar.device) != 0).to(self.dtype)
+        # sigma_t = exp(log sigma_t^2 / 2) in the samples' dtype; no noise at t = 0
+        self.noise_scale = (nonzero * torch.exp(0.5 * logvar)).tolist()
+
+    def ddpm(self, model: Model, x: torch.Tensor, i: int, t: torch.Tensor, generator,
+             clip_x0) -> torch.Tensor:
+        """One step of :func:`_p_sample` at the shared 0-based step ``i`` (``t`` = i for all)."""
+        out = call_checked("model", model, x, t, call="model(xt, t)")
+        pred_x0, _ = self.pred_x0(out, x, i, clip_x0)
+        mean = self.coef1[i] * pred_x0 + self.coef2[i] * x
+        z = randn(x.shape, generator, x.device, x.dtype)       # drawn at t = 0 too, as p_sample
+        return mean + self.noise_scale[i] * z
+
+    # -- DDIM (Song et al. 2021, Eqs. 12 and 16) ------------------------------------------------
+    def ddim_tables(self, sched: NoiseSchedule, eta: float) -> None:
+        """Per DDIM step k: sqrt(abar_prev), sqrt(1 - abar_prev - sigma^2), sigma, in float64
+        (the schedule's dtype) and then rounded once to the samples' dtype."""
+        ab = sched.alphas_cumprod[self.index]
+        ab_prev = torch.cat([ab[1:], ab.new_ones(1)])                  # 1 after the last step
+        # sigma = eta sqrt((1 - abar_prev)/(1 - abar)) sqrt(1 - abar/abar_prev)   (Eq. 16)
+        sigma = eta * torch.sqrt((1 - ab_prev) / (1 - ab)) * torch.sqrt(1 - ab / ab_prev)
+        c_dir = torch.sqrt((1 - ab_prev - sigma ** 2).clamp_min(0.0))
+        # already one entry per DDIM step: cast, not gathered again
+        self.c_x0, self.c_dir, self.sigma = (c.to(self.dtype).tolist()
+                                             for c in (torch.sqrt(ab_prev), c_dir, sigma))
+        # eps = (x_t / sqrt(abar) - x0_hat) / sqrt(1/abar - 1), the divisor as a 0-d device tensor
+        (self.recip,) = self._floats(sched.sqrt_recip_alphas_cumprod)
+        self.recipm1 = self._cast(sched.sqrt_recipm1_alphas_cumprod)
+
+    def ddim(self, model: Model, x: torch.Tensor, k: int, t: torch.Tensor, eta: float,
+             generator, clip_x0) -> torch.Tensor:
+        """DDIM step ``k`` (the 0-based step ``steps[k]``, = t for all examples)."""
+        out = call_checked("model", model, x, t, call="model(xt, t)")
+        pred_x0, ax = self.pred_x0(out, x, k, clip_x0)
+        if ax is None:
+            ax = self.recip[k] * x
+        eps = (ax - pred_x0) / self.recipm1[k]
+        # x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps + sigma z  (Eq. 12)
+        x = self.c_x0[k] * pred_x0 + self.c_dir[k] * eps
+        if eta > 0:
+            x = x + self.sigma[k] * randn(x.shape, generator, x.device, x.dtype)
+        return x
+
+
 def _default_dtype(dtype, noise):
     if dtype is not None:
         return dtype
@@ -924,9 +1027,11 @@ def sample(schedule: NoiseSchedule, model: Model, shape, generator: torch.Genera
     :math:`x_T \sim \mathcal N(0, I)`; for the 0-based steps ``t = T-1, ..., 0``:
     :math:`x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z` with :math:`z = 0` at ``t = 0``
     (see :func:`p_sample`). The whole batch moves together (one model call per step, no per-example
-    Python loop); the schedule is moved once to the sampling device and gathered by index; the loop
-    runs under ``torch.inference_mode``, and the returned tensors are ordinary (not inference)
-    tensors.
+    Python loop). Each schedule array the step uses is cast once per call to the samples' dtype on
+    the sampling device, and since every example is at the same step its value is applied as a
+    scalar: the same roundings as :func:`p_sample`'s, so chaining :func:`p_sample` gives the same
+    samples bit for bit. The loop runs under ``torch.inference_mode``, and the returned tensors are
+    ordinary (not inference) tensors.
 
     Parameters
     ----------
@@ -978,11 +1083,13 @@ def sample(schedule: NoiseSchedule, model: Model, shape, generator: torch.Genera
     sched = schedule.to(device)
     T = sched.num_steps
     with torch.inference_mode():
+        step = _SharedStep(sched, dtype, prediction)
+        step.ddpm_tables(sched, variance)
         x = _initial_noise(noise, shape, generator, device, dtype)          # x_T ~ N(0, I)
         path = [x] if trajectory else None
         for i in progress_bar(reversed(range(T)), progress, "DDPM sampling", T):
             t = torch.full((shape[0],), i, dtype=torch.long, device=device)
-            x = _p_sample(sched, model, x, t, generator, prediction, variance, clip_x0)[0]
+            x = step.ddpm(model, x, i, t, generator, clip_x0)
             if trajectory:
                 path.append(x)
         out = torch.stack(path) if trajectory else None
@@ -1082,28 +1189,15 @@ def ddim_sample(schedule: NoiseSchedule, model: Model, shape, num_steps: int, et
     device = torch.device(device) if device is not None else model_device(model)
     dtype = _default_dtype(dtype, noise)
     sched = schedule.to(device)
-    ab_all = sched.alphas_cumprod
     steps_list = steps.tolist()
     with torch.inference_mode():
+        step = _SharedStep(sched, dtype, prediction, steps)
+        step.ddim_tables(sched, eta)
         x = _initial_noise(noise, shape, generator, device, dtype)
         path = [x] if trajectory else None
-        for i in progress_bar(range(len(steps_list)), progress, "DDIM sampling", len(steps_list)):
-            step = steps_list[i]
-            t = torch.full((shape[0],), step, dtype=torch.long, device=device)
-            out = call_checked("model", model, x, t, call="model(xt, t)")
-            pred_x0 = _pred_x0(sched, out, x, t, prediction)
-            if clip_x0 is not None:
-                pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)
-            eps = _eps_from_x0(sched, x, t, pred_x0)
-            ab = ab_all[step]
-            ab_prev = ab_all[steps_list[i + 1]] if i + 1 < len(steps_list) else ab.new_ones(())
-            # sigma = eta sqrt((1 - abar_prev)/(1 - abar)) sqrt(1 - abar/abar_prev)   (Eq. 16)
-            sigma = eta * torch.sqrt((1 - ab_prev) / (1 - ab)) * torch.sqrt(1 - ab / ab_prev)
-            # x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps + sigma z  (Eq. 12)
-            c_dir = torch.sqrt((1 - ab_prev - sigma ** 2).clamp_min(0.0))
-            x = (torch.sqrt(ab_prev).to(dtype) * pred_x0 + c_dir.to(dtype) * eps)
-            if eta > 0:
-                x = x + sigma.to(dtype) * randn(shape, generator, device, dtype)
+        for k in progress_bar(range(len(steps_list)), progress, "DDIM sampling", len(steps_list)):
+            t = torch.full((shape[0],), steps_list[k], dtype=torch.long, device=device)
+            x = step.ddim(model, x, k, t, eta, generator, clip_x0)
             if trajectory:
                 path.append(x)
         out = torch.stack(path) if trajectory else None

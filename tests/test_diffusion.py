@@ -850,6 +850,102 @@ def test_ddim_many_steps_reproduces_a_mixture(device):
     _check_mixture_samples(x, mix, rel_std=0.12)
 
 
+# ------------------------------------------------------------------------------------------------
+# The samplers' arithmetic, bit for bit. The samplers apply each step's coefficients as scalars
+# (every example is at the same step); these references write each step from the equations, one
+# generator draw at a time, with the rounding the course defines: every float64 schedule value
+# (or, for DDIM's Eq. 16, every float64 value computed here with torch's float64 ops on 0-d
+# tensors) is rounded once to the samples' dtype, and each product and sum is rounded in that
+# dtype. Same generator, same draws -> the same samples, to the last bit, and the generator left in
+# the same state. (Not Python's math.sqrt: torch's float64 sqrt on CPU is not always correctly
+# rounded, e.g. 59 of 5000 random values differ in the last bit with torch 2.13 on AVX-512.)
+# ------------------------------------------------------------------------------------------------
+def _coef(s: NoiseSchedule, name: str, i: int, dtype) -> torch.Tensor:
+    """``s.<name>[i]`` (float64) rounded once to ``dtype``, a 0-d tensor."""
+    return getattr(s, name)[i].to(dtype)
+
+
+def _x0_hat_reference(s, x, out, i, prediction, clip, dtype):
+    if prediction == "eps":      # x0 = x_t / sqrt(abar) - sqrt(1/abar - 1) eps   (Eq. 4 solved)
+        x0 = (_coef(s, "sqrt_recip_alphas_cumprod", i, dtype) * x
+              - _coef(s, "sqrt_recipm1_alphas_cumprod", i, dtype) * out)
+    elif prediction == "v":      # x0 = sqrt(abar) x_t - sqrt(1 - abar) v   (Salimans & Ho, App. D)
+        x0 = (_coef(s, "sqrt_alphas_cumprod", i, dtype) * x
+              - _coef(s, "sqrt_one_minus_alphas_cumprod", i, dtype) * out)
+    else:
+        x0 = out
+    return x0 if clip is None else x0.clamp(-clip, clip)
+
+
+def _ancestral_reference(s, model, shape, generator, dtype, prediction, variance, clip):
+    """Algorithm 2 of Ho et al. (2020), one step at a time; z drawn at every step, unused at t = 0."""
+    x = torch.randn(shape, generator=generator, dtype=dtype)
+    for i in reversed(range(s.num_steps)):
+        x0 = _x0_hat_reference(s, x, model(x, _full_t(shape[0], i)), i, prediction, clip, dtype)
+        mean = (_coef(s, "posterior_mean_coef1", i, dtype) * x0                       # Eq. 7
+                + _coef(s, "posterior_mean_coef2", i, dtype) * x)
+        name = "posterior_log_variance_clipped" if variance == "small" else "large_log_variance"
+        z = torch.randn(shape, generator=generator, dtype=dtype)
+        x = mean + torch.exp(0.5 * _coef(s, name, i, dtype)) * z if i > 0 else mean
+    return x
+
+
+def _ddim_reference(s, model, shape, n, eta, generator, dtype, prediction, clip):
+    """Song et al. (2021), Eqs. 12 and 16, on the trailing timesteps, one step at a time."""
+    taus = ddim_timesteps(s.num_steps, n).tolist()
+    x = torch.randn(shape, generator=generator, dtype=dtype)
+    for k, tau in enumerate(taus):
+        x0 = _x0_hat_reference(s, x, model(x, _full_t(shape[0], tau)), tau, prediction, clip, dtype)
+        eps = ((_coef(s, "sqrt_recip_alphas_cumprod", tau, dtype) * x - x0)
+               / _coef(s, "sqrt_recipm1_alphas_cumprod", tau, dtype))
+        ab = s.alphas_cumprod[tau]                                                  # 0-d, float64
+        ab_prev = s.alphas_cumprod[taus[k + 1]] if k + 1 < n else torch.ones((), dtype=F64)
+        sigma = eta * torch.sqrt((1 - ab_prev) / (1 - ab)) * torch.sqrt(1 - ab / ab_prev)
+        c_dir = torch.sqrt(torch.clamp(1 - ab_prev - sigma * sigma, min=0.0))
+        x = torch.sqrt(ab_prev).to(dtype) * x0 + c_dir.to(dtype) * eps
+        if eta > 0:
+            x = x + sigma.to(dtype) * torch.randn(shape, generator=generator, dtype=dtype)
+    return x
+
+
+def _wiggly_model(x, t):
+    """Depends nonlinearly on x and on t, so every coefficient shows in the result."""
+    return torch.tanh(1.3 * x) + 0.01 * torch.cos(t.to(x.dtype)).reshape(-1, *([1] * (x.dim() - 1)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("prediction, variance, clip", [
+    ("eps", "small", None), ("eps", "large", None), ("v", "small", 1.5), ("x0", "large", 1.0)])
+def test_sample_is_bit_for_bit_the_per_step_reference(dtype, prediction, variance, clip):
+    s = NoiseSchedule.linear(40, rescale=True)
+    g_lib, g_ref = _gen(40), _gen(40)
+    x = sample(s, _wiggly_model, (16, 3), generator=g_lib, dtype=dtype, prediction=prediction,
+               variance=variance, clip_x0=clip)
+    ref = _ancestral_reference(s, _wiggly_model, (16, 3), g_ref, dtype, prediction, variance, clip)
+    assert x.dtype == dtype and torch.equal(x, ref)
+    assert torch.equal(g_lib.get_state(), g_ref.get_state())     # the same number of draws
+    # and the same as chaining the per-example step p_sample (the general, gathering path)
+    g = _gen(40)
+    y = torch.randn(16, 3, generator=g, dtype=dtype)
+    for i in reversed(range(s.num_steps)):
+        y = p_sample(s, _wiggly_model, y, _full_t(16, i), generator=g, prediction=prediction,
+                     variance=variance, clip_x0=clip)
+    assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("n, eta", [(7, 0.0), (7, 0.6), (40, 1.0)])
+@pytest.mark.parametrize("prediction, clip", [("eps", None), ("v", 1.5), ("x0", None)])
+def test_ddim_is_bit_for_bit_the_per_step_reference(dtype, n, eta, prediction, clip):
+    s = NoiseSchedule.cosine(40)
+    g_lib, g_ref = _gen(41), _gen(41)
+    x = ddim_sample(s, _wiggly_model, (16, 3), n, eta=eta, generator=g_lib, dtype=dtype,
+                    prediction=prediction, clip_x0=clip)
+    ref = _ddim_reference(s, _wiggly_model, (16, 3), n, eta, g_ref, dtype, prediction, clip)
+    assert x.dtype == dtype and torch.equal(x, ref)
+    assert torch.equal(g_lib.get_state(), g_ref.get_state())
+
+
 # ================================================================================================
 # Bad input
 # ================================================================================================

@@ -85,12 +85,23 @@ def _split(req: str) -> tuple[str, str]:
     return _norm(m.group(1)), m.group(2).replace(" ", "")
 
 
+def _installed_extras() -> list[str]:
+    """The extras ``course.py`` setup installs (its ``EXTRAS``): the course environment."""
+    m = re.search(r'^EXTRAS = "([^"]+)"', (ROOT / "course.py").read_text(), re.M)
+    assert m, "course.py: no EXTRAS = \"...\" line"
+    return m.group(1).split(",")
+
+
 def test_environment_yml_agrees_with_pyproject():
+    """environment.yml is the course environment: the dependencies and the extras course.py
+    installs. Other extras (``bench``: diffusers, for one benchmark) stay out of both."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     project = pyproject["project"]
     reqs = list(project["dependencies"])
-    for extra, deps in project["optional-dependencies"].items():
-        reqs += deps
+    extras = _installed_extras()
+    assert set(extras) <= set(project["optional-dependencies"]), extras
+    for extra in extras:
+        reqs += project["optional-dependencies"][extra]
     py = dict(_split(r) for r in reqs if "python_version" not in r)
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = dict(_split(d) for d in env["dependencies"] if isinstance(d, str))

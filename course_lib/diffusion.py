@@ -892,10 +892,16 @@ def p_sample(schedule: NoiseSchedule, model: Model, xt: torch.Tensor, t: torch.T
     return _p_sample(schedule, model, xt, t, generator, prediction, variance, clip_x0)[0]
 
 
+def _adds_noise(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """1 where the reverse step from 0-based step ``t`` adds noise, 0 at ``t = 0`` (Algorithm 2,
+    line 4: z = 0 for the last step). Shared by :func:`p_sample` and the samplers."""
+    return (t != 0).to(dtype)
+
+
 def _p_sample(schedule, model, xt, t, generator, prediction, variance, clip_x0):
     out = _p_mean_variance(schedule, model, xt, t, prediction, variance, clip_x0)
     z = randn(xt.shape, generator, xt.device, xt.dtype)
-    nonzero = (t != 0).to(xt.dtype).reshape(-1, *([1] * (xt.dim() - 1)))   # no noise at t = 0
+    nonzero = _adds_noise(t, xt.dtype).reshape(-1, *([1] * (xt.dim() - 1)))   # no noise at t = 0
     # x_{t-1} = mu + sigma z, sigma = exp(log sigma^2 / 2)
     return out.mean + nonzero * torch.exp(0.5 * out.log_variance) * z, out.pred_x0
 
@@ -956,7 +962,7 @@ class _SharedStep:
         self.coef1, self.coef2 = self._floats(sched.posterior_mean_coef1, sched.posterior_mean_coef2)
         logvar = (sched.posterior_log_variance_clipped if variance == "small"
                   else sched.large_log_variance).to(self.dtype)
-        nonzero = (torch.arange(sched.num_steps, device=logvar.device) != 0).to(self.dtype)
+        nonzero = _adds_noise(torch.arange(sched.num_steps, device=logvar.device), self.dtype)
         # sigma_t = exp(log sigma_t^2 / 2) in the samples' dtype; no noise at t = 0
         self.noise_scale = (nonzero * torch.exp(0.5 * logvar)).tolist()
 

@@ -68,9 +68,10 @@ MUTATIONS = [
     Mutation(
         name="p-sample-noise-at-t0",
         file="diffusion.py",
-        old="nonzero = (t != 0).to(xt.dtype)",
-        new="nonzero = (t >= 0).to(xt.dtype)",
-        breaks="the last reverse step (0-based t = 0) adds noise; Algorithm 2 sets z = 0 there",
+        old="return (t != 0).to(dtype)",
+        new="return (t >= 0).to(dtype)",
+        breaks="the last reverse step (0-based t = 0) adds noise (p_sample and sample); Algorithm 2 "
+               "sets z = 0 there",
         notebooks=NB, tests=TESTS,
     ),
     Mutation(

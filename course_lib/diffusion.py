@@ -24,8 +24,9 @@ Numerics
 Schedule arrays are computed once in float64 (as in improved-diffusion) and gathered by ``t`` and
 cast to the data's dtype and device only where used (:func:`_extract`). The samplers, where every
 example of the batch is at the same step, cast each array they need once per call instead and
-apply its value at each step as a scalar (:class:`_SharedStep`), with the same roundings, so the
-samples are the same bit for bit, at no per-step gather, cast or broadcast. No clipping of
+apply its entry at each step as a 0-d tensor (:class:`_SharedStep`), with the same roundings and
+through the same formula functions, so the samples are the same bit for bit, at no per-step
+gather, cast or broadcast. No clipping of
 :math:`\hat x_0` happens unless asked for (``clip_x0``); improved-diffusion's and diffusers'
 defaults clip to ``[-1, 1]``, which silently corrupts 2-D toy data at ``+-4`` (REFERENCES.md C6).
 
@@ -417,7 +418,12 @@ def _check_options(prediction: str | None = None, variance: str | None = None, c
 
 def _extract(arr: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Gather ``arr[t]`` (float64 schedule array, 0-based ``t`` of shape (N,)) and shape it
-    ``(N, 1, ..., 1)`` to broadcast against ``x``, on ``x``'s device and in ``x``'s dtype."""
+    ``(N, 1, ..., 1)`` to broadcast against ``x``, on ``x``'s device and in ``x``'s dtype.
+
+    While sampling, ``t`` may be a :class:`_SharedStep` (every example at one step): then the
+    entry of the array cast once per sampling call is returned, a 0-d tensor."""
+    if isinstance(t, _SharedStep):
+        return t.entry(arr)
     out = arr[t.to(arr.device)]
     return out.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
 
@@ -555,10 +561,15 @@ def q_posterior_mean_variance(schedule: NoiseSchedule, x0: torch.Tensor, xt: tor
     return _q_posterior(schedule, x0, xt, t)
 
 
-def _q_posterior(schedule, x0, xt, t):
+def _posterior_mean(schedule, x0, xt, t):
     # mu~ = coef1 x0 + coef2 x_t
     mean = (_extract(schedule.posterior_mean_coef1, t, xt) * x0
             + _extract(schedule.posterior_mean_coef2, t, xt) * xt)
+    return mean
+
+
+def _q_posterior(schedule, x0, xt, t):
+    mean = _posterior_mean(schedule, x0, xt, t)
     variance = _extract(schedule.posterior_variance, t, xt).expand(xt.shape).contiguous()
     log_variance = _extract(schedule.posterior_log_variance_clipped, t, xt).expand(xt.shape).contiguous()
     return mean, variance, log_variance
@@ -838,16 +849,34 @@ def _pred_x0(schedule, out, xt, t, prediction):
     return _x0_from_v(schedule, xt, t, out)
 
 
-def _p_mean_variance(schedule, model, xt, t, prediction, variance, clip_x0) -> PMeanVariance:
+def _p_mean(schedule, model, xt, t, prediction, clip_x0, at=None):
+    """``(mu_theta(x_t, t), x0_hat)``: the model's output turned into x0_hat (optionally clipped)
+    and put into the forward posterior's mean (Ho et al. Eq. 7). The coefficients are taken at
+    ``at`` (a :class:`_SharedStep` while sampling) or else at ``t``."""
+    at = t if at is None else at
     out = call_checked("model", model, xt, t, call="model(xt, t)")
-    pred_x0 = _pred_x0(schedule, out, xt, t, prediction)
+    pred_x0 = _pred_x0(schedule, out, xt, at, prediction)
     if clip_x0 is not None:
         pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)
-    mean, post_var, post_logvar = _q_posterior(schedule, pred_x0, xt, t)
+    return _posterior_mean(schedule, pred_x0, xt, at), pred_x0
+
+
+def _reverse_log_variance(schedule, variance):
+    """The schedule array of log sigma_t^2: "small" beta-tilde_t (clipped at t = 0), "large" beta_t."""
+    return schedule.posterior_log_variance_clipped if variance == "small" else schedule.large_log_variance
+
+
+def _reverse_std(log_variance, adds_noise):
+    """sigma_t = exp(log sigma_t^2 / 2), times 0 where no noise is added (t = 0)."""
+    return adds_noise * torch.exp(0.5 * log_variance)
+
+
+def _p_mean_variance(schedule, model, xt, t, prediction, variance, clip_x0) -> PMeanVariance:
+    mean, pred_x0 = _p_mean(schedule, model, xt, t, prediction, clip_x0)
+    logvar = _extract(_reverse_log_variance(schedule, variance), t, xt).expand(xt.shape).contiguous()
     if variance == "small":
-        var, logvar = post_var, post_logvar
+        var = _extract(schedule.posterior_variance, t, xt).expand(xt.shape).contiguous()
     else:
-        logvar = _extract(schedule.large_log_variance, t, xt).expand(xt.shape).contiguous()
         var = torch.exp(logvar)
     return PMeanVariance(mean, var, logvar, pred_x0)
 
@@ -903,107 +932,53 @@ def _p_sample(schedule, model, xt, t, generator, prediction, variance, clip_x0):
     z = randn(xt.shape, generator, xt.device, xt.dtype)
     nonzero = _adds_noise(t, xt.dtype).reshape(-1, *([1] * (xt.dim() - 1)))   # no noise at t = 0
     # x_{t-1} = mu + sigma z, sigma = exp(log sigma^2 / 2)
-    return out.mean + nonzero * torch.exp(0.5 * out.log_variance) * z, out.pred_x0
+    return out.mean + _reverse_std(out.log_variance, nonzero) * z, out.pred_x0
 
 
 class _SharedStep:
-    """The reverse steps of :func:`sample` and :func:`ddim_sample`, where all examples share one step.
+    """The step every example of a sampled batch is at, given to :func:`_extract` as ``t``.
 
-    :func:`_extract` gathers a per-example vector from a float64 array and casts it at every call;
-    while sampling, every example is at the same step, so each array used is instead cast once per
-    call to the samples' dtype, on the sampling device (the same float64 -> dtype rounding
-    ``_extract`` does), and read back as Python floats. A step then multiplies by those scalars:
-    each product is rounded once in the samples' dtype, as the product with the broadcast ``(N, 1)``
-    column was, so the result is identical bit for bit, without the per-step gathers, casts and
-    ``expand().contiguous()`` copies (each one a kernel launch on a GPU). The one division (DDIM's
-    eps from x0_hat) divides by a 0-d tensor on the device, not by a Python float: CUDA turns a
-    division by a CPU scalar into a multiplication by its reciprocal, which can differ in the last
-    bit.
+    :func:`_extract` gathers a per-example column from a float64 schedule array and casts it at
+    every call. In :func:`sample` and :func:`ddim_sample` every example is at the same step, so
+    :func:`_extract` given a ``_SharedStep`` returns instead the entry at position :attr:`k` of
+    the array cast once per sampling call to the samples' dtype on the sampling device (the same
+    float64 -> dtype rounding), a 0-d tensor. A product or quotient with it rounds exactly as with
+    the broadcast ``(N, 1, ..., 1)`` column, so the samplers call the very formulas of
+    :func:`p_sample` (:func:`_p_mean`, :func:`_eps_from_x0`) and their samples are the same bit
+    for bit, without a per-step gather, cast or ``expand().contiguous()`` copy (each a kernel
+    launch on a GPU).
 
-    ``steps`` (DDIM's timesteps) selects the entries kept, so that position ``k`` of every table is
-    step ``steps[k]``; without it (ancestral sampling) position ``i`` is the 0-based step ``i``.
+    ``steps`` (DDIM's timesteps) selects the entries kept, so that position ``k`` is the 0-based
+    step ``steps[k]``; without it position ``k`` is step ``k``.
     """
 
-    def __init__(self, sched: NoiseSchedule, dtype: torch.dtype, prediction: str,
-                 steps: torch.Tensor | None = None):
-        self.dtype, self.prediction = dtype, prediction
-        self.index = None if steps is None else steps.to(sched.device)
-        # x0_hat = a_t x_t - b_t out: eps (Eq. 4 solved for x0) or v (Salimans & Ho, App. D)
-        if prediction == "eps":
-            self.x0_a, self.x0_b = self._floats(sched.sqrt_recip_alphas_cumprod,
-                                                sched.sqrt_recipm1_alphas_cumprod)
-        elif prediction == "v":
-            self.x0_a, self.x0_b = self._floats(sched.sqrt_alphas_cumprod,
-                                                sched.sqrt_one_minus_alphas_cumprod)
+    def __init__(self, dtype: torch.dtype, device: torch.device, steps: torch.Tensor | None = None):
+        self.dtype, self.device = dtype, device
+        self.index = None if steps is None else steps.to(device)
+        self.k = 0
+        self._tables: dict[int, torch.Tensor] = {}
 
-    def _cast(self, array: torch.Tensor) -> torch.Tensor:
-        """The kept entries of a schedule array, cast to the samples' dtype (one rounding)."""
-        return (array if self.index is None else array[self.index]).to(self.dtype)
+    def table(self, arr: torch.Tensor) -> torch.Tensor:
+        """``arr`` (float64, ``(T,)``) at the kept steps, cast once to the samples' dtype."""
+        cast = self._tables.get(id(arr))
+        if cast is None:
+            kept = arr.to(self.device) if self.index is None else arr.to(self.device)[self.index]
+            cast = self._tables[id(arr)] = kept.to(self.dtype)
+        return cast
 
-    def _floats(self, *arrays: torch.Tensor) -> list[list[float]]:
-        """:meth:`_cast` of each array, as Python floats (one device sync per call)."""
-        return [self._cast(a).tolist() for a in arrays]
+    def entry(self, arr: torch.Tensor) -> torch.Tensor:
+        return self.table(arr)[self.k]
 
-    def pred_x0(self, out: torch.Tensor, x: torch.Tensor, i: int, clip_x0):
-        """``(x0_hat, a_t x_t)`` at table position ``i``; ``a_t x_t`` only for eps (else None)."""
-        ax = None
-        if self.prediction == "x0":
-            pred_x0 = out
-        else:
-            ax = self.x0_a[i] * x
-            pred_x0 = ax - self.x0_b[i] * out
-        if clip_x0 is not None:
-            pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)
-        return pred_x0, (ax if self.prediction == "eps" else None)
 
-    # -- ancestral sampling (Algorithm 2) -------------------------------------------------------
-    def ddpm_tables(self, sched: NoiseSchedule, variance: str) -> None:
-        """mu~ = coef1 x0_hat + coef2 x_t (Eq. 7); x_{t-1} = mu~ + sigma_t z, sigma_0 = 0."""
-        self.coef1, self.coef2 = self._floats(sched.posterior_mean_coef1, sched.posterior_mean_coef2)
-        logvar = (sched.posterior_log_variance_clipped if variance == "small"
-                  else sched.large_log_variance).to(self.dtype)
-        nonzero = _adds_noise(torch.arange(sched.num_steps, device=logvar.device), self.dtype)
-        # sigma_t = exp(log sigma_t^2 / 2) in the samples' dtype; no noise at t = 0
-        self.noise_scale = (nonzero * torch.exp(0.5 * logvar)).tolist()
-
-    def ddpm(self, model: Model, x: torch.Tensor, i: int, t: torch.Tensor, generator,
-             clip_x0) -> torch.Tensor:
-        """One step of :func:`_p_sample` at the shared 0-based step ``i`` (``t`` = i for all)."""
-        out = call_checked("model", model, x, t, call="model(xt, t)")
-        pred_x0, _ = self.pred_x0(out, x, i, clip_x0)
-        mean = self.coef1[i] * pred_x0 + self.coef2[i] * x
-        z = randn(x.shape, generator, x.device, x.dtype)       # drawn at t = 0 too, as p_sample
-        return mean + self.noise_scale[i] * z
-
-    # -- DDIM (Song et al. 2021, Eqs. 12 and 16) ------------------------------------------------
-    def ddim_tables(self, sched: NoiseSchedule, eta: float) -> None:
-        """Per DDIM step k: sqrt(abar_prev), sqrt(1 - abar_prev - sigma^2), sigma, in float64
-        (the schedule's dtype) and then rounded once to the samples' dtype."""
-        ab = sched.alphas_cumprod[self.index]
-        ab_prev = torch.cat([ab[1:], ab.new_ones(1)])                  # 1 after the last step
-        # sigma = eta sqrt((1 - abar_prev)/(1 - abar)) sqrt(1 - abar/abar_prev)   (Eq. 16)
-        sigma = eta * torch.sqrt((1 - ab_prev) / (1 - ab)) * torch.sqrt(1 - ab / ab_prev)
-        c_dir = torch.sqrt((1 - ab_prev - sigma ** 2).clamp_min(0.0))
-        # already one entry per DDIM step: cast, not gathered again
-        self.c_x0, self.c_dir, self.sigma = (c.to(self.dtype).tolist()
-                                             for c in (torch.sqrt(ab_prev), c_dir, sigma))
-        # eps = (x_t / sqrt(abar) - x0_hat) / sqrt(1/abar - 1), the divisor as a 0-d device tensor
-        (self.recip,) = self._floats(sched.sqrt_recip_alphas_cumprod)
-        self.recipm1 = self._cast(sched.sqrt_recipm1_alphas_cumprod)
-
-    def ddim(self, model: Model, x: torch.Tensor, k: int, t: torch.Tensor, eta: float,
-             generator, clip_x0) -> torch.Tensor:
-        """DDIM step ``k`` (the 0-based step ``steps[k]``, = t for all examples)."""
-        out = call_checked("model", model, x, t, call="model(xt, t)")
-        pred_x0, ax = self.pred_x0(out, x, k, clip_x0)
-        if ax is None:
-            ax = self.recip[k] * x
-        eps = (ax - pred_x0) / self.recipm1[k]
-        # x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps + sigma z  (Eq. 12)
-        x = self.c_x0[k] * pred_x0 + self.c_dir[k] * eps
-        if eta > 0:
-            x = x + self.sigma[k] * randn(x.shape, generator, x.device, x.dtype)
-        return x
+def _ddim_coefficients(schedule: NoiseSchedule, steps: torch.Tensor, eta: float):
+    """Per DDIM step k (0-based step ``steps[k]``), in float64: sqrt(abar_prev),
+    sqrt(1 - abar_prev - sigma^2) and sigma, with abar_prev = 1 after the last step."""
+    ab = schedule.alphas_cumprod[steps.to(schedule.alphas_cumprod.device)]
+    ab_prev = torch.cat([ab[1:], ab.new_ones(1)])
+    # sigma = eta sqrt((1 - abar_prev)/(1 - abar)) sqrt(1 - abar/abar_prev)   (Eq. 16)
+    sigma = eta * torch.sqrt((1 - ab_prev) / (1 - ab)) * torch.sqrt(1 - ab / ab_prev)
+    c_dir = torch.sqrt((1 - ab_prev - sigma ** 2).clamp_min(0.0))
+    return torch.sqrt(ab_prev), c_dir, sigma
 
 
 def _default_dtype(dtype, noise):
@@ -1089,13 +1064,18 @@ def sample(schedule: NoiseSchedule, model: Model, shape, generator: torch.Genera
     sched = schedule.to(device)
     T = sched.num_steps
     with torch.inference_mode():
-        step = _SharedStep(sched, dtype, prediction)
-        step.ddpm_tables(sched, variance)
+        at = _SharedStep(dtype, device)
+        # sigma_t per step in the samples' dtype, 0 at t = 0 (as p_sample's)
+        noise_scale = _reverse_std(at.table(_reverse_log_variance(sched, variance)),
+                                   _adds_noise(torch.arange(T, device=device), dtype))
         x = _initial_noise(noise, shape, generator, device, dtype)          # x_T ~ N(0, I)
         path = [x] if trajectory else None
         for i in progress_bar(reversed(range(T)), progress, "DDPM sampling", T):
             t = torch.full((shape[0],), i, dtype=torch.long, device=device)
-            x = step.ddpm(model, x, i, t, generator, clip_x0)
+            at.k = i
+            mean, _ = _p_mean(sched, model, x, t, prediction, clip_x0, at)
+            z = randn(x.shape, generator, device, dtype)       # drawn at t = 0 too, as p_sample
+            x = mean + noise_scale[i] * z
             if trajectory:
                 path.append(x)
         out = torch.stack(path) if trajectory else None
@@ -1197,13 +1177,22 @@ def ddim_sample(schedule: NoiseSchedule, model: Model, shape, num_steps: int, et
     sched = schedule.to(device)
     steps_list = steps.tolist()
     with torch.inference_mode():
-        step = _SharedStep(sched, dtype, prediction, steps)
-        step.ddim_tables(sched, eta)
+        at = _SharedStep(dtype, device, steps)
+        c_x0, c_dir, sigma = (c.to(device=device, dtype=dtype) for c in _ddim_coefficients(sched, steps, eta))
         x = _initial_noise(noise, shape, generator, device, dtype)
         path = [x] if trajectory else None
         for k in progress_bar(range(len(steps_list)), progress, "DDIM sampling", len(steps_list)):
             t = torch.full((shape[0],), steps_list[k], dtype=torch.long, device=device)
-            x = step.ddim(model, x, k, t, eta, generator, clip_x0)
+            at.k = k
+            out = call_checked("model", model, x, t, call="model(xt, t)")
+            pred_x0 = _pred_x0(sched, out, x, at, prediction)
+            if clip_x0 is not None:
+                pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)
+            eps = _eps_from_x0(sched, x, at, pred_x0)
+            # x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps + sigma z  (Eq. 12)
+            x = c_x0[k] * pred_x0 + c_dir[k] * eps
+            if eta > 0:
+                x = x + sigma[k] * randn(shape, generator, device, dtype)
             if trajectory:
                 path.append(x)
         out = torch.stack(path) if trajectory else None

@@ -136,7 +136,8 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of :func:`reconstruction_error`: ``(1/N) sum_n ||x_hat_n - x_n||^2``.
 
     For a Gaussian decoder ``p(x | h) = N(g(h), s^2 I)`` this is ``2 s^2`` times the negative
-    log-likelihood up to a constant (seed 001, "Gaussian decoder gives the L2 loss").
+    log-likelihood up to a constant (Chan 2024,
+    "Tutorial on Diffusion Models for Imaging and Vision").
 
     Returns
     -------
@@ -499,7 +500,8 @@ def linear_probe_accuracy(features_train: torch.Tensor, labels_train: torch.Tens
                           C: float = 1.0, max_iter: int = 2000) -> float:
     """Test accuracy of a multinomial logistic regression trained on frozen features.
 
-    The standard "linear probe" for judging learned representations (seed 004, autoencoders for
+    The standard "linear probe" for judging learned representations (Alain & Bengio 2017,
+    "Understanding intermediate layers using linear classifier probes"; autoencoders for
     transfer learning): standardize the features, fit scikit-learn's ``LogisticRegression``
     (L2, inverse strength ``C``) on the training features, report accuracy on the test features.
 

@@ -531,7 +531,7 @@ class MLPEnsemble(nn.Module):
 class DCGANGenerator(nn.Module):
     """DCGAN-style generator for 8x8 images: ``z (N, latent_dim) -> x (N, 1, 8, 8)`` in ``[-1, 1]``.
 
-    Follows the DCGAN guidelines (Radford et al. 2016, Section 3; seed 004): a projection of z
+    Follows the DCGAN guidelines (Radford et al. 2016, Section 3): a projection of z
     reshaped to a 2x2 feature map, then fractionally-strided convolutions (no pooling, no fully
     connected hidden layers), batch normalization on every layer but the output, ReLU inside and
     tanh at the output.

@@ -189,7 +189,7 @@ class TimeConditionedMLP(nn.Module):
         out = W_out h_L + b_out
 
     With ``num_classes`` set, a learned class embedding of ``y`` is added to the time embedding
-    (class conditioning as in the DDPM U-Net of the lecture notes, seed 000).
+    (class conditioning as in Ho et al. 2020 and Dhariwal & Nichol 2021).
 
     Parameters
     ----------
@@ -411,9 +411,9 @@ class UNet(nn.Module):
 
     - the step ``t`` is embedded by :class:`SinusoidalEmbedding` and a 2-layer MLP into ``e`` of
       width ``4 * base_channels``; with ``num_classes`` set, a learned class embedding of ``y`` is
-      **added** to ``e`` (the "time-invariant embedding for class information" of the lecture notes,
-      seed 000). Label ``num_classes`` is the **null class** ("no label"), used when ``y`` is None,
-      so one network can be trained with randomly dropped labels and sampled both ways;
+      **added** to ``e`` (Dhariwal & Nichol 2021; the null label of Ho & Salimans 2021). Label
+      ``num_classes`` is the **null class** ("no label"), used when ``y`` is None, so one network
+      can be trained with randomly dropped labels and sampled both ways;
     - a 3x3 input convolution, then one residual block per resolution, ``8x8 -> 4x4 -> 2x2``
       (stride-2 convolutions down), with ``base_channels * channel_mult[i]`` channels; each residual
       block is GroupNorm, SiLU, 3x3 conv, plus a linear projection of ``e``, GroupNorm, SiLU, 3x3

@@ -4,7 +4,7 @@ Notebook 05 derives each of these and checks it on exact Gaussian mixtures
 (:class:`course_lib.toy.GaussianMixture`); ``tests/test_score.py`` checks each against an
 independent reference (closed forms, Monte Carlo with standard errors).
 
-Notation (seed 003): data :math:`x \sim p`, score :math:`s(x) \approx \nabla_x \log p(x)`, noisy
+Notation (after Song & Ermon 2019): data :math:`x \sim p`, score :math:`s(x) \approx \nabla_x \log p(x)`, noisy
 observation :math:`y = \tilde x = x + \sigma\varepsilon`, :math:`\varepsilon \sim \mathcal N(0, I)`,
 whose law is :math:`p_\sigma = p * \mathcal N(0, \sigma^2 I)`.
 
@@ -148,7 +148,7 @@ def langevin_dynamics(score_fn: ScoreFn, x: torch.Tensor, step_size: float, num_
                       generator: torch.Generator | None = None, trajectory: bool = False):
     r"""Unadjusted Langevin dynamics driven by a score: :math:`x \leftarrow x + \eta s(x) + \sqrt{2\eta} z`.
 
-    The discretization of :math:`dx = \nabla\log p(x)\,dt + \sqrt 2\, dW` (seed 003), whose
+    The discretization of :math:`dx = \nabla\log p(x)\,dt + \sqrt 2\, dW` (Roberts & Tweedie 1996), whose
     stationary law is :math:`p`; the discrete chain samples :math:`p` up to an :math:`O(\eta)` bias.
     Only the score is needed, never the partition function. See the module docstring for how
     :math:`\eta` relates to the paper's :math:`\alpha/2` form (REFERENCES.md C13).
@@ -415,7 +415,8 @@ def score_matching_loss(score_fn: ScoreFn, x: torch.Tensor, reduction: str = "me
                = \tfrac12 E\|s(x) - \nabla\log p(x)\|^2 - \tfrac12 E\|\nabla \log p(x)\|^2,
 
     the second form by integration by parts (boundary terms vanish when :math:`p\,s \to 0` at
-    infinity). The trace costs D backward passes (seed 003: :math:`O(D)` times a gradient).
+    infinity). The trace costs D backward passes (Song et al. 2019,
+    "Sliced Score Matching": :math:`O(D)` times a gradient).
 
     Parameters
     ----------
@@ -627,7 +628,7 @@ def tweedie_denoise(y: torch.Tensor, score: torch.Tensor, sigma) -> torch.Tensor
 
     References
     ----------
-    Efron (2011), Eq. 2.8; seed 003, "Tweedie's formula"; REFERENCES.md A8.
+    Efron (2011), "Tweedie's formula and selection bias", Eq. 2.8.
     """
     y = _check_points("y", y)
     check_tensor("score", score, floating=True)
@@ -653,8 +654,8 @@ def tweedie_covariance(hessian: torch.Tensor, sigma) -> torch.Tensor:
 
     References
     ----------
-    Meng, Song, Li, Ermon, NeurIPS 2021, Eq. 4 (REFERENCES.md A8); seed 003, "Higher order
-    Tweedie's formula".
+    Meng, Song, Li, Ermon, NeurIPS 2021, Eq. 4 (higher-order
+    Tweedie's formula).
     """
     check_tensor("hessian", hessian, ndim=3, floating=True)
     n, d, d2 = hessian.shape
@@ -702,7 +703,7 @@ def sure(denoiser: ScoreFn, y: torch.Tensor, sigma, num_probes: int | None = Non
     References
     ----------
     Stein (1981), Theorem 1; Ramani, Blu, Unser (2008) for Monte-Carlo SURE (REFERENCES.md A8);
-    seed 003, "Denoising, Tweedie and SURE".
+    Stein (1981), "Estimation of the mean of a multivariate normal distribution"; Raphan & Simoncelli (2011).
     """
     _check_callable("denoiser", denoiser)
     y = _check_points("y", y)

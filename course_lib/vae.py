@@ -321,7 +321,8 @@ def iwae_bound(model: LatentVariableModel, x: torch.Tensor, num_samples: int,
     Computed as a log-mean-exp of the log-weights, logsumexp_k(log w_k) - log K, which subtracts the
     maximum first and so is stable for any K. L_1 = ELBO (in expectation), E[L_K] <= E[L_{K+1}] <=
     log p(x), and L_K -> log p(x) as K -> infinity (Burda et al. 2016, Theorem 1); it is also the
-    importance-sampling estimate of log p(x) that seed 000 describes.
+    importance-sampling estimate of log p(x) (Burda, Grosse & Salakhutdinov 2016;
+    Prince 2023, Understanding Deep Learning, Chapter 17).
 
     Parameters
     ----------
@@ -425,7 +426,7 @@ class VAE(nn.Module):
 
     - ``likelihood="gaussian"``: p(x | z) = N(x; decode(z), sigma_dec^2 I), so
       -log p(x | z) = ||x - decode(z)||^2 / (2 sigma_dec^2) + D/2 log(2 pi sigma_dec^2), the L2 loss
-      up to a scale and a constant (seed 001). sigma_dec is fixed (``decoder_std``) or a learned scalar
+      up to a scale and a constant (Chan 2024). sigma_dec is fixed (``decoder_std``) or a learned scalar
       (``learn_decoder_std=True``, its log-variance kept >= ``min_decoder_logvar``).
     - ``likelihood="bernoulli"``: data in [-1, 1] are mapped to y = (x + 1)/2 in [0, 1] and
       log p(x | z) = sum_d y_d log p_d + (1 - y_d) log(1 - p_d), p = sigmoid(logits(z)) (Kingma &
@@ -666,7 +667,7 @@ class LinearGaussianModel(nn.Module):
 
 
 class HierarchicalVAE(nn.Module):
-    """A two-level Markovian hierarchical VAE (Sonderby et al. 2016; seed 003 section 2.1.5).
+    """A two-level Markovian hierarchical VAE (Sonderby et al. 2016, "Ladder Variational Autoencoders").
 
     Generative model p(x, z1, z2) = p(z2) p(z1 | z2) p(x | z1), p(z2) = N(0, I),
     p(z1 | z2) = N(mu(z2), diag exp(lv(z2))), p(x | z1) = N(decode(z1), sigma_dec^2 I);
@@ -919,7 +920,7 @@ def optimal_decoder_mean(z: torch.Tensor, x_data: torch.Tensor, mean: torch.Tens
     """The decoder mean minimizing E_{x ~ data} E_{q(z|x)} ||x - mu(z)||^2 for a fixed encoder.
 
     For data {x_1..x_n} with equal weights and encoder q(z | x_i) = N(mean_i, diag exp(logvar_i)),
-    the minimizer is the posterior average (seed 003, "reason of blurriness")
+    the minimizer is the posterior average, the reason of the blur (Prince 2023, Chapter 17)
 
         mu*(z) = E[x | z] = sum_i x_i q(z | x_i) / sum_i q(z | x_i),
 

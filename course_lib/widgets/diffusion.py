@@ -1,7 +1,7 @@
 """Notebook 04's figures and explorers: the scaled chain x_t = a x_{t-1} + b eps, and noised marginals.
 
 Two explorers of the forward process: the chain x_t = a x_{t-1} + b eps (the "magical scalars" of
-seed 001: only b = sqrt(1 - a^2) keeps the variance at 1; :func:`course_lib.diffusion.scaled_chain`
+Chan (2024): only b = sqrt(1 - a^2) keeps the variance at 1; :func:`course_lib.diffusion.scaled_chain`
 and :func:`course_lib.diffusion.variance_recursion`), and the noised marginal q(x_t) of a 2-D
 mixture (exact, :func:`course_lib.diffusion.noised_mixture`) next to noised digits. A third shows the
 learned reverse chain over the same exact marginals. Notebook 04 asserts the numbers these plots
@@ -34,7 +34,7 @@ def plot_magical_scalars(a: float = 0.99, b: float = 0.3, magical: bool = True,
     Parameters
     ----------
     a : float
-        Mean scaling (``sqrt(alpha)`` in seed 001).
+        Mean scaling (``sqrt(alpha)`` in Chan 2024).
     b : float
         Noise standard deviation; ignored when ``magical`` (then ``b = sqrt(1 - a^2)``, which
         needs ``a <= 1``).

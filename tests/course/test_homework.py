@@ -430,7 +430,8 @@ def test_real_student_version(real_course, name):
 def test_real_notebook_autograded_complete(tmp_path):
     """nbgrader's own autograder gives full marks to the first real notebook with exercises,
     solved (its per-cell timeout and working folder included, hidden tests put back); its manually
-    graded derivations are left as "needs manual grading"."""
+    graded derivations are left as "needs manual grading". A submission whose predictions are valid
+    options but wrong passes the visible checks and fails exactly on the hidden tests."""
     candidates = [p for p in resolve_notebooks() if discover_exercises(p)]
     if not candidates:
         pytest.skip("no notebook with exercises in notebooks/ yet")
@@ -441,9 +442,31 @@ def test_real_notebook_autograded_complete(tmp_path):
                                 nbformat.read(str(path), as_version=4))
     (tmp_path / "subs" / "ada").mkdir(parents=True)
     nbformat.write(complete, str(tmp_path / "subs" / "ada" / student.name))
+    # bob predicts wrongly in every "predict, then run" cell: a valid option passes the visible
+    # check, only the hidden test (put back by nbgrader) can fail it
+    wrong, predicted = copy.deepcopy(complete), set()
+    for cell in wrong.cells:
+        answer = re.search(r'(?m)^prediction = "(\w)"', cell.source)
+        if answer and _nbgrader_md(cell).get("solution"):
+            other = "a" if answer.group(1) != "a" else "b"
+            cell.source = cell.source.replace(answer.group(0), f'prediction = "{other}"')
+            predicted.add(_nbgrader_md(cell)["grade_id"])
+    assert predicted, f"{path.name}: no predict-then-run question"
+    (tmp_path / "subs" / "bob").mkdir(parents=True)
+    nbformat.write(wrong, str(tmp_path / "subs" / "bob" / student.name))
     report = grade(tmp_path / "subs", out=course, feedback=False)
     from assignments.pipeline import NEEDS_MANUAL
 
     auto = [r for r in report.rows if r.status != NEEDS_MANUAL]  # derivations wait for a person
-    assert auto and all(r.status == "passed" and r.score == r.max_score for r in auto), \
-        [r for r in auto if r.status != "passed"]
+    ada = [r for r in auto if r.student == "ada"]
+    assert ada and all(r.status == "passed" and r.score == r.max_score for r in ada), \
+        [r for r in ada if r.status != "passed"]
+    by_hand = {e.name for e in discover_exercises(path) if e.solution_ids == e.check_ids}
+    assert {r.exercise for r in report.rows if r.student == "ada" and r.status == NEEDS_MANUAL} == by_hand
+    bob = [r for r in auto if r.student == "bob"]
+    assert sorted(r.exercise for r in bob) == sorted(r.exercise for r in ada)
+    for r in bob:
+        if r.exercise in predicted:
+            assert (r.status, r.score) == ("failed", 0) and "AssertionError" in r.reason, r
+        else:
+            assert r.status == "passed" and r.score == r.max_score, r

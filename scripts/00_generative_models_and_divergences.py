@@ -253,6 +253,44 @@ assert abs(frac_inf - p_inf) <= 5 * se_inf
 assert frac_asym >= 0.98                               # asymmetric for almost every pair
 
 # %% [markdown]
+# **Predict, then run (★☆☆, 1 point).** Take a narrow and a wide Gaussian with the same mean,
+# $P = \mathcal N(0, 0.5^2)$ and $Q = \mathcal N(0, 2^2)$. Which is larger?
+#
+# - (a) $\mathrm{KL}(P\,\|\,Q)$, the narrow one measured against the wide one;
+# - (b) $\mathrm{KL}(Q\,\|\,P)$, the wide one measured against the narrow one;
+# - (c) neither: with equal means the two directions agree.
+#
+# Set `prediction` to `"a"`, `"b"` or `"c"` before you run the next cells (think about where
+# each distribution puts mass that the other one does not).
+
+# %% nbgrader={"grade": false, "grade_id": "predict_kl_direction", "locked": false, "schema_version": 3, "solution": true, "task": false}
+prediction = None  # one of "a", "b", "c"
+### BEGIN SOLUTION
+prediction = "b"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "predict_kl_direction_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+if prediction is None:
+    raise NotImplementedError("set prediction to 'a', 'b' or 'c' first")
+assert prediction in ("a", "b", "c"), f"prediction must be 'a', 'b' or 'c', got {prediction!r}"
+### BEGIN HIDDEN TESTS
+assert prediction == "b", "KL(Q||P) is larger: the wide Q puts mass where the narrow P is tiny"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The run, by quadrature (no formula yet; the closed form comes next):
+
+# %%
+t_pred = torch.linspace(-40, 40, 80_001, dtype=torch.float64)
+log_narrow = torch.distributions.Normal(0.0, 0.5).log_prob(t_pred)
+log_wide = torch.distributions.Normal(0.0, 2.0).log_prob(t_pred)
+kl_narrow_wide = torch.trapezoid(log_narrow.exp() * (log_narrow - log_wide), t_pred).item()
+kl_wide_narrow = torch.trapezoid(log_wide.exp() * (log_wide - log_narrow), t_pred).item()
+print(f"KL(P || Q) = {kl_narrow_wide:.4f} nats, KL(Q || P) = {kl_wide_narrow:.4f} nats: answer "
+      f"{'(b)' if kl_wide_narrow > kl_narrow_wide else '(a)'}")
+assert kl_wide_narrow > 5 * kl_narrow_wide
+
+# %% [markdown]
 # ### KL between two Gaussians, in closed form
 #
 # For $P = \mathcal N(\mu_1, \sigma_1^2)$ and $Q = \mathcal N(\mu_2, \sigma_2^2)$,
@@ -301,10 +339,10 @@ assert kl_swapped > 2 * kl_closed
 # %% [markdown]
 # ### Exercise 1: KL between univariate Gaussians
 #
-# Implement the closed form above for tensors `mu1, sigma1, mu2, sigma2` of shape `(N,)`
-# (**standard deviations**, not variances), returning the `(N,)` KL divergences in nats. The check
-# compares with `course_lib` on random float64 inputs, including equal distributions (KL = 0)
-# and standard deviations down to $10^{-6}$.
+# **Exercise 1 (short, ★☆☆, 2 points).** Implement the closed form above for tensors `mu1, sigma1,
+# mu2, sigma2` of shape `(N,)` (**standard deviations**, not variances), returning the `(N,)` KL
+# divergences in nats. The check compares with `course_lib` on random float64 inputs, including
+# equal distributions (KL = 0) and standard deviations down to $10^{-6}$.
 
 # %% nbgrader={"grade": false, "grade_id": "kl_univariate_gaussians", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def kl_univariate_gaussians(mu1, sigma1, mu2, sigma2):
@@ -316,6 +354,39 @@ def kl_univariate_gaussians(mu1, sigma1, mu2, sigma2):
 
 # %% nbgrader={"grade": true, "grade_id": "kl_univariate_gaussians_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 grading.check("kl_univariate_gaussians", kl_univariate_gaussians)
+
+# %% [markdown]
+# **Derivation 1 (graded by hand, ★★☆, 3 points).** The closed form above is for one dimension;
+# for diagonal Gaussians we "sum over dimensions". Show why: for
+# $P(x_1, x_2) = P_1(x_1)P_2(x_2)$ and $Q(x_1, x_2) = Q_1(x_1)Q_2(x_2)$ (independent coordinates),
+#
+# $$\mathrm{KL}(P\,\|\,Q) = \mathrm{KL}(P_1\,\|\,Q_1) + \mathrm{KL}(P_2\,\|\,Q_2).$$
+#
+# Then use it to write $\mathrm{KL}\big(\mathcal N(\mu, \mathrm{diag}\,\sigma^2)\,\|\,
+# \mathcal N(0, I)\big)$ in $D$ dimensions (the KL term of every VAE, notebook 02). Write your
+# answer (Markdown with LaTeX) in the cell below.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "kl_independent_sum", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
+# ### BEGIN SOLUTION
+# **Model answer.** The log-ratio splits,
+# $\log\frac{P(x)}{Q(x)} = \log\frac{P_1(x_1)}{Q_1(x_1)} + \log\frac{P_2(x_2)}{Q_2(x_2)}$, and the
+# expectation under $P$ is linear; each term depends on one coordinate only, and its expectation
+# under $P = P_1P_2$ is its expectation under that coordinate's marginal:
+# $\mathbb E_P\big[\log\frac{P_1(x_1)}{Q_1(x_1)}\big] = \int\!\!\int P_1(x_1)P_2(x_2)
+# \log\frac{P_1(x_1)}{Q_1(x_1)}\,dx_2\,dx_1 = \mathrm{KL}(P_1\|Q_1)$ since $\int P_2 = 1$; the
+# same for the second term. By induction over coordinates, with the univariate closed form at
+# $\mu_2 = 0$, $\sigma_2 = 1$ for each:
+#
+# $$\mathrm{KL}\big(\mathcal N(\mu, \mathrm{diag}\,\sigma^2)\,\|\,\mathcal N(0, I)\big)
+#   = \sum_{j=1}^D\Big(-\log\sigma_j + \frac{\sigma_j^2 + \mu_j^2}{2} - \frac12\Big)
+#   = \frac12\sum_{j=1}^D\big(\mu_j^2 + \sigma_j^2 - 1 - \log\sigma_j^2\big).$$
+#
+# **Rubric (3 points).** 1 point: the log of a product is the sum of the logs (the log-ratio
+# splits). 1 point: each term's expectation under the product reduces to its marginal (the other
+# factor integrates to 1), stated, not just asserted. 1 point: the $D$-dimensional formula, with
+# $\mu_2 = 0, \sigma_2 = 1$ substituted correctly (half a point if a factor $\frac12$ or the
+# $-1$ is wrong).
+# ### END SOLUTION
 
 # %% [markdown]
 # ## 4. Forward vs reverse KL: fitting one Gaussian to two modes
@@ -460,12 +531,12 @@ widgets.forward_reverse_kl_explorer()
 # %% [markdown]
 # ### Exercise 2: the log-density of a mixture, without underflow
 #
-# Implement $\log p(x) = \log \sum_k w_k\,\mathcal N(x; m_k, s_k^2)$ for 1-D points `x` of shape
-# `(N,)` and components `means, stds, weights` of shape `(K,)`, returning `(N,)`. Far from every
-# component each $w_k \mathcal N(x; m_k, s_k^2)$ underflows to 0 and the naive `log(sum(...))`
-# returns `-inf`: compute the log of each term and combine them with `torch.logsumexp`
-# ($\log\sum_k e^{a_k} = a^* + \log\sum_k e^{a_k - a^*}$, $a^* = \max_k a_k$). The check includes
-# points hundreds of standard deviations away.
+# **Exercise 2 (short, ★★☆, 2 points).** Implement $\log p(x) = \log \sum_k w_k\,\mathcal N(x; m_k,
+# s_k^2)$ for 1-D points `x` of shape `(N,)` and components `means, stds, weights` of shape `(K,)`,
+# returning `(N,)`. Far from every component each $w_k \mathcal N(x; m_k, s_k^2)$ underflows to 0
+# and the naive `log(sum(...))` returns `-inf`: compute the log of each term and combine them with
+# `torch.logsumexp` ($\log\sum_k e^{a_k} = a^* + \log\sum_k e^{a_k - a^*}$, $a^* = \max_k a_k$). The
+# check includes points hundreds of standard deviations away.
 
 # %% nbgrader={"grade": false, "grade_id": "mixture_log_prob", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def mixture_log_prob(x, means, stds, weights):
@@ -479,6 +550,74 @@ def mixture_log_prob(x, means, stds, weights):
 
 # %% nbgrader={"grade": true, "grade_id": "mixture_log_prob_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 grading.check("mixture_log_prob", mixture_log_prob)
+
+# %% [markdown]
+# ### Exercise 3: the KL between two mixtures, by Monte Carlo
+#
+# Between two Gaussians the KL has a closed form; between two **mixtures** it has none (the log of
+# a sum does not simplify), and in more than a few dimensions quadrature is out of reach. What
+# always works is Monte Carlo: $\mathrm{KL}(p\,\|\,q) = \mathbb E_{x\sim p}[\log p(x) - \log q(x)]$,
+# estimated by an average over samples of $p$, with a standard error so that we know how far to
+# trust it.
+#
+# **Exercise 3 (multi-step, ★★★, 5 points).** Implement `mixture_kl_monte_carlo(means_p, stds_p,
+# weights_p, means_q, stds_q, weights_q, u, eps)` for 1-D mixtures ($K_p$ and $K_q$ components,
+# each parameter of shape `(K,)`), with the randomness given as `u` (uniform on $[0, 1)$) and `eps`
+# (standard normal), both of shape `(N,)`:
+#
+# 1. Ancestral sampling from $p$: the component of sample $i$ is the first $k$ with
+#    $u_i < \sum_{j\le k} w_j$ (`torch.cumsum`; take the last component if rounding leaves none),
+#    and $x_i = m_k + s_k\,\varepsilon_i$.
+# 2. $\log p(x_i)$ and $\log q(x_i)$, stably (your Exercise 2, or its idea).
+# 3. Return `(estimate, standard_error)`, two 0-dim tensors: the mean of
+#    $r_i = \log p(x_i) - \log q(x_i)$ and $\mathrm{sd}(r)/\sqrt N$ with the $N - 1$ sample
+#    standard deviation.
+#
+# The visible check compares both numbers with a reference on random float64 mixtures, including
+# $q = p$ (both exactly 0), a $q$ so far away that $\log q(x) \approx -10^4$, single Gaussians, and
+# $u = 0$ and $u \to 1$. Hidden tests check more cases, and that your estimate agrees with the
+# closed form (Exercise 1) and with quadrature within 5 of its own standard errors.
+
+# %% nbgrader={"grade": false, "grade_id": "mixture_kl_monte_carlo", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def mixture_kl_monte_carlo(means_p, stds_p, weights_p, means_q, stds_q, weights_q, u, eps):
+    """(estimate, standard error) of KL(p || q) between 1-D Gaussian mixtures; u, eps (N,)."""
+    ### BEGIN SOLUTION
+    cdf = torch.cumsum(weights_p, dim=0)                                    # (K_p,)
+    k = (u[:, None] >= cdf[None, :]).sum(dim=1).clamp(max=len(weights_p) - 1)  # first k: u < cdf[k]
+    x = means_p[k] + stds_p[k] * eps                                        # (N,) samples of p
+
+    def log_mixture(means, stds, weights):
+        z = (x[:, None] - means[None, :]) / stds[None, :]                   # (N, K)
+        log_terms = torch.log(weights) - 0.5 * z**2 - torch.log(stds) - 0.5 * math.log(2 * math.pi)
+        return torch.logsumexp(log_terms, dim=1)
+
+    r = log_mixture(means_p, stds_p, weights_p) - log_mixture(means_q, stds_q, weights_q)
+    n = r.shape[0]
+    estimate = r.mean()
+    standard_error = torch.sqrt(((r - estimate) ** 2).sum() / (n - 1)) / math.sqrt(n)
+    return estimate, standard_error
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "mixture_kl_monte_carlo_check", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
+grading.check("mixture_kl_monte_carlo", mixture_kl_monte_carlo)
+### BEGIN HIDDEN TESTS
+grading.check("mixture_kl_monte_carlo", mixture_kl_monte_carlo, num_cases=10, seed=1000, verbose=False)
+_g = torch.Generator().manual_seed(SEED * 1000 + 900)
+_u = torch.rand(20_000, generator=_g, dtype=torch.float64)
+_eps = torch.randn(20_000, generator=_g, dtype=torch.float64)
+_one = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+# single Gaussians: the closed form of Exercise 1, within 5 standard errors
+_est, _se = mixture_kl_monte_carlo(_one(0.3), _one(0.7), _one(1.0), _one(-1.0), _one(1.5), _one(1.0), _u, _eps)
+_closed = math.log(1.5 / 0.7) + (0.7**2 + 1.3**2) / (2 * 1.5**2) - 0.5
+assert abs(float(_est) - _closed) < 5 * float(_se), (float(_est), float(_se), _closed)
+# the bimodal p of section 4 (d = 8, w = 0.2) against its forward-KL fit: quadrature, 5 standard errors
+_mp, _sp, _wp = _one(-4.0, 4.0), _one(1.0, 1.0), _one(0.2, 0.8)
+_sq = math.sqrt(1 + 0.2 * 0.8 * 64)
+_est, _se = mixture_kl_monte_carlo(_mp, _sp, _wp, _one(2.4), _one(_sq), _one(1.0), _u, _eps)
+_quad = kl_quadrature(bimodal(8.0, 0.2).log_prob(x_grid[:, None]), log_normal(x_grid, 2.4, _sq))
+assert abs(float(_est) - _quad) < 5 * float(_se), (float(_est), float(_se), _quad)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 5. The Jensen-Shannon divergence
@@ -543,12 +682,13 @@ for delta in (0.0, 1.0, 3.0, 10.0):
 assert abs(js_c - math.log(2)) < 1e-4                             # Delta = 10: nearly disjoint
 
 # %% [markdown]
-# ### Exercise 3: Jensen-Shannon divergence of discrete distributions
+# ### Exercise 4: Jensen-Shannon divergence of discrete distributions
 #
-# Implement $\mathrm{JS}(p\,\|\,q)$ for probability tensors `p, q` of the same shape `(..., K)`,
-# over the **last** axis, returning shape `(...)`. Entries may be exactly 0: use $0 \log 0 = 0$
-# (e.g. `torch.xlogy`, or `torch.where`), otherwise you get `nan`. The check includes zeros,
-# probabilities of $10^{-30}$, identical rows (JS = 0) and disjoint supports (JS = $\log 2$).
+# **Exercise 4 (short, ★★☆, 2 points).** Implement $\mathrm{JS}(p\,\|\,q)$ for probability tensors
+# `p, q` of the same shape `(..., K)`, over the **last** axis, returning shape `(...)`. Entries may
+# be exactly 0: use $0 \log 0 = 0$ (e.g. `torch.xlogy`, or `torch.where`), otherwise you get `nan`.
+# The check includes zeros, probabilities of $10^{-30}$, identical rows (JS = 0) and disjoint
+# supports (JS = $\log 2$).
 
 # %% nbgrader={"grade": false, "grade_id": "js_divergence", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def js_divergence(p, q):

@@ -29,6 +29,7 @@
 # experiments use the real 8x8 digits ($d = 64$ pixels in $[-1, 1]$).
 
 # %%
+import copy
 import math
 
 import matplotlib.pyplot as plt
@@ -144,9 +145,10 @@ assert min(random_errs) > optimum
 # %% [markdown]
 # ### Exercise 1: PCA reconstruction
 #
-# Implement the optimal rank-$k$ linear reconstruction $\hat x = \bar x + U_kU_k^\top(x-\bar x)$
-# for data `x` of shape `(N, D)`; return `(N, D)`. (Use `torch.linalg.svd` of the centred data or
-# `torch.linalg.eigh` of its covariance.) The check compares with `course_lib` on random data.
+# **Exercise 1 (short, ★☆☆, 2 points).** Implement the optimal rank-$k$ linear reconstruction $\hat
+# x = \bar x + U_kU_k^\top(x-\bar x)$ for data `x` of shape `(N, D)`; return `(N, D)`. (Use
+# `torch.linalg.svd` of the centred data or `torch.linalg.eigh` of its covariance.) The check
+# compares with `course_lib` on random data.
 
 # %% nbgrader={"grade": false, "grade_id": "pca_reconstruction", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def pca_reconstruction(x, k):
@@ -176,9 +178,9 @@ grading.check("pca_reconstruction", pca_reconstruction)
 # %% [markdown]
 # ### Exercise 2: principal angles
 #
-# Implement `principal_angles(A, B)` for `A` `(D, kA)` and `B` `(D, kB)` with full column rank
-# (not orthonormal): return the `min(kA, kB)` angles in radians, **ascending**. Orthonormalise
-# with `torch.linalg.qr`, then take `torch.linalg.svdvals`.
+# **Exercise 2 (short, ★★☆, 2 points).** Implement `principal_angles(A, B)` for `A` `(D, kA)` and
+# `B` `(D, kB)` with full column rank (not orthonormal): return the `min(kA, kB)` angles in radians,
+# **ascending**. Orthonormalise with `torch.linalg.qr`, then take `torch.linalg.svdvals`.
 
 # %% nbgrader={"grade": false, "grade_id": "principal_angles", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def principal_angles(A, B):
@@ -193,6 +195,70 @@ def principal_angles(A, B):
 
 # %% nbgrader={"grade": true, "grade_id": "principal_angles_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 grading.check("principal_angles", principal_angles)
+
+# %% [markdown]
+# ### Exercise 3: training a linear autoencoder by hand
+#
+# Baldi & Hornik's result says gradient descent on a linear autoencoder ends at the PCA error.
+# Check it with gradients you derive yourself. For
+# $\mathcal L = \frac1N\sum_n \lVert x_n - \hat x_n\rVert^2$, $z_n = W_e x_n + b_e$,
+# $\hat x_n = W_d z_n + b_d$, backpropagation is the chain rule applied from the loss backwards:
+# with $G = \partial\mathcal L/\partial\hat X$ (one row per example), $\partial\mathcal L/\partial W_d
+# = G^\top Z$, then $\partial\mathcal L/\partial Z = G W_d$, and so on down to $W_e$.
+#
+# **Exercise 3 (multi-step, ★★★, 5 points).** Implement `linear_ae_gradient_step(W_e, b_e, W_d,
+# b_d, x, lr)` **without autograd**, for `x` `(N, D)`, `W_e` `(k, D)`, `b_e` `(k,)`, `W_d` `(D, k)`,
+# `b_d` `(D,)` and a float `lr`:
+#
+# 1. the forward pass: codes $Z$ `(N, k)`, reconstructions $\hat X$ `(N, D)`, the loss $\mathcal L$;
+# 2. $G = \partial\mathcal L/\partial\hat X$ (mind the factor 2 and the $1/N$);
+# 3. the gradients of all four parameters (each with its parameter's shape);
+# 4. return `(loss, W_e_new, b_e_new, W_d_new, b_d_new)`: the loss at the parameters given (0-dim)
+#    and every parameter minus `lr` times its gradient; do not modify the inputs.
+#
+# The visible check compares with autograd on random float64 data with a non-zero mean,
+# including $k = 1$, the saddle $W_d = 0$ (where $W_e$ gets no gradient) and `lr = 0`. Hidden tests
+# check more cases and **train** with your step: 600 steps from a small random start must reach
+# the PCA error (sum of discarded eigenvalues) within 0.5 %.
+
+# %% nbgrader={"grade": false, "grade_id": "linear_ae_gradient_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def linear_ae_gradient_step(W_e, b_e, W_d, b_d, x, lr):
+    """One full-batch gradient step on mean ||x - (W_d (W_e x + b_e) + b_d)||^2, by hand.
+
+    Returns (loss at the given parameters, W_e, b_e, W_d, b_d after the step).
+    """
+    ### BEGIN SOLUTION
+    n = x.shape[0]
+    z = x @ W_e.T + b_e                          # (N, k) codes
+    x_hat = z @ W_d.T + b_d                      # (N, D) reconstructions
+    residual = x_hat - x
+    loss = residual.pow(2).sum(dim=1).mean()
+    g = 2.0 * residual / n                       # dL/dx_hat, (N, D)
+    grad_W_d = g.T @ z                           # (D, k)
+    grad_b_d = g.sum(dim=0)                      # (D,)
+    g_z = g @ W_d                                # dL/dz, (N, k)
+    grad_W_e = g_z.T @ x                         # (k, D)
+    grad_b_e = g_z.sum(dim=0)                    # (k,)
+    return (loss, W_e - lr * grad_W_e, b_e - lr * grad_b_e,
+            W_d - lr * grad_W_d, b_d - lr * grad_b_d)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "linear_ae_gradient_step_check", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
+grading.check("linear_ae_gradient_step", linear_ae_gradient_step)
+### BEGIN HIDDEN TESTS
+grading.check("linear_ae_gradient_step", linear_ae_gradient_step, num_cases=10, seed=1000, verbose=False)
+_g = torch.Generator().manual_seed(SEED * 1000 + 904)
+_q, _ = torch.linalg.qr(torch.randn(6, 6, generator=_g, dtype=torch.float64))
+_x = (torch.randn(200, 6, generator=_g, dtype=torch.float64)
+      * torch.tensor([3.0, 2.0, 0.5, 0.3, 0.2, 0.1], dtype=torch.float64)) @ _q.T + 0.5
+_opt = torch.linalg.eigvalsh(torch.cov(_x.T, correction=0)).flip(0)[2:].sum().item()
+_p = (0.1 * torch.randn(2, 6, generator=_g, dtype=torch.float64), torch.zeros(2, dtype=torch.float64),
+      0.1 * torch.randn(6, 2, generator=_g, dtype=torch.float64), torch.zeros(6, dtype=torch.float64))
+for _ in range(600):
+    _loss, *_p = linear_ae_gradient_step(*_p, _x, 0.03)
+assert _opt * (1 - 1e-9) <= float(_loss) < _opt * 1.005, f"after 600 steps: loss {float(_loss)}, PCA {_opt}"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Training a linear autoencoder
@@ -354,14 +420,41 @@ print(f"best (a, c) on the grid: ({grid_a[i]}, {grid_c[j]}), loss {losses.min().
 assert (grid_a[i], grid_c[j]) == (1.0, 1.0) and min(z_gap.values()) > 5
 
 # %% [markdown]
-# ### Exercise 3: masking noise
+# **Derivation 1 (graded by hand, ★★☆, 3 points).** Derive the posterior mean used above: for
+# $x = \pm1$ with probability $\frac12$ each and $\tilde x = x + \sigma\epsilon$,
+# $\epsilon\sim\mathcal N(0, 1)$, show that $\mathbb E[x\mid\tilde x] = \tanh(\tilde x/\sigma^2)$. Then
+# say what the optimal denoiser does for $\sigma \to 0$ and for $\sigma \to \infty$, and why that is
+# sensible. Write your answer (Markdown with LaTeX) in the cell below.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "dae_posterior_mean", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
+# ### BEGIN SOLUTION
+# **Model answer.** By Bayes' rule with equal priors,
+# $P(x = \pm1\mid\tilde x) \propto \exp\!\big(-(\tilde x \mp 1)^2/(2\sigma^2)\big)$; the common factor
+# $\exp(-(\tilde x^2 + 1)/(2\sigma^2))$ cancels, leaving $\propto e^{\pm\tilde x/\sigma^2}$. So
 #
-# Implement the masking corruption: each entry of `x` (any shape, e.g. `(N, 1, 8, 8)`) is
-# independently replaced by `mask_value` with probability `mask_prob`, using `generator` for the
-# random draws (`torch.rand(x.shape, generator=generator, dtype=x.dtype)`). Return a tensor of
-# `x`'s shape and dtype; do not modify `x`. Random draws need not match the reference's, so the
-# check tests the statistics: entries kept or masked, the masked fraction within 5 standard errors
-# of `mask_prob`, independent masks, and `mask_prob` = 0 or 1 exactly.
+# $$\mathbb E[x\mid\tilde x] = \frac{e^{\tilde x/\sigma^2} - e^{-\tilde x/\sigma^2}}
+#   {e^{\tilde x/\sigma^2} + e^{-\tilde x/\sigma^2}} = \tanh(\tilde x/\sigma^2).$$
+#
+# As $\sigma\to0$ it tends to $\mathrm{sign}(\tilde x)$: the noise is small, so the nearest clean
+# value is almost surely right. As $\sigma\to\infty$ it tends to $0$ (slope $\tilde x/\sigma^2
+# \to 0$): the observation carries no information and the best guess is the prior mean, 0.
+#
+# **Rubric (3 points).** 1 point: the posterior by Bayes' rule with the Gaussian likelihoods and
+# equal priors. 1 point: the cancellation and the ratio that gives $\tanh$ (an answer that reaches
+# $\frac{e^a - e^{-a}}{e^a + e^{-a}}$ with the right $a = \tilde x/\sigma^2$). 1 point: both limits
+# with a reason (half a point each).
+# ### END SOLUTION
+
+# %% [markdown]
+# ### Exercise 4: masking noise
+#
+# **Exercise 4 (short, ★☆☆, 2 points).** Implement the masking corruption: each entry of `x` (any
+# shape, e.g. `(N, 1, 8, 8)`) is independently replaced by `mask_value` with probability
+# `mask_prob`, using `generator` for the random draws (`torch.rand(x.shape, generator=generator,
+# dtype=x.dtype)`). Return a tensor of `x`'s shape and dtype; do not modify `x`. Random draws need
+# not match the reference's, so the check tests the statistics: entries kept or masked, the masked
+# fraction within 5 standard errors of `mask_prob`, independent masks, and `mask_prob` = 0 or 1
+# exactly.
 
 # %% nbgrader={"grade": false, "grade_id": "masking_noise", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def masking_noise(x, mask_prob, mask_value, generator=None):
@@ -488,12 +581,57 @@ for p, pen in zip(points[:2], penalty[:2]):
     assert abs(moves.mean().item() - pen.item()) < 5 * se
 
 # %% [markdown]
-# ### Exercise 4: the sigmoid encoder's contractive penalty
+# **Predict, then run (★☆☆, 1 point).** Take the trained deep autoencoder and change it in two
+# places: multiply the encoder's last layer (weights and bias) by $c = 0.1$, so every code becomes
+# $0.1\,z$, and divide the weights of the decoder's first layer by $0.1$. What happens to the
+# reconstructions and to the contractive penalty $\lVert J_f(x)\rVert_F^2$?
 #
-# Implement Rifai et al.'s closed form for $h = \sigma(xW^\top + b)$: `W` `(K, D)`, `b` `(K,)`,
-# `x` `(N, D)`; return $\|J_f(x_n)\|_F^2$ for each example, shape `(N,)`. No autograd needed. The
-# check compares with `contractive_penalty` (automatic differentiation) on random inputs, including
-# saturated units.
+# - (a) both are unchanged;
+# - (b) the reconstructions are unchanged and the penalty is divided by 100;
+# - (c) the reconstructions are unchanged and the penalty is divided by 10;
+# - (d) the reconstructions change.
+#
+# Set `prediction` to `"a"`, `"b"`, `"c"` or `"d"` before you run the next cells.
+
+# %% nbgrader={"grade": false, "grade_id": "predict_code_rescaling", "locked": false, "schema_version": 3, "solution": true, "task": false}
+prediction = None  # one of "a", "b", "c", "d"
+### BEGIN SOLUTION
+prediction = "b"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "predict_code_rescaling_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+if prediction is None:
+    raise NotImplementedError("set prediction to 'a', 'b', 'c' or 'd' first")
+assert prediction in ("a", "b", "c", "d"), f"prediction must be 'a', 'b', 'c' or 'd', got {prediction!r}"
+### BEGIN HIDDEN TESTS
+assert prediction == "b", "g(f(x)) is unchanged and J_f is scaled by 0.1, so ||J_f||_F^2 by 0.01"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The run, in float64 on four test digits (copies of the trained model; nothing is retrained):
+
+# %%
+original64 = copy.deepcopy(deep_ae).double().cpu().eval()
+rescaled64 = copy.deepcopy(original64)
+c_scale = 0.1
+with torch.no_grad():
+    rescaled64.encoder[1].net[2].weight.mul_(c_scale)                   # z -> c z
+    rescaled64.encoder[1].net[2].bias.mul_(c_scale)
+    rescaled64.decoder[0].net[0].weight.div_(c_scale)                   # W (c z) / c = W z
+    rec_change = (rescaled64(points) - original64(points)).abs().max().item()
+penalty_ratio = (ae_lib.contractive_penalty(rescaled64.encoder, points, create_graph=False)
+                 / ae_lib.contractive_penalty(original64.encoder, points, create_graph=False))
+print(f"largest change of a reconstructed pixel: {rec_change:.1e}; penalty ratio per digit: "
+      f"{np.round(penalty_ratio.numpy(), 6)}: answer (b)")
+assert rec_change < 1e-10 and torch.allclose(penalty_ratio, torch.full_like(penalty_ratio, c_scale**2), rtol=1e-9)
+
+# %% [markdown]
+# ### Exercise 5: the sigmoid encoder's contractive penalty
+#
+# **Exercise 5 (short, ★★☆, 2 points).** Implement Rifai et al.'s closed form for $h =
+# \sigma(xW^\top + b)$: `W` `(K, D)`, `b` `(K,)`, `x` `(N, D)`; return $\|J_f(x_n)\|_F^2$ for each
+# example, shape `(N,)`. No autograd needed. The check compares with `contractive_penalty`
+# (automatic differentiation) on random inputs, including saturated units.
 
 # %% nbgrader={"grade": false, "grade_id": "sigmoid_contractive_penalty", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def sigmoid_contractive_penalty(W, b, x):

@@ -254,6 +254,36 @@ print("log p(x):", lin_orth.log_marginal(x_orth).numpy().round(10))
 assert torch.allclose(single_samples, lin_orth.log_marginal(x_orth).expand(5, -1), rtol=0, atol=1e-10)
 
 # %% [markdown]
+# **Derivation 1 (graded by hand, ★★☆, 4 points).** For the linear-Gaussian model
+# $p(z) = \mathcal N(0, I_K)$, $p(x\mid z) = \mathcal N(x;\ Wz + b,\ s^2 I_D)$, derive the
+# posterior used above,
+# $p(z\mid x) = \mathcal N\big(M^{-1}W^\top(x-b),\ s^2 M^{-1}\big)$ with $M = W^\top W + s^2 I$.
+# Then explain in one sentence why, when $W$ has orthogonal columns, a diagonal Gaussian encoder
+# can be exact. Write your answer (in Markdown, with LaTeX) in the cell below.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "linear_gaussian_posterior", "locked": false, "points": 4, "schema_version": 3, "solution": true, "task": false}
+# ### BEGIN SOLUTION
+# **Model answer.** By Bayes, $\log p(z\mid x) = \log p(x\mid z) + \log p(z) + \text{const}(x)$:
+#
+# $$\log p(z\mid x) = -\frac{\lVert x - b - Wz\rVert^2}{2s^2} - \frac{\lVert z\rVert^2}{2} + c
+#   = -\frac{1}{2s^2}\Big(z^\top (W^\top W + s^2 I) z - 2 z^\top W^\top (x - b)\Big) + c' .$$
+#
+# It is quadratic in $z$, so the posterior is Gaussian. Matching it with
+# $-\frac12 (z-\mu)^\top\Sigma^{-1}(z-\mu) = -\frac12 z^\top\Sigma^{-1}z + z^\top\Sigma^{-1}\mu + c''$
+# gives $\Sigma^{-1} = M/s^2$, i.e. $\Sigma = s^2 M^{-1}$, and $\Sigma^{-1}\mu = W^\top(x-b)/s^2$,
+# i.e. $\mu = M^{-1}W^\top(x-b)$ ($M$ is symmetric positive definite, so invertible). If
+# $W^\top W$ is diagonal, so are $M$ and $\Sigma$: the exact posterior is a diagonal Gaussian, which
+# the encoder family contains, so the ELBO gap $\mathrm{KL}(q\,\|\,p(z\mid x))$ can be 0.
+#
+# **Rubric (4 points).** 1 point: Bayes' rule in log form, dropping the terms free of $z$.
+# 1 point: expanding the square and collecting the quadratic and linear terms in $z$ correctly.
+# 1 point: completing the square (or matching coefficients) to read off both the covariance
+# $s^2M^{-1}$ and the mean $M^{-1}W^\top(x-b)$; half a point if only one is right. 1 point: the
+# orthogonal-columns remark ($M$ diagonal, so the posterior is diagonal and the gap can vanish).
+# Quoting the result without the algebra earns at most 1 point.
+# ### END SOLUTION
+
+# %% [markdown]
 # ## 3. The KL term in closed form, and by Monte Carlo
 #
 # For $q = \mathcal N(\mu, \mathrm{diag}\,\sigma^2)$ and $p = \mathcal N(0, I)$ (Kingma & Welling
@@ -262,21 +292,19 @@ assert torch.allclose(single_samples, lin_orth.log_marginal(x_orth).expand(5, -1
 # $$\mathrm{KL}(q\,\|\,p) = \mathbb E_q[\log q(z) - \log p(z)]
 #   = \tfrac12 \sum_{j=1}^K \big(\mu_j^2 + \sigma_j^2 - 1 - \log \sigma_j^2\big).$$
 #
-# **Exercise 1.** Implement it.
+# **Worked example.** This is notebook 00's KL between univariate Gaussians with
+# $\mu_2 = 0$, $\sigma_2 = 1$, summed over the $K$ independent coordinates (you implemented that
+# formula in notebook 00, so it is not an exercise again; you use it in Exercise 1 below).
+# `gaussians.kl_standard_normal` and the general `gaussians.gaussian_kl` agree:
 
-# %% nbgrader={"grade": false, "grade_id": "kl_standard_normal", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def kl_standard_normal(mean, logvar):
-    """KL(N(mean, diag exp(logvar)) || N(0, I)), summed over the latent dimension.
-
-    mean, logvar: (N, K) tensors. Returns (N,), in nats.
-    """
-    ### BEGIN SOLUTION
-    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
-    ### END SOLUTION
-
-
-# %% nbgrader={"grade": true, "grade_id": "kl_standard_normal_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-grading.check("kl_standard_normal", kl_standard_normal)
+# %%
+m_kl = torch.tensor([[0.0, 0.0], [1.0, -2.0], [0.3, 0.0]], dtype=torch.float64)
+lv_kl = torch.tensor([[0.0, 0.0], [math.log(0.5), 1.0], [-20.0, 4.0]], dtype=torch.float64)
+kl_closed_form = 0.5 * (m_kl.pow(2) + lv_kl.exp() - 1.0 - lv_kl).sum(dim=1)   # (N, K) -> (N,)
+kl_general = gaussians.gaussian_kl(m_kl, lv_kl, torch.zeros_like(m_kl), torch.zeros_like(lv_kl)).sum(1)
+print("KL(q || N(0, I)) per row:", kl_closed_form.numpy().round(6))
+assert torch.allclose(kl_closed_form, gaussians.kl_standard_normal(m_kl, lv_kl), rtol=1e-12)
+assert torch.allclose(kl_closed_form, kl_general, rtol=1e-12) and kl_closed_form[0] == 0
 
 # %% [markdown]
 # The Monte Carlo estimate $\frac1S\sum_s [\log q(z_s) - \log p(z_s)]$, $z_s \sim q$, agrees within
@@ -315,8 +343,10 @@ l2_form = -(x4 - x_hat).pow(2).sum(1) / (2 * 0.3**2) - 4 / 2 * math.log(2 * math
 assert torch.allclose(small.log_likelihood(x4, z4), l2_form)
 
 # %% [markdown]
-# **Exercise 2.** The one-sample ELBO of a Gaussian decoder, given the decoder output $\hat x$ and
-# the encoder's `mean`, `logvar`: the log-likelihood above (with its constant) minus the KL.
+# **Exercise 1 (short, ★☆☆, 2 points).** The one-sample ELBO of a Gaussian decoder, given the
+# decoder output $\hat x$ and the encoder's `mean`, `logvar`: the log-likelihood above (with its
+# constant) minus the KL of section 3. The check compares with `course_lib` on random float64
+# inputs, including $q$ equal to the prior (KL = 0) and log-variances from $-20$ to $4$.
 
 # %% nbgrader={"grade": false, "grade_id": "gaussian_elbo", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def gaussian_elbo(x, x_hat, mean, logvar, decoder_std):
@@ -350,18 +380,20 @@ grading.check("gaussian_elbo", gaussian_elbo)
 #   \mathbb E_\epsilon[\nabla_\phi f(\mu + \sigma\epsilon)]$: backpropagation "only needs to pass
 #   through the non-stochastic branch" (seed 000). Uses the slope of $f$: much lower variance.
 #
-# **Exercise 3.** Implement the reparameterized sample, with the noise $\epsilon$ given.
+# **Worked example.** The reparameterized sample is one line, $z = \mu + e^{\log\sigma^2/2}\odot
+# \epsilon$ (you write it again inside Exercise 2). Gradients flow to $\mu$ and $\log\sigma^2$
+# through it: $\partial z_j/\partial\mu_j = 1$ and $\partial z_j/\partial\log\sigma_j^2 =
+# \tfrac12\sigma_j\epsilon_j$, which autograd reproduces:
 
-# %% nbgrader={"grade": false, "grade_id": "reparameterize", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def reparameterize(mean, logvar, eps):
-    """z = mean + sigma * eps with sigma = exp(logvar / 2). All (N, K); returns (N, K)."""
-    ### BEGIN SOLUTION
-    return mean + torch.exp(0.5 * logvar) * eps
-    ### END SOLUTION
-
-
-# %% nbgrader={"grade": true, "grade_id": "reparameterize_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-grading.check("reparameterize", reparameterize)
+# %%
+eps_demo = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(SEED * 1000 + 901))
+mean_demo = torch.tensor([0.5, -1.0], dtype=torch.float64, requires_grad=True)
+logvar_demo = torch.tensor([math.log(0.25), 1.0], dtype=torch.float64, requires_grad=True)
+z_demo = mean_demo + torch.exp(0.5 * logvar_demo) * eps_demo            # (4, 2), one row per draw
+z_demo.sum().backward()
+print("dz/dmean summed over draws:", mean_demo.grad.numpy(), "| dz/dlogvar:", logvar_demo.grad.numpy().round(6))
+assert torch.equal(mean_demo.grad, torch.full((2,), 4.0, dtype=torch.float64))
+assert torch.allclose(logvar_demo.grad, (0.5 * torch.exp(0.5 * logvar_demo) * eps_demo).sum(0).detach())
 
 # %% [markdown]
 # A check with a known answer: $f(z) = \lVert z - c\rVert^2$ gives
@@ -536,19 +568,56 @@ plotting.image_grid(path.cpu(), nrow=10, title="decode((1 - a) z_0 + a z_7), a =
 # e^{\log w_k}$ must be computed as $m + \log\frac1K\sum_k e^{\log w_k - m}$ with
 # $m = \max_k \log w_k$.
 #
-# **Exercise 4.** Implement it from the log-weights.
+# **Exercise 2 (multi-step, ★★★, 5 points).** Implement $\mathcal L_K$ end to end for the
+# linear-Gaussian model of section 2 with a diagonal Gaussian encoder, given the noise:
+#
+# - `x` `(N, D)`; the encoder's `mean`, `logvar` `(N, L)`; the decoder $p(x\mid z) =
+#   \mathcal N(x;\ Wz + b,\ s^2 I)$ with `weight` $W$ `(D, L)`, `bias` $b$ `(D,)`, `noise_std` $s$
+#   (a float); the prior $\mathcal N(0, I)$; `eps` `(K, N, L)`, standard normal noise.
+# 1. Reparameterize: $z_k = \mu + \sigma\odot\epsilon_k$ for each of the $K$ draws.
+# 2. Evaluate, for each draw and example, $\log p(x\mid z_k)$, $\log p(z_k)$ and
+#    $\log q(z_k\mid x)$, **with** their normalizing constants (sum over coordinates).
+# 3. $\log w_k = \log p(x\mid z_k) + \log p(z_k) - \log q(z_k\mid x)$, shape `(K, N)`.
+# 4. Return $\log\frac1K\sum_k e^{\log w_k}$, shape `(N,)`, computed stably.
+#
+# The visible check compares with a reference on random float64 inputs: $K$ from 1 to 50,
+# log-variances from $-20$ to $3$, the prior as the proposal, and a data point so far from the
+# model that its log-weights are near $-10^5$. Hidden tests check more cases and a property of the
+# exact posterior.
 
-# %% nbgrader={"grade": false, "grade_id": "iwae_from_log_weights", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def iwae_from_log_weights(log_w):
-    """log (1/K) sum_k exp(log_w[k]) over the first axis, computed stably. (K, N) -> (N,)."""
+# %% nbgrader={"grade": false, "grade_id": "iwae_with_encoder", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def iwae_with_encoder(x, mean, logvar, weight, bias, noise_std, eps):
+    """Importance-weighted bound L_K (N,) of the decoder N(x; z W^T + b, noise_std^2 I).
+
+    x (N, D); mean, logvar (N, L); weight (D, L); bias (D,); noise_std float; eps (K, N, L).
+    """
     ### BEGIN SOLUTION
-    m = log_w.max(dim=0).values
+    log_2pi = math.log(2 * math.pi)
+    z = mean + torch.exp(0.5 * logvar) * eps                                # (K, N, L)
+    log_q = -0.5 * (eps.pow(2) + logvar + log_2pi).sum(-1)                  # (K, N)
+    log_prior = -0.5 * (z.pow(2) + log_2pi).sum(-1)                         # (K, N)
+    x_hat = z @ weight.T + bias                                             # (K, N, D)
+    d = x.shape[1]
+    log_lik = (-(x - x_hat).pow(2).sum(-1) / (2 * noise_std**2)
+               - 0.5 * d * math.log(2 * math.pi * noise_std**2))            # (K, N)
+    log_w = log_lik + log_prior - log_q
+    m = log_w.max(dim=0).values                                             # log-mean-exp over K
     return m + torch.log(torch.exp(log_w - m).mean(dim=0))
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "iwae_from_log_weights_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-grading.check("iwae_from_log_weights", iwae_from_log_weights)
+# %% nbgrader={"grade": true, "grade_id": "iwae_with_encoder_check", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
+grading.check("iwae_with_encoder", iwae_with_encoder)
+### BEGIN HIDDEN TESTS
+grading.check("iwae_with_encoder", iwae_with_encoder, num_cases=10, seed=1000, verbose=False)
+# The exact (diagonal) posterior of lin_orth: every weight is p(x), so L_K = log p(x) for any eps, K.
+_g = torch.Generator().manual_seed(SEED * 1000 + 902)
+_m, _lv = lin_orth.encode(x_orth)
+for _k in (1, 7):
+    _eps = 3 * torch.randn(_k, *_m.shape, generator=_g, dtype=torch.float64)
+    _got = iwae_with_encoder(x_orth, _m, _lv, lin_orth.weight, lin_orth.bias, lin_orth.noise_std, _eps)
+    assert torch.allclose(_got, lin_orth.log_marginal(x_orth), rtol=0, atol=1e-9), "exact posterior: L_K != log p(x)"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 8. $\mathcal L_K$ rises toward $\log p(x)$
@@ -570,6 +639,45 @@ print("K:", Ks, "\nL_K:", means.numpy().round(3), "\nlog p(x) =", round(log_p[0]
 assert torch.all(means[1:] > means[:-1] - 5 * torch.hypot(ses[1:], ses[:-1]))  # non-decreasing within noise
 assert torch.all(means < log_p[0] + 5 * ses)                                     # a lower bound
 assert log_p[0] - means[-1] < 0.1 * (log_p[0] - means[0])        # the gap shrinks by > 10x
+
+# %% [markdown]
+# **Predict, then run (★☆☆, 1 point).** Now take the orthogonal model `lin_orth` of section 2 and
+# use its **exact** posterior (diagonal, so `lin_orth.encode` returns it) as the proposal. What does
+# $\mathcal L_K$ do for $K = 1, 10, 100$, on one draw of the noise each?
+#
+# - (a) it rises with $K$ toward $\log p(x)$, as above, only faster;
+# - (b) it equals $\log p(x)$ for every $K$ (to float precision);
+# - (c) it falls with $K$, because the exact posterior is already optimal for $K = 1$.
+#
+# Set `prediction` to `"a"`, `"b"` or `"c"` before you run the next cells.
+
+# %% nbgrader={"grade": false, "grade_id": "predict_iwae_exact_posterior", "locked": false, "schema_version": 3, "solution": true, "task": false}
+prediction = None  # one of "a", "b", "c"
+### BEGIN SOLUTION
+prediction = "b"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "predict_iwae_exact_posterior_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+if prediction is None:
+    raise NotImplementedError("set prediction to 'a', 'b' or 'c' first")
+assert prediction in ("a", "b", "c"), f"prediction must be 'a', 'b' or 'c', got {prediction!r}"
+### BEGIN HIDDEN TESTS
+assert prediction == "b", "the exact posterior makes every importance weight equal to p(x)"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The run: with $q = p(z\mid x)$ each weight is $p(x, z_k)/p(z_k\mid x) = p(x)$ whatever $z_k$ is,
+# so their average is $p(x)$ for every $K$: the estimate has zero variance and no bias.
+
+# %%
+g_reveal = torch.Generator().manual_seed(SEED * 1000 + 903)
+exact_orth = lin_orth.encode(x_orth)
+L_exact = {K: vae.iwae_bound(lin_orth, x_orth, K, generator=g_reveal, encoded=exact_orth) for K in (1, 10, 100)}
+log_p_orth = lin_orth.log_marginal(x_orth)
+for K, bound in L_exact.items():
+    print(f"K = {K:3d}: L_K - log p(x) = {(bound - log_p_orth).numpy()}")
+assert all(torch.allclose(bound, log_p_orth, rtol=0, atol=1e-10) for bound in L_exact.values())
+print("answer: (b)")
 
 # %% [markdown]
 # On the digits model $\log p(x)$ is unknown, but $\mathcal L_K$ still rises with $K$, a tighter

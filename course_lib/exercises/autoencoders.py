@@ -14,6 +14,8 @@ exercise                          reference
 ``principal_angles``              ``course_lib.autoencoders.principal_angles``
 ``masking_noise``                 ``course_lib.autoencoders.corrupt(x, mask_prob=..., ...)``
 ``sigmoid_contractive_penalty``   ``contractive_penalty(lambda x: sigmoid(x W^T + b), x)``
+``linear_ae_gradient_step``       one gradient-descent step of a linear autoencoder, by autograd
+                                  (multi-step: the student backpropagates by hand)
 ================================  ================================================================
 """
 
@@ -26,7 +28,8 @@ import torch
 from course_lib.exercises import Exercise, register
 
 __all__ = ["pca_reconstruction_reference", "principal_angles_reference",
-           "masking_noise_reference", "sigmoid_contractive_penalty_reference"]
+           "masking_noise_reference", "sigmoid_contractive_penalty_reference",
+           "linear_ae_gradient_step_reference"]
 
 _F64 = torch.float64
 
@@ -204,4 +207,56 @@ register(Exercise(
     description="squared Frobenius norm of the sigmoid encoder's Jacobian, (N,) float64, "
                 "against automatic differentiation",
     num_cases=5, rtol=1e-7, atol=1e-10,
+))
+
+
+# ------------------------------------------------------------------------------------------------
+# linear_ae_gradient_step (multi-step): backpropagation by hand through a linear autoencoder
+# ------------------------------------------------------------------------------------------------
+def linear_ae_gradient_step_reference(W_e: torch.Tensor, b_e: torch.Tensor, W_d: torch.Tensor,
+                                      b_d: torch.Tensor, x: torch.Tensor, lr: float):
+    """One full-batch gradient-descent step of a linear autoencoder, gradients by autograd.
+
+    Loss ``L = (1/N) sum_n ||x_n - (W_d (W_e x_n + b_e) + b_d)||^2`` for ``x`` ``(N, D)``,
+    ``W_e`` ``(k, D)``, ``b_e`` ``(k,)``, ``W_d`` ``(D, k)``, ``b_d`` ``(D,)``; every parameter
+    ``theta`` becomes ``theta - lr * dL/dtheta``. Returns ``(loss, W_e, b_e, W_d, b_d)``: the loss
+    (0-dim) at the parameters given and the parameters after the step (the inputs are not
+    modified). Its minimum is the PCA reconstruction error (Baldi & Hornik 1989).
+    """
+    params = [t.detach().clone().requires_grad_(True) for t in (W_e, b_e, W_d, b_d)]
+    we, be, wd, bd = params
+    x_hat = (x @ we.mT + be) @ wd.mT + bd
+    loss = (x - x_hat).pow(2).sum(1).mean()
+    grads = torch.autograd.grad(loss, params)
+    with torch.no_grad():
+        new = tuple(p - lr * g for p, g in zip(params, grads))
+    return (loss.detach(), *(t.detach() for t in new))
+
+
+def _linear_ae_inputs(generator: torch.Generator):
+    # check() seeds case i with seed + i; the kind of case cycles with it, edges included.
+    kind = generator.initial_seed() % 5
+    n, d = _randint(20, 60, generator), _randint(4, 9, generator)
+    k = 1 if kind == 3 else _randint(2, d - 1, generator)
+    x = torch.randn(n, d, generator=generator, dtype=_F64) * torch.linspace(2.0, 0.3, d, dtype=_F64)
+    x = x + 1.5 + torch.randn(d, generator=generator, dtype=_F64)     # a non-zero mean: b_d matters
+    W_e = torch.randn(k, d, generator=generator, dtype=_F64) / math.sqrt(d)
+    b_e = 0.1 * torch.randn(k, generator=generator, dtype=_F64)
+    W_d = torch.randn(d, k, generator=generator, dtype=_F64) / math.sqrt(k)
+    b_d = 0.1 * torch.randn(d, generator=generator, dtype=_F64)
+    lr = float(torch.empty(1, dtype=_F64).uniform_(1e-3, 5e-2, generator=generator))
+    if kind == 1:          # the saddle at W_d = 0: W_e gets no gradient, b_d does
+        W_d = torch.zeros_like(W_d)
+    elif kind == 2:        # lr = 0: only the loss, parameters unchanged
+        lr = 0.0
+    return (W_e, b_e, W_d, b_d, x, lr), {}
+
+
+register(Exercise(
+    name="linear_ae_gradient_step",
+    reference=linear_ae_gradient_step_reference,
+    make_inputs=_linear_ae_inputs,
+    description="(loss, W_e, b_e, W_d, b_d) after one gradient step, against autograd, on (N, D) "
+                "float64 data with a non-zero mean, k from 1 to D - 1, W_d = 0 (a saddle) and lr = 0",
+    num_cases=5, rtol=1e-9, atol=1e-11,
 ))

@@ -12,6 +12,8 @@ exercise                        reference
 ``kl_univariate_gaussians``     ``course_lib.gaussians.gaussian_kl`` with ``logvar = 2 log sigma``
 ``js_divergence``               ``course_lib.metrics.js_divergence_discrete``
 ``mixture_log_prob``            ``course_lib.toy.GaussianMixture(...).log_prob`` in 1-D
+``mixture_kl_monte_carlo``      Monte Carlo KL(p || q) between 1-D mixtures, ancestral sampling
+                                from given noise (multi-step)
 ==============================  ==================================================================
 """
 
@@ -27,7 +29,7 @@ from course_lib.metrics import js_divergence_discrete
 from course_lib.toy import GaussianMixture
 
 __all__ = ["kl_univariate_gaussians_reference", "js_divergence_reference",
-           "mixture_log_prob_reference"]
+           "mixture_log_prob_reference", "mixture_kl_monte_carlo_reference"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -156,4 +158,67 @@ register(Exercise(
     num_cases=5,
     rtol=1e-7,
     atol=1e-8,
+))
+
+
+# ------------------------------------------------------------------------------------------------
+# Monte Carlo KL between two 1-D Gaussian mixtures, with its standard error (multi-step)
+# ------------------------------------------------------------------------------------------------
+def mixture_kl_monte_carlo_reference(means_p: torch.Tensor, stds_p: torch.Tensor,
+                                     weights_p: torch.Tensor, means_q: torch.Tensor,
+                                     stds_q: torch.Tensor, weights_q: torch.Tensor,
+                                     u: torch.Tensor, eps: torch.Tensor):
+    """Monte Carlo estimate of KL(p || q) between 1-D Gaussian mixtures, and its standard error.
+
+    ``p`` has components ``means_p, stds_p, weights_p`` ``(K_p,)``, ``q`` likewise ``(K_q,)``.
+    Sample ``i`` is drawn ancestrally from ``p`` with the given randomness: its component is the
+    first ``k`` with ``u[i] < cumsum(weights_p)[k]`` (the inverse CDF of the categorical, the last
+    component if rounding leaves none), and ``x_i = means_p[k] + stds_p[k] * eps[i]``; ``u, eps``
+    ``(N,)``. Returns ``(estimate, standard_error)``, two 0-dim tensors in nats: the mean of
+    ``log p(x_i) - log q(x_i)`` and its sample standard deviation (``N - 1`` in the denominator)
+    over ``sqrt(N)``. Densities by ``course_lib.toy.GaussianMixture`` (log-sum-exp).
+    """
+    k = torch.searchsorted(torch.cumsum(weights_p, 0), u, right=True).clamp(max=len(weights_p) - 1)
+    x = means_p[k] + stds_p[k] * eps
+    p = GaussianMixture(means_p[:, None], stds_p, weights_p)
+    q = GaussianMixture(means_q[:, None], stds_q, weights_q)
+    log_ratio = p.log_prob(x[:, None]) - q.log_prob(x[:, None])
+    return log_ratio.mean(), log_ratio.std() / math.sqrt(len(x))
+
+
+def _random_mixture(k, generator, spread=4.0):
+    kw = dict(generator=generator, dtype=torch.float64)
+    means = spread * torch.randn(k, **kw)
+    stds = torch.exp(torch.empty(k, dtype=torch.float64).uniform_(math.log(0.1), math.log(2.0),
+                                                                   generator=generator))
+    weights = torch.rand(k, **kw) + 0.05
+    return means, stds, weights / weights.sum()
+
+
+def _mixture_kl_inputs(generator: torch.Generator):
+    # check() seeds case i with seed + i; the kind of case cycles with it, edges included.
+    kind = generator.initial_seed() % 5
+    n = int(torch.randint(200, 2000, (1,), generator=generator))
+    p = _random_mixture(int(torch.randint(1, 6, (1,), generator=generator)), generator)
+    q = _random_mixture(int(torch.randint(1, 6, (1,), generator=generator)), generator)
+    if kind == 1:                       # q = p: every log-ratio is 0, estimate and error exactly 0
+        q = tuple(t.clone() for t in p)
+    elif kind == 2:                     # q far from every sample of p: log q(x) ~ -1e4 (log-sum-exp)
+        q = (q[0] + 400.0, 0.5 * q[1], q[2])
+    elif kind == 3:                     # single Gaussians on both sides
+        p, q = _random_mixture(1, generator), _random_mixture(1, generator)
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    u[:2] = torch.tensor([0.0, 1.0 - 2.0**-53], dtype=torch.float64)   # the ends of [0, 1)
+    eps = torch.randn(n, generator=generator, dtype=torch.float64)
+    return (*p, *q, u, eps), {}
+
+
+register(Exercise(
+    name="mixture_kl_monte_carlo",
+    reference=mixture_kl_monte_carlo_reference,
+    make_inputs=_mixture_kl_inputs,
+    description="(estimate, standard error) of KL(p || q) between 1-D Gaussian mixtures from the "
+                "given u, eps (N,) float64: components by inverse CDF, including q = p (exactly 0), "
+                "q 400 away (log q ~ -1e4: needs log-sum-exp), single Gaussians, u = 0 and u -> 1",
+    num_cases=5, rtol=1e-9, atol=1e-9,
 ))

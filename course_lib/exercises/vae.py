@@ -3,16 +3,15 @@
 Each exercise is checked against a ``course_lib`` reference on randomized float64 inputs that
 include the edges a careless implementation gets wrong: very small and very large variances
 (``exp(logvar)`` vs ``exp(logvar / 2)``), posteriors equal to the prior (KL = 0), and importance
-log-weights around -1e4, where ``log(mean(exp(log_w)))`` underflows to ``-inf`` unless it is
+log-weights around -1e5, where ``log(mean(exp(log_w)))`` underflows to ``-inf`` unless it is
 computed with log-sum-exp.
 
 ==============================  ==================================================================
 exercise                        reference
 ==============================  ==================================================================
-``reparameterize``              ``course_lib.vae.reparameterize`` with the noise ``eps`` given
-``kl_standard_normal``          ``course_lib.gaussians.kl_standard_normal``
 ``gaussian_elbo``               ``gaussian_log_likelihood(x, x_hat, 2 log sigma) - kl_standard_normal``
-``iwae_from_log_weights``       ``logsumexp(log_w, 0) - log K``, as in ``course_lib.vae.iwae_bound``
+``iwae_with_encoder``           ``logsumexp_k(log w_k) - log K``, w_k from a reparameterized sample
+                                of the encoder (multi-step; ``torch.distributions`` densities)
 ==============================  ==================================================================
 """
 
@@ -24,68 +23,9 @@ import torch
 
 from course_lib.exercises import Exercise, register
 
-__all__ = ["reparameterize_reference", "kl_standard_normal_reference", "gaussian_elbo_reference",
-           "iwae_from_log_weights_reference"]
+__all__ = ["gaussian_elbo_reference", "iwae_with_encoder_reference"]
 
 _F64 = torch.float64
-
-
-# ------------------------------------------------------------------------------------------------
-# reparameterize
-# ------------------------------------------------------------------------------------------------
-def reparameterize_reference(mean: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """z = mean + exp(logvar / 2) * eps, all ``(N, K)`` (Kingma & Welling 2014, eq. 10)."""
-    return mean + torch.exp(0.5 * logvar) * eps
-
-
-def _reparam_inputs(generator: torch.Generator):
-    n, k = 32, 3
-    mean = 2 * torch.randn(n, k, generator=generator, dtype=_F64)
-    logvar = torch.empty(n, k, dtype=_F64).uniform_(-6.0, 4.0, generator=generator)
-    logvar[:2] = torch.tensor([[-20.0, 0.0, 10.0], [8.0, -12.0, 0.5]], dtype=_F64)  # extremes
-    eps = torch.randn(n, k, generator=generator, dtype=_F64)
-    return (mean, logvar, eps), {}
-
-
-register(Exercise(
-    name="reparameterize",
-    reference=reparameterize_reference,
-    make_inputs=_reparam_inputs,
-    description="z = mean + sigma * eps on (32, 3) float64 tensors, logvar from -20 to 10",
-    num_cases=5, rtol=1e-9, atol=1e-12,
-))
-
-
-# ------------------------------------------------------------------------------------------------
-# KL(q || N(0, I))
-# ------------------------------------------------------------------------------------------------
-def kl_standard_normal_reference(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, diag exp(logvar)) || N(0, I)) = 1/2 sum_j (mean_j^2 + exp(logvar_j) - 1 - logvar_j).
-
-    ``(N, K) -> (N,)`` nats (Kingma & Welling 2014, Appendix B); ``course_lib.gaussians``.
-    """
-    from course_lib.gaussians import kl_standard_normal
-
-    return kl_standard_normal(mean, logvar)
-
-
-def _kl_inputs(generator: torch.Generator):
-    n, k = 32, 4
-    mean = 1.5 * torch.randn(n, k, generator=generator, dtype=_F64)
-    logvar = torch.empty(n, k, dtype=_F64).uniform_(-8.0, 3.0, generator=generator)
-    mean[:3], logvar[:3] = 0.0, 0.0                 # q = prior: KL = 0
-    logvar[3] = torch.tensor([-25.0, -10.0, 5.0, 0.0], dtype=_F64)  # nearly deterministic / wide
-    return (mean, logvar), {}
-
-
-register(Exercise(
-    name="kl_standard_normal",
-    reference=kl_standard_normal_reference,
-    make_inputs=_kl_inputs,
-    description="KL(q(z|x) || N(0, I)) summed over latent dims: (32, 4) -> (32,) float64, "
-                "including q = prior (KL = 0) and logvar down to -25",
-    num_cases=5, rtol=1e-8, atol=1e-10,
-))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -111,6 +51,8 @@ def _elbo_inputs(generator: torch.Generator):
     mean = torch.randn(n, k, generator=generator, dtype=_F64)
     logvar = torch.empty(n, k, dtype=_F64).uniform_(-4.0, 1.0, generator=generator)
     decoder_std = float(torch.empty(1, dtype=_F64).uniform_(0.1, 2.0, generator=generator))
+    mean[0], logvar[0] = 0.0, 0.0                                        # q = prior: KL = 0
+    logvar[1] = torch.tensor([-20.0, 4.0], dtype=_F64)                   # exp(logvar) vs exp(logvar / 2)
     return (x, x_hat, mean, logvar, decoder_std), {}
 
 
@@ -119,35 +61,65 @@ register(Exercise(
     reference=gaussian_elbo_reference,
     make_inputs=_elbo_inputs,
     description="one-sample ELBO: Gaussian log-likelihood (with its normalizing constant) minus "
-                "the KL, x (16, 10), mean/logvar (16, 2), decoder_std a float -> (16,)",
+                "the KL to N(0, I), x (16, 10), mean/logvar (16, 2) with q = prior and logvar "
+                "from -20 to 4, decoder_std a float -> (16,)",
     num_cases=5, rtol=1e-8, atol=1e-9,
 ))
 
 
 # ------------------------------------------------------------------------------------------------
-# IWAE bound from log-weights
+# IWAE bound of a linear-Gaussian decoder with a diagonal Gaussian encoder (multi-step)
 # ------------------------------------------------------------------------------------------------
-def iwae_from_log_weights_reference(log_w: torch.Tensor) -> torch.Tensor:
-    """L_K = log (1/K) sum_k exp(log_w[k]) over the first axis, ``(K, N) -> (N,)``, stably.
+def iwae_with_encoder_reference(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
+                                weight: torch.Tensor, bias: torch.Tensor, noise_std: float,
+                                eps: torch.Tensor) -> torch.Tensor:
+    """Importance-weighted bound L_K ``(N,)`` in nats, with the noise ``eps`` ``(K, N, L)`` given.
 
-    Burda et al. (2016), eq. (8), computed as ``logsumexp(log_w, 0) - log K``.
+    Proposal q(z | x) = N(mean, diag exp(logvar)), ``mean, logvar`` ``(N, L)``; prior N(0, I);
+    decoder p(x | z) = N(x; z W^T + b, noise_std^2 I), ``x`` ``(N, D)``, ``weight`` ``(D, L)``,
+    ``bias`` ``(D,)``. With z_k = mean + exp(logvar / 2) * eps[k] (Kingma & Welling 2014, eq. 10)
+    and log w_k = log p(x | z_k) + log p(z_k) - log q(z_k | x),
+    L_K = log (1/K) sum_k w_k (Burda et al. 2016, eq. 8), computed by log-sum-exp. Densities by
+    ``torch.distributions.Normal``.
     """
-    return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+    normal = torch.distributions.Normal
+    std = torch.exp(0.5 * logvar)
+    z = mean + std * eps                                                      # (K, N, L)
+    log_q = normal(mean, std).log_prob(z).sum(-1)                             # (K, N)
+    log_prior = normal(torch.zeros_like(z), torch.ones_like(z)).log_prob(z).sum(-1)
+    x_mean = z @ weight.mT + bias                                             # (K, N, D)
+    log_lik = normal(x_mean, noise_std * torch.ones_like(x_mean)).log_prob(x).sum(-1)
+    log_w = log_lik + log_prior - log_q
+    return torch.logsumexp(log_w, 0) - math.log(eps.shape[0])
+
+
+_IWAE_KS = (1, 5, 50, 2, 20)
 
 
 def _iwae_inputs(generator: torch.Generator):
-    k, n = 50, 8
-    log_w = 3 * torch.randn(k, n, generator=generator, dtype=_F64)
-    log_w[:, :3] -= torch.tensor([1e4, 800.0, 2e3], dtype=_F64)  # exp underflows to 0 here
-    log_w[:, 3] += 750.0                                            # and overflows to inf here
-    return (log_w,), {}
+    # check() seeds case i with seed + i: cycle through K, the edge K = 1 included.
+    k = _IWAE_KS[generator.initial_seed() % len(_IWAE_KS)]
+    n, d, latent = 8, 5, 2
+    kw = dict(generator=generator, dtype=_F64)
+    weight = torch.randn(d, latent, **kw)
+    bias = torch.randn(d, **kw)
+    noise_std = float(torch.empty(1, dtype=_F64).uniform_(0.3, 1.5, generator=generator))
+    x = torch.randn(n, d, **kw) * 2
+    mean = torch.randn(n, latent, **kw)
+    logvar = torch.empty(n, latent, dtype=_F64).uniform_(-5.0, 1.5, generator=generator)
+    logvar[0] = torch.tensor([-20.0, 3.0], dtype=_F64)                 # nearly deterministic / wide
+    mean[1], logvar[1] = 0.0, 0.0                                      # the prior as proposal
+    x[2] = 300.0                                                       # log-weights near -1e5:
+    eps = torch.randn(k, n, latent, **kw)                              # exp() underflows to 0
+    return (x, mean, logvar, weight, bias, noise_std, eps), {}
 
 
 register(Exercise(
-    name="iwae_from_log_weights",
-    reference=iwae_from_log_weights_reference,
+    name="iwae_with_encoder",
+    reference=iwae_with_encoder_reference,
     make_inputs=_iwae_inputs,
-    description="log-mean-exp over K = 50 importance samples, (50, 8) -> (8,) float64, with "
-                "log-weights near -1e4 and +750 (needs the max-subtraction trick)",
-    num_cases=5, rtol=1e-10, atol=1e-9,
+    description="IWAE bound L_K (N,) of a linear-Gaussian decoder, x (8, 5), mean/logvar (8, 2), "
+                "eps (K, 8, 2) with K in {1, 2, 5, 20, 50}, logvar from -20 to 3, and an x whose "
+                "log-weights are near -1e5 (needs log-sum-exp)",
+    num_cases=5, rtol=1e-8, atol=1e-7,
 ))

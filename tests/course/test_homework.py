@@ -396,13 +396,17 @@ def test_real_release_structure(real_course, name):
     src_code = [c for c in source.cells if c.cell_type == "code"]
     stu_code = [c for c in student.cells if c.cell_type == "code"]
     assert len(src_code) == len(stu_code)
+    # hidden tests are in the instructor version only (nbgrader puts them back when it grades)
+    hidden = re.compile(r"(?ms)^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?")
     for a, b in zip(src_code, stu_code):
         if _nbgrader_md(a).get("grade_id") not in solutions:
-            assert a.source == b.source
+            assert hidden.sub("", a.source).rstrip() == b.source.rstrip()
+            assert "HIDDEN TESTS" not in b.source
     solved = inject_solutions(student, source)
     strip = re.compile(r"(?m)^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?")
-    assert [strip.sub("", c.source) for c in solved.cells if c.cell_type == "code"] == \
-        [strip.sub("", c.source) for c in src_code], "injecting the solutions does not restore the notebook"
+    assert [strip.sub("", c.source).rstrip() for c in solved.cells if c.cell_type == "code"] == \
+        [strip.sub("", hidden.sub("", c.source)).rstrip() for c in src_code], \
+        "injecting the solutions does not restore the notebook"
 
 
 @pytest.mark.timeout(NOTEBOOK_TIMEOUT)
@@ -425,7 +429,9 @@ def test_real_student_version(real_course, name):
 @pytest.mark.timeout(NOTEBOOK_TIMEOUT)
 def test_real_notebook_autograded_complete(tmp_path):
     """nbgrader's own autograder gives full marks to the first real notebook with exercises,
-    solved (its per-cell timeout and working folder included)."""
+    solved (its per-cell timeout and working folder included, hidden tests put back); its manually
+    graded derivations are left as "needs manual grading". A submission whose predictions are valid
+    options but wrong passes the visible checks and fails exactly on the hidden tests."""
     candidates = [p for p in resolve_notebooks() if discover_exercises(p)]
     if not candidates:
         pytest.skip("no notebook with exercises in notebooks/ yet")
@@ -436,6 +442,31 @@ def test_real_notebook_autograded_complete(tmp_path):
                                 nbformat.read(str(path), as_version=4))
     (tmp_path / "subs" / "ada").mkdir(parents=True)
     nbformat.write(complete, str(tmp_path / "subs" / "ada" / student.name))
+    # bob predicts wrongly in every "predict, then run" cell: a valid option passes the visible
+    # check, only the hidden test (put back by nbgrader) can fail it
+    wrong, predicted = copy.deepcopy(complete), set()
+    for cell in wrong.cells:
+        answer = re.search(r'(?m)^prediction = "(\w)"', cell.source)
+        if answer and _nbgrader_md(cell).get("solution"):
+            other = "a" if answer.group(1) != "a" else "b"
+            cell.source = cell.source.replace(answer.group(0), f'prediction = "{other}"')
+            predicted.add(_nbgrader_md(cell)["grade_id"])
+    assert predicted, f"{path.name}: no predict-then-run question"
+    (tmp_path / "subs" / "bob").mkdir(parents=True)
+    nbformat.write(wrong, str(tmp_path / "subs" / "bob" / student.name))
     report = grade(tmp_path / "subs", out=course, feedback=False)
-    assert report.rows and all(r.status == "passed" and r.score == r.max_score for r in report.rows), \
-        [r for r in report.rows if r.status != "passed"]
+    from assignments.pipeline import NEEDS_MANUAL
+
+    auto = [r for r in report.rows if r.status != NEEDS_MANUAL]  # derivations wait for a person
+    ada = [r for r in auto if r.student == "ada"]
+    assert ada and all(r.status == "passed" and r.score == r.max_score for r in ada), \
+        [r for r in ada if r.status != "passed"]
+    by_hand = {e.name for e in discover_exercises(path) if e.solution_ids == e.check_ids}
+    assert {r.exercise for r in report.rows if r.student == "ada" and r.status == NEEDS_MANUAL} == by_hand
+    bob = [r for r in auto if r.student == "bob"]
+    assert sorted(r.exercise for r in bob) == sorted(r.exercise for r in ada)
+    for r in bob:
+        if r.exercise in predicted:
+            assert (r.status, r.score) == ("failed", 0) and "AssertionError" in r.reason, r
+        else:
+            assert r.status == "passed" and r.score == r.max_score, r

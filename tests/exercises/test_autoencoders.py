@@ -174,3 +174,91 @@ def test_sigmoid_contractive_penalty_alternative_passes_and_mistakes_fail():
     for wrong in (not_squared, linear_encoder, wrong_axis):
         _fails("sigmoid_contractive_penalty", wrong, "max abs difference|differ")
     _fails("sigmoid_contractive_penalty", mean_over_batch, "shape")
+
+
+# --- linear_ae_gradient_step (multi-step) -------------------------------------------------------
+
+def _ae_step_numpy(W_e, b_e, W_d, b_d, x, lr):
+    """The step with gradients derived by hand, in NumPy (independent of autograd)."""
+    W_e, b_e, W_d, b_d, x = (t.numpy() for t in (W_e, b_e, W_d, b_d, x))
+    n = x.shape[0]
+    z = x @ W_e.T + b_e
+    r = z @ W_d.T + b_d - x
+    g = 2 * r / n                                          # dL/dx_hat
+    gz = g @ W_d                                           # dL/dz
+    grads = (gz.T @ x, gz.sum(0), g.T @ z, g.sum(0))
+    new = [p - lr * gp for p, gp in zip((W_e, b_e, W_d, b_d), grads)]
+    return ((r**2).sum(1).mean(), *new)
+
+
+def test_linear_ae_step_reference_matches_hand_gradients_and_finite_differences():
+    kinds = set()
+    for case, ((W_e, b_e, W_d, b_d, x, lr), _) in enumerate(grading.cases("linear_ae_gradient_step",
+                                                                           num_cases=10)):
+        out = ex.linear_ae_gradient_step_reference(W_e, b_e, W_d, b_d, x, lr)
+        for got, want in zip(out, _ae_step_numpy(W_e, b_e, W_d, b_d, x, lr)):
+            np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
+        kinds.add(case % 5)
+        if case % 5 == 1:                                   # the saddle: W_e does not move
+            assert torch.equal(out[1], W_e) and not torch.equal(out[4], b_d)
+        if lr == 0.0:
+            assert all(torch.equal(a, b) for a, b in zip(out[1:], (W_e, b_e, W_d, b_d)))
+    assert kinds == set(range(5))
+    # central finite differences of the loss along one random direction of every parameter
+    (W_e, b_e, W_d, b_d, x, _), _ = grading.cases("linear_ae_gradient_step", num_cases=1)[0]
+    lr = 1.0
+    loss, *stepped = ex.linear_ae_gradient_step_reference(W_e, b_e, W_d, b_d, x, lr)
+    g = torch.Generator().manual_seed(5)
+    params = [W_e, b_e, W_d, b_d]
+    for i, (p, p_new) in enumerate(zip(params, stepped)):
+        grad = (p - p_new) / lr
+        v = torch.randn(p.shape, generator=g, dtype=torch.float64)
+        h = 1e-5
+
+        def loss_at(t, i=i):
+            ps = list(params)
+            ps[i] = t
+            return ex.linear_ae_gradient_step_reference(*ps, x, 0.0)[0]
+
+        fd = (loss_at(p + h * v) - loss_at(p - h * v)) / (2 * h)
+        assert abs(fd.item() - (grad * v).sum().item()) < 1e-6 * (1 + abs(fd.item()))
+
+
+def _ae_step_student(W_e, b_e, W_d, b_d, x, lr, *, factor=2.0, mean=True, sign=-1.0, biases=True):
+    """A student-style solution (backpropagation by hand) with switchable mistakes."""
+    n = x.shape[0]
+    z = x @ W_e.T + b_e
+    r = z @ W_d.T + b_d - x
+    loss = r.pow(2).sum(1).mean()
+    g = factor * r / (n if mean else 1)
+    gz = g @ W_d
+    gW_e, gb_e, gW_d, gb_d = gz.T @ x, gz.sum(0), g.T @ z, g.sum(0)
+    if not biases:
+        gb_e, gb_d = torch.zeros_like(gb_e), torch.zeros_like(gb_d)
+    return (loss, W_e + sign * lr * gW_e, b_e + sign * lr * gb_e, W_d + sign * lr * gW_d,
+            b_d + sign * lr * gb_d)
+
+
+def test_linear_ae_step_student_style_passes_and_trains_to_the_pca_optimum():
+    grading.check("linear_ae_gradient_step", _ae_step_student, num_cases=10, verbose=False)
+    g = torch.Generator().manual_seed(904)
+    f64 = torch.float64
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=f64))
+    x = (torch.randn(200, 6, generator=g, dtype=f64) * torch.tensor([3.0, 2.0, 0.5, 0.3, 0.2, 0.1],
+                                                                     dtype=f64)) @ q.T + 0.5
+    optimum = torch.linalg.eigvalsh(torch.cov(x.T, correction=0)).flip(0)[2:].sum().item()
+    p = (0.1 * torch.randn(2, 6, generator=g, dtype=f64), torch.zeros(2, dtype=f64),
+         0.1 * torch.randn(6, 2, generator=g, dtype=f64), torch.zeros(6, dtype=f64))
+    for _ in range(600):
+        loss, *p = ex.linear_ae_gradient_step_reference(*p, x, 0.03)
+    assert optimum * (1 - 1e-9) <= loss.item() < optimum * 1.005
+
+
+@pytest.mark.parametrize("mistake", [dict(factor=1.0), dict(mean=False), dict(sign=1.0),
+                                     dict(biases=False)])
+def test_linear_ae_step_mistakes_fail(mistake):
+    def wrong(*args):
+        return _ae_step_student(*args, **mistake)
+
+    with pytest.raises(AssertionError, match="max abs difference"):
+        grading.check("linear_ae_gradient_step", wrong, verbose=False)

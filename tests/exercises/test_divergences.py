@@ -101,3 +101,89 @@ def test_mixture_ignoring_weights_fails():
 
     with pytest.raises(AssertionError):
         grading.check("mixture_log_prob", unweighted, verbose=False)
+
+
+# --- mixture_kl_monte_carlo (multi-step) --------------------------------------------------------
+
+def _mixture_kl_numpy(mp, sp, wp, mq, sq, wq, u, eps):
+    """The estimator in NumPy/SciPy, written out independently of the reference."""
+    mp, sp, wp, mq, sq, wq, u, eps = (t.numpy() for t in (mp, sp, wp, mq, sq, wq, u, eps))
+    k = np.minimum(np.searchsorted(np.cumsum(wp), u, side="right"), len(wp) - 1)
+    x = mp[k] + sp[k] * eps
+    log_p = logsumexp(np.log(wp) + norm.logpdf(x[:, None], mp, sp), axis=1)
+    log_q = logsumexp(np.log(wq) + norm.logpdf(x[:, None], mq, sq), axis=1)
+    r = log_p - log_q
+    return r.mean(), r.std(ddof=1) / math.sqrt(len(r))
+
+
+def test_mixture_kl_reference_matches_scipy_and_edges():
+    kinds = set()
+    for case, (args, _) in enumerate(grading.cases("mixture_kl_monte_carlo", num_cases=10)):
+        est, se = ex.mixture_kl_monte_carlo_reference(*args)
+        assert est.shape == () and se.shape == () and est.dtype == torch.float64
+        want = _mixture_kl_numpy(*args)
+        np.testing.assert_allclose([est.item(), se.item()], want, rtol=1e-10)
+        kind = case % 5
+        kinds.add(kind)
+        if kind == 1:
+            assert est.item() == 0.0 and se.item() == 0.0               # q = p
+        if kind == 2:
+            assert est.item() > 1e4                                      # log q(x) ~ -1e4 and below
+    assert kinds == set(range(5))
+
+
+def test_mixture_kl_reference_agrees_with_closed_form_and_quadrature():
+    """Single Gaussians: within 5 standard errors of the closed-form KL (torch.distributions); a
+    bimodal p against one Gaussian: within 5 standard errors of trapezoid quadrature."""
+    g = torch.Generator().manual_seed(11)
+    f64 = dict(dtype=torch.float64)
+    n = 20_000
+    one = lambda *v: torch.tensor(v, **f64)  # noqa: E731
+    u, eps = torch.rand(n, generator=g, **f64), torch.randn(n, generator=g, **f64)
+    est, se = ex.mixture_kl_monte_carlo_reference(one(0.3), one(0.7), one(1.0), one(-1.0), one(1.5),
+                                                  one(1.0), u, eps)
+    want = torch.distributions.kl_divergence(torch.distributions.Normal(0.3, 0.7),
+                                             torch.distributions.Normal(-1.0, 1.5)).item()
+    assert abs(est.item() - want) < 5 * se.item()
+    mp, sp, wp = one(-2.0, 2.0), one(1.0, 0.5), one(0.3, 0.7)
+    mq, sq, wq = one(0.5), one(2.0), one(1.0)
+    est, se = ex.mixture_kl_monte_carlo_reference(mp, sp, wp, mq, sq, wq, u, eps)
+    t = torch.linspace(-20, 20, 40_001, **f64)
+    log_p = torch.logsumexp(torch.log(wp) + torch.distributions.Normal(mp, sp).log_prob(t[:, None]), 1)
+    log_q = torch.distributions.Normal(0.5, 2.0).log_prob(t)
+    quad = torch.trapezoid(log_p.exp() * (log_p - log_q), t).item()
+    assert abs(est.item() - quad) < 5 * se.item()
+
+
+def _mixture_kl_student(mp, sp, wp, mq, sq, wq, u, eps, *, flip=False, naive=False, ddof=1):
+    """A student-style solution with switchable mistakes."""
+    cdf = torch.cumsum(wp, 0)
+    k = (u[:, None] >= cdf[None, :]).sum(1).clamp(max=len(wp) - 1)
+    x = mp[k] + sp[k] * eps
+
+    def log_mix(m, s, w):
+        a = torch.log(w) - 0.5 * ((x[:, None] - m) / s) ** 2 - torch.log(s) - 0.5 * math.log(2 * math.pi)
+        return torch.log(torch.exp(a).sum(1)) if naive else torch.logsumexp(a, 1)
+
+    r = log_mix(mp, sp, wp) - log_mix(mq, sq, wq)
+    if flip:
+        r = -r
+    n = len(r)
+    return r.mean(), torch.sqrt(((r - r.mean()) ** 2).sum() / (n - ddof)) / math.sqrt(n)
+
+
+def test_mixture_kl_student_style_solution_passes():
+    grading.check("mixture_kl_monte_carlo", _mixture_kl_student, num_cases=10, verbose=False)
+
+
+@pytest.mark.parametrize("mistake, match", [
+    (dict(flip=True), "max abs difference"),                  # log q - log p: the sign flipped
+    (dict(naive=True), "(?i)inf|non-finite"),                 # log(sum(exp)) underflows
+    (dict(ddof=0), "max abs difference"),                     # population std: se too small
+])
+def test_mixture_kl_mistakes_fail(mistake, match):
+    def wrong(*args):
+        return _mixture_kl_student(*args, **mistake)
+
+    with pytest.raises(AssertionError, match=match):
+        grading.check("mixture_kl_monte_carlo", wrong, verbose=False)

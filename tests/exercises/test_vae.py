@@ -17,32 +17,6 @@ from course_lib.exercises import vae as ex
 
 # --- references against independent oracles ---------------------------------------------------
 
-def test_reparameterize_reference_matches_course_lib_with_same_noise():
-    from course_lib.vae import reparameterize
-
-    for (mean, logvar, eps), _ in grading.cases("reparameterize"):
-        got = ex.reparameterize_reference(mean, logvar, eps)
-        # course_lib draws eps from the generator; reproduce the same eps
-        g = torch.Generator().manual_seed(0)
-        ref_eps = torch.randn(mean.shape, generator=g, dtype=mean.dtype)
-        ref = reparameterize(mean, logvar, torch.Generator().manual_seed(0))
-        torch.testing.assert_close(ex.reparameterize_reference(mean, logvar, ref_eps), ref)
-        # and against numpy: mean + std * eps
-        np.testing.assert_allclose(got.numpy(), mean.numpy() + np.sqrt(np.exp(logvar.numpy())) * eps.numpy(),
-                                   rtol=1e-12)
-
-
-def test_kl_reference_matches_torch_distributions():
-    for (mean, logvar), _ in grading.cases("kl_standard_normal"):
-        got = ex.kl_standard_normal_reference(mean, logvar)
-        q = torch.distributions.Normal(mean, torch.exp(0.5 * logvar))
-        p = torch.distributions.Normal(torch.zeros_like(mean), torch.ones_like(mean))
-        want = torch.distributions.kl_divergence(q, p).sum(1)
-        assert got.shape == (mean.shape[0],) and got.dtype == torch.float64
-        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
-        assert (got[:3] == 0).all()
-
-
 def test_gaussian_elbo_reference_matches_scipy():
     for (x, x_hat, mean, logvar, s), _ in grading.cases("gaussian_elbo"):
         got = ex.gaussian_elbo_reference(x, x_hat, mean, logvar, s)
@@ -52,38 +26,65 @@ def test_gaussian_elbo_reference_matches_scipy():
         np.testing.assert_allclose(got.numpy(), rec - kl, rtol=1e-10)
 
 
-def test_iwae_reference_matches_scipy_and_course_lib_definition():
-    for (log_w,), _ in grading.cases("iwae_from_log_weights"):
-        got = ex.iwae_from_log_weights_reference(log_w)
-        want = logsumexp(log_w.numpy(), axis=0) - math.log(log_w.shape[0])
-        assert torch.isfinite(got).all()
-        np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
-        naive = torch.log(torch.exp(log_w).mean(0))
-        assert not torch.isfinite(naive).all()  # the edges are exercised
+def _iwae_numpy(x, mean, logvar, weight, bias, s, eps):
+    """The IWAE bound in NumPy/SciPy, written out independently of the reference."""
+    x, mean, logvar, weight, bias, eps = (t.numpy() for t in (x, mean, logvar, weight, bias, eps))
+    std = np.exp(logvar / 2)
+    z = mean + std * eps                                            # (K, N, L)
+    log_w = (norm.logpdf(x, np.einsum("knl,dl->knd", z, weight) + bias, s).sum(-1)
+             + norm.logpdf(z).sum(-1) - norm.logpdf(z, mean, std).sum(-1))
+    return logsumexp(log_w, axis=0) - math.log(eps.shape[0])
+
+
+def test_iwae_with_encoder_reference_matches_scipy():
+    ks = set()
+    for args, _ in grading.cases("iwae_with_encoder", num_cases=10):
+        got = ex.iwae_with_encoder_reference(*args)
+        assert got.shape == (args[0].shape[0],) and torch.isfinite(got).all()
+        np.testing.assert_allclose(got.numpy(), _iwae_numpy(*args), rtol=1e-9, atol=1e-9)
+        assert got[2] < -1e4                                        # the underflow edge is there
+        ks.add(args[-1].shape[0])
+    assert ks == {1, 2, 5, 20, 50}
+
+
+def test_iwae_with_encoder_reference_is_exact_with_the_exact_posterior():
+    """With W of orthogonal columns the exact posterior is diagonal, every weight equals p(x), and
+    L_K = log p(x) for any noise and any K: an oracle independent of the formula (Woodbury)."""
+    from course_lib.vae import LinearGaussianModel
+
+    g = torch.Generator().manual_seed(7)
+    q, _ = torch.linalg.qr(torch.randn(6, 3, generator=g, dtype=torch.float64))
+    model = LinearGaussianModel(q * torch.tensor([2.0, 1.0, 0.4], dtype=torch.float64),
+                                torch.randn(6, generator=g, dtype=torch.float64), noise_std=0.7)
+    x = model.sample(5, generator=g)
+    mean, logvar = model.encode(x)
+    for k in (1, 3, 40):
+        eps = 3 * torch.randn(k, 5, 3, generator=g, dtype=torch.float64)
+        got = ex.iwae_with_encoder_reference(x, mean, logvar, model.weight, model.bias, 0.7, eps)
+        torch.testing.assert_close(got, model.log_marginal(x), rtol=0, atol=1e-10)
+
+
+def test_iwae_with_encoder_reference_rises_toward_log_p():
+    """The prior as proposal on a non-orthogonal model: the bound averaged over repeats is below
+    log p(x) at K = 1 and rises toward it at K = 500 (within 5 standard errors)."""
+    from course_lib.vae import LinearGaussianModel
+
+    g = torch.Generator().manual_seed(3)
+    model = LinearGaussianModel(torch.randn(4, 2, generator=g, dtype=torch.float64),
+                                torch.zeros(4, dtype=torch.float64), noise_std=0.5)
+    x = model.sample(1, generator=g).expand(200, -1)
+    prior = torch.zeros(200, 2, dtype=torch.float64)
+    log_p = model.log_marginal(x[:1]).item()
+    est = {}
+    for k in (1, 500):
+        eps = torch.randn(k, 200, 2, generator=g, dtype=torch.float64)
+        b = ex.iwae_with_encoder_reference(x, prior, prior, model.weight, model.bias, 0.5, eps)
+        est[k] = (b.mean().item(), b.std().item() / math.sqrt(200))
+    assert est[1][0] < log_p - 5 * est[1][1]
+    assert abs(est[500][0] - log_p) < 5 * est[500][1] + 0.05 * (log_p - est[1][0])
 
 
 # --- wrong implementations fail, with readable messages ---------------------------------------
-
-def test_reparameterize_with_variance_instead_of_std_fails():
-    def wrong(mean, logvar, eps):
-        return mean + torch.exp(logvar) * eps
-
-    with pytest.raises(AssertionError, match="max abs difference|differ"):
-        grading.check("reparameterize", wrong, verbose=False)
-
-
-def test_kl_without_sum_or_with_wrong_sign_fails():
-    def per_dim(mean, logvar):
-        return 0.5 * (mean**2 + logvar.exp() - 1 - logvar)
-
-    def wrong_sign(mean, logvar):
-        return 0.5 * (mean**2 + logvar.exp() - 1 + logvar).sum(1)
-
-    with pytest.raises(AssertionError, match="shape"):
-        grading.check("kl_standard_normal", per_dim, verbose=False)
-    with pytest.raises(AssertionError):
-        grading.check("kl_standard_normal", wrong_sign, verbose=False)
-
 
 def test_gaussian_elbo_without_normalizing_constant_fails():
     def l2_only(x, x_hat, mean, logvar, decoder_std):
@@ -94,17 +95,36 @@ def test_gaussian_elbo_without_normalizing_constant_fails():
         grading.check("gaussian_elbo", l2_only, verbose=False)
 
 
-def test_iwae_naive_log_mean_exp_fails_with_inf_message():
-    def naive(log_w):
+def _iwae_student(x, mean, logvar, weight, bias, noise_std, eps, *, std_power=0.5, q_sign=1.0,
+                  reduce="logsumexp"):
+    """A student-style solution with switchable mistakes."""
+    z = mean + torch.exp(std_power * logvar) * eps
+    c = 0.5 * math.log(2 * math.pi)
+    log_q = (-0.5 * eps**2 - 0.5 * logvar - c).sum(-1)
+    log_prior = (-0.5 * z**2 - c).sum(-1)
+    r = x - (z @ weight.T + bias)
+    log_lik = (-0.5 * r**2 / noise_std**2 - math.log(noise_std) - c).sum(-1)
+    log_w = log_lik + log_prior - q_sign * log_q
+    if reduce == "naive":
         return torch.log(torch.exp(log_w).mean(0))
-
-    with pytest.raises(AssertionError, match="(?i)inf|non-finite"):
-        grading.check("iwae_from_log_weights", naive, verbose=False)
-
-
-def test_iwae_averaging_log_weights_fails():
-    def elbo_not_iwae(log_w):  # that is the K-sample ELBO, not the IWAE bound
+    if reduce == "mean":                       # the K-sample ELBO, not the IWAE bound
         return log_w.mean(0)
+    return torch.logsumexp(log_w, 0) - math.log(eps.shape[0])
 
-    with pytest.raises(AssertionError):
-        grading.check("iwae_from_log_weights", elbo_not_iwae, verbose=False)
+
+def test_iwae_with_encoder_student_style_solution_passes():
+    grading.check("iwae_with_encoder", _iwae_student, num_cases=10, verbose=False)
+
+
+@pytest.mark.parametrize("mistake, match", [
+    (dict(reduce="naive"), "(?i)inf|non-finite"),
+    (dict(reduce="mean"), "max abs difference"),
+    (dict(std_power=1.0), "max abs difference"),        # exp(logvar) used as the std
+    (dict(q_sign=-1.0), "max abs difference"),          # + log q instead of - log q
+])
+def test_iwae_with_encoder_mistakes_fail(mistake, match):
+    def wrong(*args):
+        return _iwae_student(*args, **mistake)
+
+    with pytest.raises(AssertionError, match=match):
+        grading.check("iwae_with_encoder", wrong, verbose=False)

@@ -11,6 +11,7 @@ module                                 what
 ``course_lib.widgets.gan``             notebook 03: the optimal discriminator and saturation
 ``course_lib.widgets.diffusion``       notebook 04: the scaled chain, noised and reverse marginals
 ``course_lib.widgets.score``           notebook 05: noised score fields, Langevin dynamics
+``course_lib.widgets.sde``             notebook 06: reverse-time SDE vs probability-flow ODE
 =====================================  ==========================================================
 
 Every plot function is plain (``plot_x(**values) -> Figure``, starting values as its defaults) and
@@ -21,15 +22,16 @@ available here, e.g. ``widgets.plot_forward_reverse_kl()``, as the notebooks cal
 
 from __future__ import annotations
 
-from course_lib.widgets import autoencoders, diffusion, divergences, gan, score, ui, vae
+from course_lib.widgets import autoencoders, diffusion, divergences, gan, score, sde, ui, vae
 from course_lib.widgets.autoencoders import *  # noqa: F401,F403
 from course_lib.widgets.diffusion import *  # noqa: F401,F403
 from course_lib.widgets.divergences import *  # noqa: F401,F403
 from course_lib.widgets.gan import *  # noqa: F401,F403
 from course_lib.widgets.score import *  # noqa: F401,F403
+from course_lib.widgets.sde import *  # noqa: F401,F403
 from course_lib.widgets.ui import *  # noqa: F401,F403
 from course_lib.widgets.vae import *  # noqa: F401,F403
 
-TOPICS = (divergences, autoencoders, vae, gan, diffusion, score)
+TOPICS = (divergences, autoencoders, vae, gan, diffusion, score, sde)
 
 __all__ = list(ui.__all__) + [name for topic in TOPICS for name in topic.__all__]

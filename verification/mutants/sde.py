@@ -1,24 +1,18 @@
-"""Planted mistakes for ``course_lib/sde.py``, pending the continuous-time notebook.
+"""Planted mistakes in ``course_lib/sde.py`` (SDE kernels, reverse-time samplers, the
+probability-flow ODE and its likelihood, flow matching).
 
-Not yet part of :func:`verification.mutations.all_mutations`: that runner requires every
-mutation to name a notebook whose asserts catch it, and the continuous-time notebook does not
-exist yet. The list is therefore called ``PENDING``, not ``MUTATIONS`` (``pkgutil`` still imports
-this module, so it also defines an empty ``MUTATIONS``: without it the runner would fail), and the
-file name starts with an underscore. When the notebook lands: rename the file to ``sde.py``,
-merge ``PENDING`` into ``MUTATIONS``, fill in ``notebooks=("07",)`` (or the notebook's id), and
-drop ``test_pending_mutations_still_apply`` from ``tests/test_sde.py`` (``tests/test_verification.py``
-then covers them).
-
-Each mutation below was run against ``tests/test_sde.py`` (a copy of ``course_lib`` with the
-mistake, the whole file); the comment above it lists the tests that failed.
+Each names the notebook-06 assert and the unit tests expected to catch it; see
+:mod:`verification.mutations`. The comment above each mutation lists the unit tests of
+``tests/test_sde.py`` that failed when it was planted (the whole file run against a copy of
+``course_lib`` with the mistake) and the notebook-06 claim that catches it.
 """
 
 from verification.mutations import Mutation
 
-# The runner reads MUTATIONS from every module here (pkgutil imports this one too): none yet.
-MUTATIONS: list[Mutation] = []
+NB = ("06",)
+TESTS = ("tests/test_sde.py",)
 
-PENDING = [
+MUTATIONS = [
     # caught by test_reverse_sde_with_exact_score_recovers_the_mixture[VP, VE],
     #   test_pc_sampler_recovers_the_mixture[VP, VE]
     Mutation(
@@ -27,8 +21,7 @@ PENDING = [
         old="return _column(self._drift_coeff(tt), x) * x - g2 * score          # f - g^2 s",
         new="return _column(self._drift_coeff(tt), x) * x + g2 * score          # f - g^2 s",
         breaks="the reverse-time SDE pushes along the score instead of against it: f + g^2 s",
-        notebooks=(),
-        tests=("tests/test_sde.py",),
+        notebooks=NB, tests=TESTS,
     ),
     # caught by test_probability_flow_has_the_marginals_at_several_times[VP, VE],
     #   test_ddim_is_a_first_order_solver_of_the_probability_flow,
@@ -40,8 +33,7 @@ PENDING = [
         old="return _column(self._drift_coeff(tt), x) * x - 0.5 * g2 * score    # f - 1/2 g^2 s",
         new="return _column(self._drift_coeff(tt), x) * x - g2 * score    # f - 1/2 g^2 s",
         breaks="the probability-flow ODE uses the reverse SDE's drift f - g^2 s (the 1/2 is lost)",
-        notebooks=(),
-        tests=("tests/test_sde.py",),
+        notebooks=NB, tests=TESTS,
     ),
     # caught by test_kernel_matches_simulated_forward_sde[VP, VE],
     #   test_perturbed_mixture_has_the_marginal_mixture_law[VE]
@@ -51,8 +43,7 @@ PENDING = [
         old="std = torch.sqrt(self._marginal_var(tt)).to(x0.dtype).expand(x0.shape[0])",
         new="std = self._marginal_var(tt).to(x0.dtype).expand(x0.shape[0])",
         breaks="the perturbation kernel's std is its variance (the square root is missing)",
-        notebooks=(),
-        tests=("tests/test_sde.py",),
+        notebooks=NB, tests=TESTS,
     ),
     # caught by test_vp_kernel_matches_published_values (its VE line),
     #   test_kernel_matches_simulated_forward_sde[VE]
@@ -63,8 +54,7 @@ PENDING = [
         new="return self._sigma(t) ** 2",
         breaks="the VE kernel variance is sigma(t)^2 instead of sigma(t)^2 - sigma(0)^2 "
                "(score_sde's approximation, wrong for the SDE started at the data)",
-        notebooks=(),
-        tests=("tests/test_sde.py",),
+        notebooks=NB, tests=TESTS,
     ),
     # caught by test_vp_kernel_matches_published_values,
     #   test_kernel_matches_simulated_forward_sde[VP], test_kernel_solves_the_moment_equations,
@@ -76,8 +66,7 @@ PENDING = [
         new="return -0.5 * t ** 2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min",
         breaks="the VP mean coefficient integrates beta(t)/2 wrongly: -1/2 t^2 (beta_max - beta_min) "
                "instead of -1/4",
-        notebooks=(),
-        tests=("tests/test_sde.py",),
+        notebooks=NB, tests=TESTS,
     ),
     # caught by test_mixture_score_is_the_gradient_of_the_noised_log_density[VP],
     #   test_probability_flow_has_the_marginals_at_several_times[VP],
@@ -90,8 +79,7 @@ PENDING = [
         new="var = stds * stds + s2                                            # (N|1, K, D)",
         breaks="the noised mixture's component variances ignore the scaling by m(t): s_k^2 + s^2 "
                "instead of m^2 s_k^2 + s^2",
-        notebooks=(),
-        tests=("tests/test_sde.py",),
+        notebooks=NB, tests=TESTS,
     ),
     # caught by test_reverse_sde_with_exact_score_recovers_the_mixture[VP, VE]
     Mutation(
@@ -100,8 +88,7 @@ PENDING = [
         old="return x_mean + g * math.sqrt(dt) * _randn(x.shape, generator, x.device, x.dtype)",
         new="return x_mean + g * dt * _randn(x.shape, generator, x.device, x.dtype)",
         breaks="the reverse SDE's noise scales with dt instead of sqrt(dt)",
-        notebooks=(),
-        tests=("tests/test_sde.py",),
+        notebooks=NB, tests=TESTS,
     ),
     # caught by test_pc_sampler_recovers_the_mixture[VP, VE]
     Mutation(
@@ -110,8 +97,7 @@ PENDING = [
         old="step = 2.0 * alpha * (snr * z_norm / s_norm) ** 2",
         new="step = 2.0 * alpha * (snr * z_norm / s_norm)",
         breaks="the Langevin corrector's step is linear, not quadratic, in snr |z| / |s|",
-        notebooks=(),
-        tests=("tests/test_sde.py",),
+        notebooks=NB, tests=TESTS,
     ),
     # caught by test_ode_log_likelihood_equals_the_exact_log_density[VP, VE]
     Mutation(
@@ -120,8 +106,7 @@ PENDING = [
         old="return np.concatenate([dx, div.detach().to(\"cpu\", torch.float64).numpy()])",
         new="return np.concatenate([dx, -div.detach().to(\"cpu\", torch.float64).numpy()])",
         breaks="the change of variables subtracts the integrated divergence instead of adding it",
-        notebooks=(),
-        tests=("tests/test_sde.py",),
+        notebooks=NB, tests=TESTS,
     ),
     # caught by test_optimal_velocity_matches_importance_sampling[0.2, 0.5, 0.8],
     #   test_optimal_velocity_is_tweedie_on_the_path,
@@ -135,8 +120,7 @@ PENDING = [
         new="cond = means + (tt * s2 + (1.0 - tt)) / var * diff",
         breaks="the exact flow-matching velocity uses Cov[x1 - x0, x_t | k] = t s^2 + (1 - t) "
                "(the sign of x0's contribution is lost)",
-        notebooks=(),
-        tests=("tests/test_sde.py",),
+        notebooks=NB, tests=TESTS,
     ),
     # caught by test_flow_matching_loss_minimum_for_a_gaussian,
     #   test_flow_matching_loss_is_stationary_at_the_optimal_velocity
@@ -146,7 +130,6 @@ PENDING = [
         old="target = x1 - x0                                                  # d x_t / dt",
         new="target = x0 - x1                                                  # d x_t / dt",
         breaks="the flow-matching regression target is x0 - x1, the velocity of the reversed path",
-        notebooks=(),
-        tests=("tests/test_sde.py",),
+        notebooks=NB, tests=TESTS,
     ),
 ]

@@ -617,7 +617,7 @@ for k in range(NUM_MODELS):
     decay = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, FM_STEPS) / FM_STEPS)))             # cosine decay
     fit(net, fm_loss, fm_data, num_steps=FM_STEPS, batch_size=256, optimizer=opt, device=device,
-        generator=generator(20 + k), log_every=1, callback=lambda i, l, m: decay.step(),
+        generator=generator(20 + k), log_every=1, callback=lambda step, loss, model: decay.step(),
         desc=f"flow matching, model {k + 1}")
     net = net.to("cpu").eval()
     velocity_nets.append(net)
@@ -721,7 +721,7 @@ for k in range(NUM_MODELS):
     decay = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, CFG_STEPS) / CFG_STEPS)))           # cosine decay
     fit(cnet, cfg_loss, (X_digits, labels), num_steps=CFG_STEPS, batch_size=128, optimizer=opt, device=device,
-        generator=generator(60 + k), log_every=1, callback=lambda i, l, m: decay.step(),
+        generator=generator(60 + k), log_every=1, callback=lambda step, loss, model: decay.step(),
         desc=f"conditional digits, model {k + 1}")
     cnet = cnet.to("cpu").eval()
     agree_k, div_k = [], []

@@ -396,13 +396,17 @@ def test_real_release_structure(real_course, name):
     src_code = [c for c in source.cells if c.cell_type == "code"]
     stu_code = [c for c in student.cells if c.cell_type == "code"]
     assert len(src_code) == len(stu_code)
+    # hidden tests (in check cells) are in the instructor version only; nbgrader restores them at grading
+    hidden = re.compile(r"(?ms)^[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*$")
+    visible = lambda text: hidden.sub("", text).rstrip()                     # noqa: E731
     for a, b in zip(src_code, stu_code):
+        assert "HIDDEN TESTS" not in b.source, f"{name}: a hidden test reached the student version"
         if _nbgrader_md(a).get("grade_id") not in solutions:
-            assert a.source == b.source
+            assert visible(a.source) == b.source.rstrip()
     solved = inject_solutions(student, source)
     strip = re.compile(r"(?m)^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?")
-    assert [strip.sub("", c.source) for c in solved.cells if c.cell_type == "code"] == \
-        [strip.sub("", c.source) for c in src_code], "injecting the solutions does not restore the notebook"
+    assert [visible(strip.sub("", c.source)) for c in solved.cells if c.cell_type == "code"] == \
+        [visible(strip.sub("", c.source)) for c in src_code], "injecting the solutions does not restore the notebook"
 
 
 @pytest.mark.timeout(NOTEBOOK_TIMEOUT)

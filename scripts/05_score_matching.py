@@ -349,8 +349,11 @@ print(f"plain Langevin: {frac_plain:.3f} in the (5, 5) mode (started: {frac_star
 # 2. $K$ Langevin steps $x \leftarrow x + \eta_i\, s(x, \sigma_i) + \sqrt{2\eta_i}\, z$ with
 #    $z$ = `noise[i, k]`;
 #
+# 3. record the state after the level;
+#
 # and at the end, if `final_denoise`, Tweedie's denoising step (section 5, NCSNv2)
-# $x \leftarrow x + \sigma_L^2\, s(x, \sigma_L)$. Return `x`.
+# $x \leftarrow x + \sigma_L^2\, s(x, \sigma_L)$. Return `(x, path)`: the final points `(N, D)` and the
+# states `(L + 1, N, D)`: the initial points, then the state after each level (before the final step).
 #
 # The check compares with `course_lib.score.annealed_langevin_dynamics` on float64 inputs (1 to 5
 # levels, 1 to 4 steps per level, with and without the final step). The grader also runs tests you
@@ -358,16 +361,21 @@ print(f"plain Langevin: {frac_plain:.3f} in the (5, 5) mode (started: {frac_star
 
 # %% nbgrader={"grade": false, "grade_id": "annealed_langevin", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def annealed_langevin(score_fn, x, sigmas, step_size, noise, final_denoise=False):
-    """Annealed Langevin from x (N, D) over sigmas (L,), noise (L, K, N, D) given; returns (N, D)."""
+    """Annealed Langevin from x (N, D) over sigmas (L,), noise (L, K, N, D) given.
+
+    Returns (x, path): the final points (N, D) and the states (L + 1, N, D), initial points first.
+    """
     ### BEGIN SOLUTION
     sigma_last = float(sigmas[-1])
+    path = [x]
     for i, sigma in enumerate(sigmas.tolist()):
         eta_i = step_size * sigma ** 2 / sigma_last ** 2        # eta_L = eta
         for k in range(noise.shape[1]):
             x = x + eta_i * score_fn(x, sigma) + math.sqrt(2 * eta_i) * noise[i, k]
+        path.append(x)
     if final_denoise:
         x = x + sigma_last ** 2 * score_fn(x, sigma_last)         # Tweedie: E[x | x_noisy]
-    return x
+    return x, torch.stack(path)
     ### END SOLUTION
 
 
@@ -382,13 +390,14 @@ g_h = torch.Generator().manual_seed(SEED * 1000 + 907)
 noise_h = torch.stack([torch.stack([torch.randn(x0[:50].shape, generator=g_h, dtype=f64) for _ in range(3)])
                        for _ in range(4)])
 for final_h in (False, True):
-    want_h = sm.annealed_langevin_dynamics(score_h, x0[:50], sig_h, 0.05, 3, final_denoise=final_h,
+    want_h = sm.annealed_langevin_dynamics(score_h, x0[:50], sig_h, 0.05, 3, final_denoise=final_h, trajectory=True,
                                            generator=torch.Generator().manual_seed(SEED * 1000 + 907))
-    torch.testing.assert_close(annealed_langevin(score_h, x0[:50], sig_h, 0.05, noise_h, final_denoise=final_h),
-                               want_h, rtol=1e-10, atol=1e-10)
+    got_h = annealed_langevin(score_h, x0[:50], sig_h, 0.05, noise_h, final_denoise=final_h)
+    torch.testing.assert_close(got_h[0], want_h[0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got_h[1], want_h[1], rtol=1e-10, atol=1e-10)
 # the result above: the annealed fraction in the (5, 5) mode is the weight 0.8 within 5 s.e.
 noise_h = torch.randn(len(sigmas_toy), 100, *x0.shape, generator=g_h, dtype=f64)
-frac_h = (annealed_langevin(score_h, x0, sigmas_toy, 0.05, noise_h).sum(1) > 0).double().mean().item()
+frac_h = (annealed_langevin(score_h, x0, sigmas_toy, 0.05, noise_h)[0].sum(1) > 0).double().mean().item()
 print(f"hidden: your annealed Langevin puts {frac_h:.3f} in the (5, 5) mode (weight 0.8)")
 assert abs(frac_h - 0.8) <= 5 * se, f"annealed Langevin: fraction {frac_h:.3f} in the (5, 5) mode, expected 0.8"
 ### END HIDDEN TESTS

@@ -9,8 +9,9 @@ threshold and exactly zero.
 ==========================  ======================================================================
 exercise                    reference
 ==========================  ======================================================================
-``annealed_langevin``       ``course_lib.score.annealed_langevin_dynamics`` with the noise given,
-                            optionally with the final Tweedie denoising step (multi-step)
+``annealed_langevin``       ``course_lib.score.annealed_langevin_dynamics(..., trajectory=True)``
+                            with the noise given, optionally with the final Tweedie denoising
+                            step: the final points and the state after each level (multi-step)
 ``dsm_loss``                ``course_lib.score.denoising_score_matching_loss`` with the noise given
 ``sure_soft_threshold``     ``course_lib.score.sure`` of the soft-thresholding denoiser
 ==========================  ======================================================================
@@ -60,7 +61,7 @@ class GaussianScore:
 
 
 def annealed_langevin_reference(score_fn, x: torch.Tensor, sigmas: torch.Tensor, step_size: float,
-                                noise: torch.Tensor, final_denoise: bool = False) -> torch.Tensor:
+                                noise: torch.Tensor, final_denoise: bool = False):
     r"""Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1) with the noise given.
 
     For each level :math:`\sigma_i` of ``sigmas`` ``(L,)`` (decreasing), ``K = noise.shape[1]``
@@ -68,17 +69,21 @@ def annealed_langevin_reference(score_fn, x: torch.Tensor, sigmas: torch.Tensor,
     :math:`\eta_i = \eta\,\sigma_i^2/\sigma_L^2`, with ``z[i, k] = noise[i, k]`` (``noise`` is
     ``(L, K, N, D)``); then, if ``final_denoise``, Tweedie's step
     :math:`x \leftarrow x + \sigma_L^2 s(x, \sigma_L)` (Song & Ermon 2020). ``score_fn(x, sigma)``
-    gets ``sigma`` as a Python float. The same as ``course_lib.score.annealed_langevin_dynamics``
-    with these draws (NCSN code's step convention, REFERENCES.md C13).
+    gets ``sigma`` as a Python float. Returns ``(x, path)``: the final points ``(N, D)`` and the
+    state after each level ``(L + 1, N, D)``, the initial points first (before the final step). The
+    same as ``course_lib.score.annealed_langevin_dynamics(..., trajectory=True)`` with these draws
+    (NCSN code's step convention, REFERENCES.md C13).
     """
     sigma_last = float(sigmas[-1])
+    path = [x]
     for i, sigma in enumerate(sigmas.tolist()):
         eta = step_size * sigma ** 2 / sigma_last ** 2
         for k in range(noise.shape[1]):
             x = x + eta * score_fn(x, sigma) + math.sqrt(2.0 * eta) * noise[i, k]
+        path.append(x)
     if final_denoise:
         x = x + sigma_last ** 2 * score_fn(x, sigma_last)
-    return x
+    return x, torch.stack(path)
 
 
 def _annealed_inputs(generator: torch.Generator):
@@ -102,8 +107,8 @@ register(Exercise(
     name="annealed_langevin",
     reference=annealed_langevin_reference,
     make_inputs=_annealed_inputs,
-    description="annealed Langevin from (N, D) float64 points with a Gaussian's noised score, 1 to "
-                "5 levels (sigma from 20 down to 0.01), 1 to 4 steps per level, the noise "
+    description="(x, path) of annealed Langevin from (N, D) float64 points with a Gaussian's noised "
+                "score, 1 to 5 levels (sigma from 20 down to 0.01), 1 to 4 steps per level, the noise "
                 "(L, K, N, D) given, with and without the final denoising step",
     num_cases=6, rtol=1e-9, atol=1e-11,
 ))

@@ -29,11 +29,13 @@ def test_annealed_langevin_matches_course_lib_with_the_same_draws():
         levels, steps = noise.shape[:2]
         z = _stepwise_noise(torch.Generator().manual_seed(5), levels, steps, x.shape)
         want = score.annealed_langevin_dynamics(f, x, sigmas, eta, steps, generator=torch.Generator().manual_seed(5),
-                                                **kw)
-        torch.testing.assert_close(ex.annealed_langevin_reference(f, x, sigmas, eta, z, **kw), want,
-                                   rtol=1e-12, atol=1e-12)
+                                                trajectory=True, **kw)
+        got = ex.annealed_langevin_reference(f, x, sigmas, eta, z, **kw)
+        torch.testing.assert_close(got[0], want[0], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got[1], want[1], rtol=1e-12, atol=1e-12)
+        assert got[1].shape == (levels + 1, *x.shape) and torch.equal(got[1][0], x)
         finals.add(kw["final_denoise"])
-        assert torch.isfinite(ex.annealed_langevin_reference(f, x, sigmas, eta, noise, **kw)).all()
+        assert torch.isfinite(ex.annealed_langevin_reference(f, x, sigmas, eta, noise, **kw)[0]).all()
     assert finals == {False, True}
 
 
@@ -43,8 +45,8 @@ def test_annealed_langevin_reference_by_hand_and_on_a_gaussian():
     x, z = torch.tensor([[2.0], [-1.0]], dtype=F64), torch.tensor([[[[0.3], [-0.7]]]], dtype=F64)
     sig = torch.tensor([0.2], dtype=F64)
     one = x + 0.01 * f(x, 0.2) + math.sqrt(0.02) * z[0, 0]
-    torch.testing.assert_close(ex.annealed_langevin_reference(f, x, sig, 0.01, z), one)
-    torch.testing.assert_close(ex.annealed_langevin_reference(f, x, sig, 0.01, z, final_denoise=True),
+    torch.testing.assert_close(ex.annealed_langevin_reference(f, x, sig, 0.01, z)[0], one)
+    torch.testing.assert_close(ex.annealed_langevin_reference(f, x, sig, 0.01, z, final_denoise=True)[0],
                                one + 0.04 * f(one, 0.2))
     # N(m, c) data: the chain at the last level sigma_L targets N(m, c + sigma_L^2), inflated by the
     # discretization to v / (1 - eta / (2 v)) (the derivation of notebook 05); 20000 chains
@@ -54,7 +56,7 @@ def test_annealed_langevin_reference_by_hand_and_on_a_gaussian():
     n, eta = 20000, 0.01
     g = torch.Generator().manual_seed(1)
     xs = ex.annealed_langevin_reference(f, torch.zeros(n, 1, dtype=F64), sig, eta,
-                                        torch.randn(3, 400, n, 1, generator=g, dtype=F64))
+                                        torch.randn(3, 400, n, 1, generator=g, dtype=F64))[0]
     v = c_ + 0.3 ** 2
     v_disc = v / (1 - eta / (2 * v))
     assert abs(xs.mean().item() - m_) < 5 * math.sqrt(v_disc / n)
@@ -85,20 +87,28 @@ def test_sure_soft_threshold_reference_closed_form():
 
 def _annealed_variant(eta_by_sigma=True, factor_two=True, final_uses_first=False):
     def fn(score_fn, x, sigmas, step_size, noise, final_denoise=False):
-        s_list = sigmas.tolist()
+        s_list, path = sigmas.tolist(), [x]
         for i, sigma in enumerate(s_list):
             eta = step_size * (sigma / s_list[-1]) ** 2 if eta_by_sigma else step_size
             for k in range(noise.shape[1]):
                 x = x + eta * score_fn(x, sigma) + math.sqrt((2 if factor_two else 1) * eta) * noise[i, k]
+            path.append(x)
         if final_denoise:
             last = s_list[0] if final_uses_first else s_list[-1]
             x = x + last ** 2 * score_fn(x, last)
-        return x
+        return x, torch.stack(path)
     return fn
 
 
 def test_annealed_langevin_wrong_implementations_fail():
     grading.check("annealed_langevin", _annealed_variant(), verbose=False)       # the variant is right
+
+    def final_in_path(*args, **kwargs):          # the denoised points stored as the last level's state
+        x, path = _annealed_variant()(*args, **kwargs)
+        return x, torch.cat([path[:-1], x[None]])
+
+    with pytest.raises(AssertionError, match=r"output\[1\]"):
+        grading.check("annealed_langevin", final_in_path, verbose=False)
     for wrong in (_annealed_variant(eta_by_sigma=False), _annealed_variant(factor_two=False),
                   _annealed_variant(final_uses_first=True)):
         with pytest.raises(AssertionError, match="max abs difference"):

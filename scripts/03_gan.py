@@ -125,6 +125,8 @@ assert torch.isinf(naive_extreme) and abs(stable.item() - 1e4) < 1e-2  # mean of
 # %% [markdown]
 # ### Exercise 1: the three GAN losses from logits
 #
+# **Exercise 1 (implementation, ★☆☆, 2 points)**
+#
 # Implement `gan_losses(real_logits, fake_logits)` for logit tensors of shapes `(N,)` and `(M,)`,
 # returning the tuple `(d_loss, g_loss_non_saturating, g_loss_saturating)` of scalars (nats):
 #
@@ -280,23 +282,26 @@ widgets.plot_optimal_discriminator();
 widgets.optimal_discriminator_explorer()
 
 # %% [markdown]
-# ### Exercise 2: the optimal discriminator, from log densities
+# ### Worked example: the optimal discriminator, from log densities
 #
-# Implement `optimal_discriminator(log_p_data, log_p_model)` for `(N,)` tensors of **log**
-# densities, returning $D^*$ of shape `(N,)`. Far in the tails both densities are
-# $e^{-10^4} = 0$ in floating point and $p/(p+q)$ is $0/0$: use the logit form above. The check
-# compares with `course_lib.gan.optimal_discriminator(..., log_densities=True)`.
+# From **log** densities, $D^*$ is one line, the logit form above. It matters in the tails: there
+# both densities are $e^{-10^4} = 0$ in floating point and $p/(p+q)$ is $0/0$, while
+# $\sigma(\log p - \log q)$ is exact. Check against `course_lib.gan.optimal_discriminator` and the
+# naive ratio.
 
-# %% nbgrader={"grade": false, "grade_id": "optimal_discriminator", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %%
 def optimal_discriminator(log_p_data, log_p_model):
     """D* = p_data / (p_data + p_model) from log densities (N,); returns (N,)."""
-    ### BEGIN SOLUTION
     return torch.sigmoid(log_p_data - log_p_model)
-    ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "optimal_discriminator_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-grading.check("optimal_discriminator", optimal_discriminator)
+lp_tail = torch.tensor([-1e4, -2e4, -800.0, -3.0, -0.5], dtype=torch.float64)
+lq_tail = torch.tensor([-1.2e4, -1.5e4, -900.0, -3.0, -2.0], dtype=torch.float64)
+naive_tail = lp_tail.exp() / (lp_tail.exp() + lq_tail.exp())
+d_tail = optimal_discriminator(lp_tail, lq_tail)
+print(f"D* from log densities {d_tail.numpy().round(6).tolist()}; naive ratio {naive_tail.numpy().round(6).tolist()}")
+assert torch.equal(d_tail, gan.optimal_discriminator(lp_tail, lq_tail, log_densities=True))
+assert torch.isnan(naive_tail[:2]).all() and d_tail[3] == 0.5
 
 
 # %% [markdown]
@@ -385,6 +390,64 @@ for loss, want in (("saturating", 2 * grad_jsd), ("non_saturating", grad_kl - 2 
     assert np.linalg.norm(got - want) < 1e-3 * np.linalg.norm(want)
 assert first_grad["saturating"] < 0.01 * first_grad["non_saturating"]
 assert w2_ideal["non_saturating"] < 1e-6 and w2_ideal["saturating"] > 0.5 * w2_start
+
+# %% [markdown]
+# ### Exercise 2: the log-D trick's loss against $D^*$
+#
+# **Exercise 2 (derivation, ★★☆, 3 points, graded by hand)**
+#
+# Against the optimal discriminator, the log-D trick's generator loss is
+# $\mathbb E_{p_g}[-\log D^*(x)]$. With $M = \tfrac12(p_{\mathrm{data}} + p_g)$, show that
+#
+# $$\mathbb E_{p_g}\big[-\log D^*(x)\big] = \mathrm{KL}(p_g\,\|\,p_{\mathrm{data}})
+#   - \mathrm{KL}(p_g\,\|\,M) + \log 2 ,$$
+#
+# show that $0 \le \mathrm{KL}(p_g\,\|\,M) \le \log 2$, and explain in two sentences why this loss
+# keeps pulling a far-off generator towards the data, while the minimax value
+# $V(G, D^*) = -\log 4 + 2\,\mathrm{JSD}$ is flat there. Write your answer in the cell below
+# (Markdown and LaTeX); the cell after it checks the identity by quadrature.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "log_d_trick_derivation", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
+# ### BEGIN SOLUTION
+# **Model answer.** $D^* = p_{\mathrm{data}}/(p_{\mathrm{data}} + p_g) = p_{\mathrm{data}}/(2M)$, so
+#
+# $$-\log D^* = \log\frac{2M}{p_{\mathrm{data}}} = \log\frac{p_g}{p_{\mathrm{data}}} + \log 2
+#   - \log\frac{p_g}{M}.$$
+#
+# Taking $\mathbb E_{p_g}$ term by term gives
+# $\mathrm{KL}(p_g\|p_{\mathrm{data}}) + \log 2 - \mathrm{KL}(p_g\|M)$. Bounds: a KL is $\ge 0$; and
+# $M \ge p_g/2$ pointwise, so $\log(p_g/M) \le \log 2$ and $\mathrm{KL}(p_g\|M) \le \log 2$. Hence
+# the loss is at least $\mathrm{KL}(p_g\|p_{\mathrm{data}})$, which grows without bound as $p_g$ moves
+# away (for the Gaussians above, like $(b - 4)^2 / (2 \cdot 0.5^2)$), so its gradient does not vanish;
+# the minimax value $-\log 4 + 2\,\mathrm{JSD}$ is bounded by $\log 4 - \log 4 = 0$ and sits at its
+# ceiling ($\mathrm{JSD} \approx \log 2$) once the supports barely overlap: flat, no gradient.
+#
+# **Rubric (3 points).** 1 point: $-\log D^*$ written with the densities and split into the three
+# logarithms (any correct algebra). 1 point: the expectations identified as
+# $\mathrm{KL}(p_g\|p_{\mathrm{data}})$, $\log 2$ and $-\mathrm{KL}(p_g\|M)$, with the bounds
+# $0 \le \mathrm{KL}(p_g\|M) \le \log 2$ justified ($M \ge p_g/2$). 1 point: the conclusion, that the
+# loss is $\ge \mathrm{KL}(p_g\|p_{\mathrm{data}})$, unbounded and still sloped far from the data, while
+# the JSD is capped at $\log 2$. No credit for quoting Arjovsky and Bottou (2017) without the algebra;
+# a gradient-level argument (their Theorem 2.5) earns full credit.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Check of the identity**, by quadrature in float64 for the data $\mathcal N(4, 0.5^2)$ and three
+# generators (the first is this section's starting point): the left side integrates
+# $p_g \cdot \mathrm{softplus}(-\ell^*)$ with the optimal logit $\ell^* = \log p_{\mathrm{data}} - \log p_g$,
+# the right side uses the closed-form KL of two Gaussians and a quadrature of $\mathrm{KL}(p_g\|M)$.
+
+# %%
+p_data_3 = stats.norm(4, 0.5)
+for b_g, s_g3 in [(0.0, 1.0), (2.0, 0.7), (3.8, 0.6)]:
+    p_g3 = stats.norm(b_g, s_g3)
+    lhs = quad(lambda x: p_g3.pdf(x) * np.logaddexp(0.0, -(p_data_3.logpdf(x) - p_g3.logpdf(x))))
+    kl_g_data = math.log(0.5 / s_g3) + (s_g3 ** 2 + (b_g - 4) ** 2) / (2 * 0.5 ** 2) - 0.5
+    kl_g_m = quad(lambda x: p_g3.pdf(x) * (p_g3.logpdf(x) - math.log(0.5 * (p_data_3.pdf(x) + p_g3.pdf(x)))))
+    print(f"p_g = N({b_g}, {s_g3}^2): E[-log D*] = {lhs:.8f}, KL(p_g||p_data) - KL(p_g||M) + log 2 = "
+          f"{kl_g_data - kl_g_m + math.log(2):.8f}, KL(p_g||M) = {kl_g_m:.4f} <= log 2")
+    assert abs(lhs - (kl_g_data - kl_g_m + math.log(2))) < 1e-7 * max(1.0, lhs)
+    assert -1e-12 <= kl_g_m <= math.log(2)
 
 # %% [markdown]
 # **The same problem, trained.** Now the discriminator is a trained MLP (one Adam step per generator
@@ -574,6 +637,8 @@ assert pm <= 3 * pse
 # %% [markdown]
 # ### Exercise 3: the high-quality test of the protocol
 #
+# **Exercise 3 (implementation, ★☆☆, 2 points)**
+#
 # Implement `high_quality_counts(samples, means, std, threshold=3.0)` for samples `(N, 2)`, mode
 # centres `(K, 2)` and a number `std`, returning a long tensor `(K,)`: the number of high-quality
 # samples (distance to the nearest mode, in units of `std`, **strictly** below `threshold`) whose
@@ -626,11 +691,111 @@ print(f"critic loss {wloss.item():+.4f} (= -W1 = {-abs(c)}), gradient penalty {g
 assert abs(wloss.item() + abs(c)) < 1e-12 and gp.item() < 1e-20
 
 # %% [markdown]
+# ### Exercise 4: one WGAN-GP critic loss, penalty included
+#
+# **Exercise 4 (multi-step, ★★★, 5 points)**
+#
+# Implement `wgan_gp_critic_loss(critic, real, fake, u, lam=10.0)`: the loss the critic descends at
+# one step of Gulrajani et al.'s Algorithm 1 (lines 4-7). `critic` maps `(N, D)` to scores `(N, 1)`
+# or `(N,)`; `real` and `fake` are `(N, D)`; `u` `(N, 1)` holds the interpolation weights (given,
+# so that the result is deterministic). Return the tuple `(loss, wasserstein_estimate, penalty)`
+# of scalars:
+#
+# 1. interpolates $\hat x_i = u_i x_i + (1 - u_i)\tilde x_i$ from the **detached** real and fake points,
+#    made a leaf that requires a gradient;
+# 2. $\nabla_{\hat x} f(\hat x_i)$ for every $i$ at once with `torch.autograd.grad` of the summed
+#    scores, with `create_graph=True`: the penalty must itself be differentiable with respect to the
+#    critic's weights, or the critic's optimizer never sees it;
+# 3. `penalty` $= \frac1N\sum_i (\lVert\nabla_{\hat x} f(\hat x_i)\rVert_2 - 1)^2$;
+# 4. `wasserstein_estimate` $= \frac1N\sum_i f(x_i) - \frac1N\sum_i f(\tilde x_i)$ (the critic's estimate
+#    of $W_1$);
+# 5. `loss` $= -$`wasserstein_estimate` $+\ \lambda\,$`penalty`.
+#
+# The check compares the three values with `course_lib.gan` on small float64 critics (a unit-norm
+# linear critic has penalty exactly 0), with $u \in \{0, 1\}$ among the weights, and requires the
+# penalty to carry a gradient. The grader also runs tests you do not see.
+
+# %% nbgrader={"grade": false, "grade_id": "wgan_gp_critic_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def wgan_gp_critic_loss(critic, real, fake, u, lam=10.0):
+    """(loss, wasserstein_estimate, penalty), three scalars; real, fake (N, D), u (N, 1)."""
+    ### BEGIN SOLUTION
+    real, fake = real.detach(), fake.detach()
+    x_hat = (u * real + (1 - u) * fake).requires_grad_(True)        # interpolates, a leaf
+    scores_hat = critic(x_hat).reshape(-1)                          # (N,)
+    (grad,) = torch.autograd.grad(scores_hat.sum(), x_hat, create_graph=True)
+    penalty = (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    wasserstein_estimate = critic(real).reshape(-1).mean() - critic(fake).reshape(-1).mean()
+    loss = -wasserstein_estimate + lam * penalty
+    return loss, wasserstein_estimate, penalty
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "wgan_gp_critic_loss_check", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
+grading.check("wgan_gp_critic_loss", wgan_gp_critic_loss)
+### BEGIN HIDDEN TESTS
+from course_lib.exercises.gan import SmoothCritic, wgan_gp_critic_loss_reference  # noqa: E402
+
+grading.check("wgan_gp_critic_loss", wgan_gp_critic_loss, seed=500, verbose=False)      # other inputs
+g_h = torch.Generator().manual_seed(SEED * 1000 + 904)
+critic_h = SmoothCritic(2, 16, g_h)
+real_h = torch.randn(64, 2, generator=g_h, dtype=torch.float64)
+fake_h = 1 + torch.randn(64, 2, generator=g_h, dtype=torch.float64)
+u_h = torch.rand(64, 1, generator=g_h, dtype=torch.float64)
+grads_h = [torch.autograd.grad(f(critic_h, real_h, fake_h, u_h)[0], list(critic_h.parameters()))
+           for f in (wgan_gp_critic_loss, wgan_gp_critic_loss_reference)]
+for got_h, want_h in zip(*grads_h):       # the gradient the critic's optimizer sees, penalty included
+    torch.testing.assert_close(got_h, want_h, rtol=1e-8, atol=1e-10)
+# trained: data delta_0, samples delta_2, a linear critic f(x) = w x; the loss 2 w + 10 (|w| - 1)^2
+# is smallest at w = -1.1 (a penalty without gradient would let w run off to -infinity)
+lin_h = torch.nn.Linear(1, 1, bias=False).double()
+with torch.no_grad():
+    lin_h.weight.fill_(-0.5)
+sgd_h = torch.optim.SGD(lin_h.parameters(), lr=0.02)
+for _ in range(100):
+    loss_h = wgan_gp_critic_loss(lin_h, torch.zeros(32, 1, dtype=torch.float64),
+                                 torch.full((32, 1), 2.0, dtype=torch.float64), u_h[:32])[0]
+    sgd_h.zero_grad()
+    loss_h.backward()
+    sgd_h.step()
+assert abs(lin_h.weight.item() + 1.1) < 1e-6, f"trained linear critic: w = {lin_h.weight.item():.4f}, expected -1.1"
+### END HIDDEN TESTS
+
+# %% [markdown]
 # WGAN-GP on the grid (the wider modes, std 0.05), same networks, same metrics, 10 runs from the same
 # initializations as the non-saturating grid runs above (paired). It runs 300 generator steps of
 # $k = 5$ critic steps each, so it sees as many critic steps (1500) as the GANs above saw
 # discriminator steps. Its advertised gain is *stability* (a loss that keeps pointing towards the
 # data), not speed.
+#
+# ### Exercise 5: predict, then run
+#
+# **Exercise 5 (prediction, ★☆☆, 1 point)**
+#
+# Before running the next cell, predict what WGAN-GP will do on the grid, compared with the paired
+# non-saturating GAN runs above (10 runs each, mean over the runs):
+#
+# - **a**: clearly more modes (the paired difference more than 3 standard errors above 0), and more
+#   than half of the samples of high quality;
+# - **b**: clearly more modes, but fewer than 10% of the samples of high quality;
+# - **c**: not clearly more modes, and fewer than 10% of the samples of high quality;
+# - **d**: not clearly more modes, but more than half of the samples of high quality.
+#
+# Set `prediction` to one letter; the cell after the run computes which one happened.
+
+# %% nbgrader={"grade": false, "grade_id": "wgan_gp_prediction", "locked": false, "schema_version": 3, "solution": true, "task": false}
+prediction = None  # one of "a", "b", "c", "d"
+### BEGIN SOLUTION
+prediction = "c"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "wgan_gp_prediction_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+if prediction is None:
+    raise NotImplementedError("set prediction to one of 'a', 'b', 'c', 'd'")
+assert prediction in ("a", "b", "c", "d"), f"prediction: expected one of 'a', 'b', 'c', 'd', got {prediction!r}"
+print(f"prediction recorded: {prediction!r} (graded after the run)")
+### BEGIN HIDDEN TESTS
+assert prediction == "c", "the runs below: not clearly more modes, under 10% of the samples of high quality"
+### END HIDDEN TESTS
 
 # %%
 runs[("grid", "wgan-gp")] = train_toy(grid, "wgan-gp", 20, num_steps=300, d_steps=5, betas=(0.5, 0.9))
@@ -638,6 +803,24 @@ results[("grid", "wgan-gp")] = protocol("grid", runs[("grid", "wgan-gp")][0])
 r = results[("grid", "wgan-gp")]
 print(f"grid wgan-gp: modes {mean_se_text(r['modes'], digits=1)} (runs: {r['modes'].int().tolist()}), "
       f"high quality % {mean_se_text(r['high_quality_fraction'], 100, 1)}, reverse KL {mean_se_text(r['reverse_kl'])}")
+
+# %% [markdown]
+# **The answer.** Computed from the runs (whatever was predicted): "clearly more modes" means a
+# paired difference more than 3 standard errors above 0.
+
+# %%
+more_modes_mean, more_modes_se = mean_se(results[("grid", "wgan-gp")]["modes"]
+                                         - results[("grid", "non_saturating")]["modes"])
+hq_wgan = results[("grid", "wgan-gp")]["high_quality_fraction"].mean().item()
+clearly_more = more_modes_mean > 3 * more_modes_se
+if hq_wgan > 0.5:
+    outcome = "a" if clearly_more else "d"
+elif hq_wgan < 0.1:
+    outcome = "b" if clearly_more else "c"
+else:
+    outcome = "none of the four (between 10% and 50% of high quality)"
+print(f"modes, WGAN-GP - non-saturating (paired): {more_modes_mean:+.2f} ± {more_modes_se:.2f} (s.e.); "
+      f"high-quality fraction {100 * hq_wgan:.1f}%: answer {outcome}")
 
 # %% [markdown]
 # **All the runs beside the published tables.** VEEGAN's Table 1 (Srivastava et al. 2017) and PacGAN's

@@ -181,6 +181,8 @@ for i, m, me, mq, v, ve, vq in checked:
 # %% [markdown]
 # ### Exercise 1: sample the diffusion kernel
 #
+# **Exercise 1 (implementation, ★☆☆, 2 points)**
+#
 # Implement `q_sample(x0, t, eps, betas)`: `x0`, `eps` of shape `(N, D)`, `t` a long tensor `(N,)`
 # of **0-based** steps, `betas` the schedule `(T,)`. Return
 # $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$, `(N, D)`.
@@ -348,6 +350,8 @@ assert var.item() == 0 and abs(mean.item() - x0_s.item()) < 1e-12 and torch.isfi
 # %% [markdown]
 # ### Exercise 2: the forward posterior
 #
+# **Exercise 2 (implementation, ★★☆, 3 points)**
+#
 # Implement `q_posterior(x0, xt, t, betas)` returning `(mean, variance)`, both `(N, D)`, of
 # $q(x_{t-1} \mid x_t, x_0)$ for 0-based `t` `(N,)`. Use $\bar\alpha_{t-1} = 1$ at index 0 (then the
 # variance is exactly 0 and the mean is $x_0$).
@@ -366,7 +370,7 @@ def q_posterior(x0, xt, t, betas):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "q_posterior_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "q_posterior_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 grading.check("q_posterior", q_posterior)
 
 # %% [markdown]
@@ -449,6 +453,47 @@ for other in (by_mean, by_x0, by_eps):
     torch.testing.assert_close(other, kl, rtol=1e-9, atol=1e-12)
 
 # %% [markdown]
+# ### Exercise 3: the $\varepsilon$-form of $L_{t-1}$
+#
+# **Exercise 3 (derivation, ★★☆, 3 points, graded by hand)**
+#
+# The cell above checked numerically what you now derive. Substitute
+# $x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon)/\sqrt{\bar\alpha_t}$ into the forward-posterior mean
+# $\tilde\mu_t(x_t, x_0)$ of section 5 and show that
+# $\tilde\mu_t = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\varepsilon\big)$.
+# Then, with $\mu_\theta$ of the same form with $\hat\varepsilon$ and
+# $p_\theta(x_{t-1}\mid x_t) = \mathcal N(\mu_\theta, \sigma_t^2 I)$, $\sigma_t^2 = \tilde\beta_t$, show that
+# $L_{t-1} = \frac{\beta_t^2}{2\sigma_t^2\,\alpha_t(1-\bar\alpha_t)}\|\varepsilon - \hat\varepsilon\|^2$. Name
+# each identity of the schedule you use. Write your answer in the cell below (Markdown and LaTeX).
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "eps_form_derivation", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
+# ### BEGIN SOLUTION
+# **Model answer.** $\tilde\mu_t = c_0 x_0 + c_t x_t$ with
+# $c_0 = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t}$,
+# $c_t = \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}$.
+# Since $\bar\alpha_t = \alpha_t\bar\alpha_{t-1}$, $\sqrt{\bar\alpha_{t-1}}/\sqrt{\bar\alpha_t} = 1/\sqrt{\alpha_t}$, so
+#
+# $$c_0 x_0 = \frac{\beta_t}{\sqrt{\alpha_t}(1-\bar\alpha_t)}\big(x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon\big).$$
+#
+# The coefficient of $x_t$ is
+# $\frac{\beta_t + \alpha_t(1-\bar\alpha_{t-1})}{\sqrt{\alpha_t}(1-\bar\alpha_t)}
+#  = \frac{1 - \bar\alpha_t}{\sqrt{\alpha_t}(1-\bar\alpha_t)} = \frac{1}{\sqrt{\alpha_t}}$ (using
+# $\beta_t + \alpha_t = 1$ and $\alpha_t\bar\alpha_{t-1} = \bar\alpha_t$); the coefficient of $\varepsilon$ is
+# $-\frac{\beta_t}{\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t}}$. Hence
+# $\tilde\mu_t = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\varepsilon\big)$ and
+# $\tilde\mu_t - \mu_\theta = \frac{\beta_t}{\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t}}(\hat\varepsilon - \varepsilon)$.
+# Two Gaussians with the same covariance $\sigma_t^2 I$ have
+# $\mathrm{KL} = \|\tilde\mu_t - \mu_\theta\|^2/(2\sigma_t^2)$ (the trace and log-determinant terms cancel), so
+# $L_{t-1} = \frac{\beta_t^2}{2\sigma_t^2\alpha_t(1-\bar\alpha_t)}\|\varepsilon - \hat\varepsilon\|^2$.
+#
+# **Rubric (3 points).** 1 point: the substitution, with $\bar\alpha_t = \alpha_t\bar\alpha_{t-1}$ used to
+# simplify $c_0/\sqrt{\bar\alpha_t}$. 1 point: the $x_t$ coefficient reduced to $1/\sqrt{\alpha_t}$ with
+# $\beta_t + \alpha_t = 1$ (and the $\varepsilon$ coefficient right). 1 point: the KL of equal-covariance
+# Gaussians as $\|\Delta\mu\|^2/(2\sigma_t^2)$, with the reason the other terms vanish, giving the weight.
+# Deduct 1 point for an unexplained jump (e.g. "after simplification").
+# ### END SOLUTION
+
+# %% [markdown]
 # ### $L_\text{simple}$ versus the true weights
 #
 # Ho et al. drop the weight $\lambda_t = \beta_t^2/(2\sigma_t^2\alpha_t(1-\bar\alpha_t))$ and train on
@@ -473,23 +518,29 @@ ax.set(yscale="log", xlabel="t / T", ylabel="lambda_t", title="weight of ||eps -
 ax.legend(fontsize=6);
 
 # %% [markdown]
-# ### Exercise 3: from a noise prediction to $\hat x_0$
+# ### Worked example: from a noise prediction to $\hat x_0$
 #
-# Implement `predict_x0_from_eps(xt, t, eps, betas)`:
-# $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon)/\sqrt{\bar\alpha_t}$, all `(N, D)`, `t` 0-based `(N,)`.
-# The check includes the last cosine step, where $1/\sqrt{\bar\alpha}$ is about $2\cdot 10^4$.
+# Inverting the kernel, $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon)/\sqrt{\bar\alpha_t}$: one line.
+# With the true noise it returns $x_0$ itself (the draws of the cell above, at their steps, and at the
+# last cosine step, where $1/\sqrt{\bar\alpha}$ is about $2\cdot 10^4$), and it agrees with
+# `D.predict_x0_from_eps`.
 
-# %% nbgrader={"grade": false, "grade_id": "predict_x0_from_eps", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %%
 def predict_x0_from_eps(xt, t, eps, betas):
     """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t); all (N, D), t (N,) 0-based."""
-    ### BEGIN SOLUTION
     abar = torch.cumprod(1 - betas, dim=0)[t][:, None]
     return (xt - (1 - abar).sqrt() * eps) / abar.sqrt()
-    ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "predict_x0_from_eps_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-grading.check("predict_x0_from_eps", predict_x0_from_eps)
+sched_cos = schedules["cosine T=1000"]
+last = torch.full((n,), sched_cos.num_steps - 1)
+xt_last = D.q_sample(sched_cos, x0_r, last, noise=eps_r)
+for s_, t_, xt_ in ((sched, i, xt_r), (sched_cos, last, xt_last)):
+    x0_back = predict_x0_from_eps(xt_, t_, eps_r, s_.betas)
+    torch.testing.assert_close(x0_back, x0_r, rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(x0_back, D.predict_x0_from_eps(s_, xt_, t_, eps_r), rtol=1e-10, atol=1e-10)
+print(f"x0 recovered from x_t and the true eps; last cosine step: 1/sqrt(abar) = "
+      f"{sched_cos.alphas_cumprod[-1].rsqrt():.3g}")
 
 # %% [markdown]
 # ## 7. The Bayes-optimal denoiser of a mixture
@@ -624,6 +675,34 @@ widgets.reverse_marginals_explorer(path, grid_std, sched)
 # offer two choices: $\sigma_t^2 = \tilde\beta_t$ ("small") and $\sigma_t^2 = \beta_t$ ("large"). We
 # compute both, for the trained network and for the exact $\varepsilon^*$, with the same noise draws
 # for both variances (a paired comparison; standard errors over the 2000 points).
+#
+# ### Exercise 4: predict, then run
+#
+# **Exercise 4 (prediction, ★☆☆, 1 point)**
+#
+# Before running the next cell, predict which reverse variance gives the tighter bound (the lower
+# $-\mathrm{ELBO}$) on the 25-mode grid, with the trained network and with the exact $\varepsilon^*$:
+#
+# - **a**: $\sigma_t^2 = \tilde\beta_t$ ("small"), for both models, by more than 5 standard errors;
+# - **b**: $\sigma_t^2 = \beta_t$ ("large"), for both models, by more than 5 standard errors;
+# - **c**: the two models disagree, or the difference is within 5 standard errors for one of them.
+#
+# Set `prediction` to one letter; the cell after the computation says which one happened.
+
+# %% nbgrader={"grade": false, "grade_id": "variance_prediction", "locked": false, "schema_version": 3, "solution": true, "task": false}
+prediction = None  # one of "a", "b", "c"
+### BEGIN SOLUTION
+prediction = "a"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "variance_prediction_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+if prediction is None:
+    raise NotImplementedError("set prediction to one of 'a', 'b', 'c'")
+assert prediction in ("a", "b", "c"), f"prediction: expected one of 'a', 'b', 'c', got {prediction!r}"
+print(f"prediction recorded: {prediction!r} (graded after the run)")
+### BEGIN HIDDEN TESTS
+assert prediction == "a", "the bounds below: sigma^2 = beta~ is tighter for both models, by more than 5 s.e."
+### END HIDDEN TESTS
 
 # %%
 n_eval = 2000
@@ -654,6 +733,17 @@ for name in ("trained", "exact eps*"):
 for var in ("small", "large"):                                      # eps* minimizes every KL term's mean part
     d, d_se = mean_se(nelbo["trained", var] - nelbo["exact eps*", var])
     assert d > -5 * d_se
+
+# %% [markdown]
+# **The answer**, computed from the bounds above (whatever was predicted).
+
+# %%
+verdicts = []
+for name in ("trained", "exact eps*"):
+    diff, diff_se = mean_se(nelbo[name, "large"] - nelbo[name, "small"])
+    verdicts.append("small" if diff > 5 * diff_se else "large" if diff < -5 * diff_se else "tie")
+answer = "a" if verdicts == ["small", "small"] else "b" if verdicts == ["large", "large"] else "c"
+print(f"tighter bound (trained, exact eps*): {verdicts}: answer {answer}")
 
 # %% [markdown]
 # **Why "small" wins here.** Ho et al. (2020, §3.2) note that $\tilde\beta_t$ is the optimal
@@ -725,29 +815,68 @@ axes[1].legend(fontsize=8);
 # express at $T = 100$; learned variances (Nichol & Dhariwal 2021) interpolate between the two.
 
 # %% [markdown]
-# ### Exercise 4: one step of Algorithm 2
+# ### Exercise 5: Algorithm 2, the whole sampler
 #
-# Implement `ddpm_step(xt, t, eps_pred, z, betas)`:
-# $x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}
-# \varepsilon_\text{pred}\big) + \sigma_t z$
-# with $\sigma_t^2 = \tilde\beta_t$, and **no noise** where the 0-based `t` is 0. All `(N, D)`, `t` `(N,)`.
+# **Exercise 5 (multi-step, ★★★, 5 points)**
+#
+# Implement `ddpm_sample(eps_model, x_T, betas, noise)`: Algorithm 2 from a given $x_T$ `(N, D)`
+# to $x_0$ `(N, D)`, with the schedule `betas` `(T,)` and all the noise given, `noise` `(T, N, D)`
+# (so that the result is deterministic). For the 0-based steps `t = T-1, ..., 0`:
+#
+# 1. call the model with the step as a long tensor of shape `(N,)`: `eps_model(x, t_batch)`;
+# 2. the mean $\frac{1}{\sqrt{\alpha_t}}\big(x - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\varepsilon_\theta\big)$;
+# 3. add $\sigma_t z$ with $\sigma_t^2 = \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$ and
+#    $z$ = `noise[t]`, except at `t = 0`, where nothing is added (`noise[0]` is never used).
+#
+# The check compares with `course_lib.diffusion` on float64 inputs with a fixed toy noise model,
+# linear ($T = 1000$) and cosine schedules (whose last $\beta$ is 0.999). The grader also runs tests
+# you do not see, among them sampling the grid with the exact $\varepsilon^*$.
 
-# %% nbgrader={"grade": false, "grade_id": "ddpm_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def ddpm_step(xt, t, eps_pred, z, betas):
-    """One ancestral step with sigma^2 = posterior variance; no noise where t == 0. All (N, D)."""
+# %% nbgrader={"grade": false, "grade_id": "ddpm_sample", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def ddpm_sample(eps_model, x_T, betas, noise):
+    """Algorithm 2 with sigma^2 = posterior variance; x_T (N, D), betas (T,), noise (T, N, D) -> x_0 (N, D)."""
     ### BEGIN SOLUTION
     alphas = 1 - betas
     abar = torch.cumprod(alphas, dim=0)
     abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
-    ab, ab_prev, b, a = abar[t][:, None], abar_prev[t][:, None], betas[t][:, None], alphas[t][:, None]
-    mean = (xt - b / (1 - ab).sqrt() * eps_pred) / a.sqrt()
-    sigma = (b * (1 - ab_prev) / (1 - ab)).sqrt() * (t != 0)[:, None]
-    return mean + sigma * z
+    x = x_T
+    for t in reversed(range(betas.shape[0])):
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.long)
+        eps = eps_model(x, t_batch)
+        mean = (x - betas[t] / (1 - abar[t]).sqrt() * eps) / alphas[t].sqrt()
+        if t > 0:
+            sigma = (betas[t] * (1 - abar_prev[t]) / (1 - abar[t])).sqrt()
+            x = mean + sigma * noise[t]
+        else:
+            x = mean                                   # no noise at the last step
+    return x
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "ddpm_step_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-grading.check("ddpm_step", ddpm_step)
+# %% nbgrader={"grade": true, "grade_id": "ddpm_sample_check", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
+grading.check("ddpm_sample", ddpm_sample)
+### BEGIN HIDDEN TESTS
+grading.check("ddpm_sample", ddpm_sample, seed=500, verbose=False)           # other inputs
+g_h = torch.Generator().manual_seed(SEED * 1000 + 905)
+# noise[0] is never used, and T = 1 is one noiseless step
+betas_h = D.NoiseSchedule.cosine(10).betas
+xT_h, noise_h = torch.randn(8, 2, generator=g_h, **F64), torch.randn(10, 8, 2, generator=g_h, **F64)
+noise_big = noise_h.clone()
+noise_big[0] = 1e6
+model_h = lambda x, t: torch.tanh(x) + 0.01 * t[:, None]               # noqa: E731
+assert torch.equal(ddpm_sample(model_h, xT_h, betas_h, noise_h), ddpm_sample(model_h, xT_h, betas_h, noise_big))
+one_h = torch.tensor([0.5], **F64)
+eps_one = model_h(xT_h, torch.zeros(8, dtype=torch.long))
+torch.testing.assert_close(ddpm_sample(model_h, xT_h, one_h, noise_h[:1]),
+                           (xT_h - 0.5 / math.sqrt(0.5) * eps_one) / math.sqrt(0.5))
+# a result: with the exact eps* the samples meet the mode-coverage bar of the library's sampler above
+x0_h = ddpm_sample(opt_model, torch.randn(2500, 2, generator=g_h, **F64), sched.betas.double(),
+                   torch.randn(T, 2500, 2, generator=g_h, **F64))
+cov_h = gan.mode_coverage(x0_h * data_scale, grid.means, 0.05)
+print(f"hidden: exact eps* with your sampler: {cov_h.modes} modes, "
+      f"{100 * cov_h.high_quality_fraction:.1f}% high quality, reverse KL {cov_h.reverse_kl:.4f}")
+assert cov_h.modes == 25 and cov_h.high_quality_fraction >= 0.95 and cov_h.reverse_kl <= 0.02
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 9. Digits with a small U-Net, time and class embeddings

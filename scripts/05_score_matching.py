@@ -176,22 +176,67 @@ assert ((xs.mean(0) - m).abs() <= 5 * se_mean).all()
 assert ((torch.cov(xs.T) - S).abs() <= 5 * se_cov).all() and (S - C).abs().max() < 0.05
 
 # %% [markdown]
-# ### Exercise 1: one Langevin step
+# ### Exercise 1: the bias of the discretized chain
 #
-# Implement $x + \eta\, s + \sqrt{2\eta}\, z$ for tensors `x`, `score`, `z` of shape `(N, D)` and a
-# float `step_size` $\eta$. The check compares with `course_lib` on random float64 inputs with
-# $\eta$ from $10^{-5}$ to 1.
+# **Exercise 1 (derivation, ★★☆, 3 points, graded by hand)**
+#
+# The check above compared the chains with $S = 2\eta(I - A^2)^{-1}$, not with $C$. Derive it in one
+# dimension: for $p = \mathcal N(m, c)$ ($c > 0$ the variance), write the Langevin step
+# $x_{k+1} = x_k + \eta\,\nabla\log p(x_k) + \sqrt{2\eta}\,z_k$ as a linear recursion, find its
+# stationary law (mean and variance), say for which step sizes $\eta$ it exists, and show that the
+# stationary variance is $c/(1 - \eta/(2c)) = c + \eta/2 + O(\eta^2)$: the chain's law is biased by
+# the discretization, by about $\eta/2$. Write your answer in the cell below (Markdown and LaTeX);
+# the cell after it checks the formula on the 2-D example above.
 
-# %% nbgrader={"grade": false, "grade_id": "langevin_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "langevin_bias_derivation", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
+# ### BEGIN SOLUTION
+# **Model answer.** $\nabla\log p(x) = -(x - m)/c$, so with $a = 1 - \eta/c$,
+# $x_{k+1} - m = a\,(x_k - m) + \sqrt{2\eta}\,z_k$: an AR(1) recursion. Each $x_k$ is Gaussian (a linear
+# function of Gaussians), with mean $m + a^k(x_0 - m)$ and variance $v_{k+1} = a^2 v_k + 2\eta$. These
+# converge for every start if and only if $|a| < 1$, i.e. $0 < \eta < 2c$; the limit solves
+# $\mu = m$ and $v = a^2 v + 2\eta$, so
+#
+# $$v = \frac{2\eta}{1 - a^2} = \frac{2\eta}{(\eta/c)(2 - \eta/c)} = \frac{2c^2}{2c - \eta}
+#   = \frac{c}{1 - \eta/(2c)} = c + \frac{\eta}{2} + O(\eta^2).$$
+#
+# The stationary law is $\mathcal N\big(m, c/(1 - \eta/(2c))\big)$: the mean is exact, the variance is
+# inflated by about $\eta/2$, which vanishes as $\eta \to 0$ (the continuous-time diffusion has $p$ as
+# its stationary law). In $D$ dimensions the same holds along each eigenvector of $C$.
+#
+# **Rubric (3 points).** 1 point: the score and the AR(1) form with $a = 1 - \eta/c$. 1 point: the
+# stationary mean and variance from the fixed-point equations, with the condition $0 < \eta < 2c$
+# ($|a| < 1$). 1 point: the closed form $c/(1 - \eta/(2c))$ and its expansion $c + \eta/2$. Half a point
+# off for a missing stability condition; no credit for a variance obtained by assuming $v = c$.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Check of the formula** on the 2-D example: $A = I - \eta C^{-1}$ shares its eigenvectors with $C$,
+# so the eigenvalues of $S$ must be $\lambda/(1 - \eta/(2\lambda))$ for the eigenvalues $\lambda$ of $C$.
+
+# %%
+lam_c = torch.linalg.eigvalsh(C)
+lam_s = torch.linalg.eigvalsh(S)
+print(f"eigenvalues of C {lam_c.numpy().round(4)}, of S {lam_s.numpy().round(6)}, "
+      f"formula {(lam_c / (1 - eta / (2 * lam_c))).numpy().round(6)}")
+torch.testing.assert_close(lam_s, lam_c / (1 - eta / (2 * lam_c)), rtol=1e-12, atol=1e-12)
+
+# %% [markdown]
+# ### Worked example: one Langevin step
+#
+# One step is one line, $x + \eta\, s + \sqrt{2\eta}\, z$, the update of `sm.langevin_dynamics`:
+# with the same noise $z$ (a generator of its own), the two agree.
+
+# %%
 def langevin_step(x, score, step_size, z):
     """One Langevin update; x, score, z: (N, D); step_size: float > 0. Returns (N, D)."""
-    ### BEGIN SOLUTION
     return x + step_size * score + math.sqrt(2 * step_size) * z
-    ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "langevin_step_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-grading.check("langevin_step", langevin_step)
+x_w = torch.zeros(5, 2, dtype=f64)
+z_w = torch.randn(5, 2, generator=torch.Generator().manual_seed(SEED * 1000 + 906), dtype=f64)
+one_step = sm.langevin_dynamics(lambda v: -(v - m) @ P, x_w, eta, 1,
+                                generator=torch.Generator().manual_seed(SEED * 1000 + 906))
+torch.testing.assert_close(langevin_step(x_w, -(x_w - m) @ P, eta, z_w), one_step, rtol=1e-12, atol=1e-12)
 
 # %% [markdown]
 # Move the step size and the number of steps. Particles start uniformly on $[-4,4]^2$; the title
@@ -202,6 +247,37 @@ widgets.plot_langevin();
 
 # %%
 widgets.langevin_explorer()
+
+# %% [markdown]
+# ### Exercise 2: predict, then run
+#
+# **Exercise 2 (prediction, ★☆☆, 1 point)**
+#
+# The next experiment: $p = 0.8\,\mathcal N((5,5), I) + 0.2\,\mathcal N((-5,-5), I)$, 1280 particles
+# started uniformly on $[-8, 8]^2$ (so about half start on each side of the line $x_1 + x_2 = 0$),
+# then 500 steps of plain Langevin dynamics with $\eta = 0.05$ and the **exact** score. Before running
+# it, predict the fraction of particles that end in the $(5, 5)$ mode:
+#
+# - **a**: about 0.8, the weight of the mode (the score knows the density);
+# - **b**: about 0.5, where the particles started;
+# - **c**: about 1, the heavier mode attracts almost every particle.
+#
+# Set `prediction` to one letter; the cell after the run says which one happened.
+
+# %% nbgrader={"grade": false, "grade_id": "langevin_prediction", "locked": false, "schema_version": 3, "solution": true, "task": false}
+prediction = None  # one of "a", "b", "c"
+### BEGIN SOLUTION
+prediction = "b"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "langevin_prediction_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+if prediction is None:
+    raise NotImplementedError("set prediction to one of 'a', 'b', 'c'")
+assert prediction in ("a", "b", "c"), f"prediction: expected one of 'a', 'b', 'c', got {prediction!r}"
+print(f"prediction recorded: {prediction!r} (graded after the run)")
+### BEGIN HIDDEN TESTS
+assert prediction == "b", "plain Langevin keeps the particles in the half they started in (about 0.5)"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Langevin cannot find the weights of separated modes
@@ -247,6 +323,84 @@ fig, axes = plt.subplots(1, 2, figsize=(9, 4.3), layout="constrained")
 for ax, pts, name in [(axes[0], plain, "plain Langevin"), (axes[1], annealed, "annealed Langevin")]:
     plotting.density_contours(ncsn.log_prob, (-9, 9), (-9, 9), ax=ax, log=True, cmap="Greys")
     plotting.scatter_samples(pts, ax=ax, s=3, title=name);
+
+# %% [markdown]
+# **The answer to Exercise 2**, computed from the run (whatever was predicted): the option nearest to
+# the fraction plain Langevin left in the $(5, 5)$ mode.
+
+# %%
+options = {"a": 0.8, "b": 0.5, "c": 1.0}
+answer = min(options, key=lambda k: abs(frac_plain - options[k]))
+print(f"plain Langevin: {frac_plain:.3f} in the (5, 5) mode (started: {frac_start:.3f}): answer {answer}")
+
+# %% [markdown]
+# ### Exercise 3: annealed Langevin dynamics
+#
+# **Exercise 3 (multi-step, ★★★, 5 points)**
+#
+# Implement `annealed_langevin(score_fn, x, sigmas, step_size, noise, final_denoise=False)`, the
+# sampler used above (Song & Ermon 2019, Algorithm 1, in this notebook's $\eta$ convention), with all
+# the noise given so that the result is deterministic. `x` `(N, D)` are the starting points,
+# `sigmas` a decreasing tensor `(L,)`, `step_size` the float $\eta$, `noise` `(L, K, N, D)` with $K$
+# the number of steps per level, and `score_fn(x, sigma)` the score of the data noised at level
+# `sigma` (a Python float). For each level $i$:
+#
+# 1. the step $\eta_i = \eta\,\sigma_i^2/\sigma_L^2$ (the last level gets $\eta$);
+# 2. $K$ Langevin steps $x \leftarrow x + \eta_i\, s(x, \sigma_i) + \sqrt{2\eta_i}\, z$ with
+#    $z$ = `noise[i, k]`;
+#
+# 3. record the state after the level;
+#
+# and at the end, if `final_denoise`, Tweedie's denoising step (section 5, NCSNv2)
+# $x \leftarrow x + \sigma_L^2\, s(x, \sigma_L)$. Return `(x, path)`: the final points `(N, D)` and the
+# states `(L + 1, N, D)`: the initial points, then the state after each level (before the final step).
+#
+# The check compares with `course_lib.score.annealed_langevin_dynamics` on float64 inputs (1 to 5
+# levels, 1 to 4 steps per level, with and without the final step). The grader also runs tests you
+# do not see, among them the experiment above.
+
+# %% nbgrader={"grade": false, "grade_id": "annealed_langevin", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def annealed_langevin(score_fn, x, sigmas, step_size, noise, final_denoise=False):
+    """Annealed Langevin from x (N, D) over sigmas (L,), noise (L, K, N, D) given.
+
+    Returns (x, path): the final points (N, D) and the states (L + 1, N, D), initial points first.
+    """
+    ### BEGIN SOLUTION
+    sigma_last = float(sigmas[-1])
+    path = [x]
+    for i, sigma in enumerate(sigmas.tolist()):
+        eta_i = step_size * sigma ** 2 / sigma_last ** 2        # eta_L = eta
+        for k in range(noise.shape[1]):
+            x = x + eta_i * score_fn(x, sigma) + math.sqrt(2 * eta_i) * noise[i, k]
+        path.append(x)
+    if final_denoise:
+        x = x + sigma_last ** 2 * score_fn(x, sigma_last)         # Tweedie: E[x | x_noisy]
+    return x, torch.stack(path)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "annealed_langevin_check", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
+grading.check("annealed_langevin", annealed_langevin)
+### BEGIN HIDDEN TESTS
+grading.check("annealed_langevin", annealed_langevin, seed=500, verbose=False)     # other inputs
+# the library with the same draws (drawn one step at a time, as the library draws them)
+score_h = lambda v, s: ncsn.convolve(s).score(v)                                    # noqa: E731
+sig_h = sm.geometric_sigmas(20.0, 1.0, 4)
+g_h = torch.Generator().manual_seed(SEED * 1000 + 907)
+noise_h = torch.stack([torch.stack([torch.randn(x0[:50].shape, generator=g_h, dtype=f64) for _ in range(3)])
+                       for _ in range(4)])
+for final_h in (False, True):
+    want_h = sm.annealed_langevin_dynamics(score_h, x0[:50], sig_h, 0.05, 3, final_denoise=final_h, trajectory=True,
+                                           generator=torch.Generator().manual_seed(SEED * 1000 + 907))
+    got_h = annealed_langevin(score_h, x0[:50], sig_h, 0.05, noise_h, final_denoise=final_h)
+    torch.testing.assert_close(got_h[0], want_h[0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got_h[1], want_h[1], rtol=1e-10, atol=1e-10)
+# the result above: the annealed fraction in the (5, 5) mode is the weight 0.8 within 5 s.e.
+noise_h = torch.randn(len(sigmas_toy), 100, *x0.shape, generator=g_h, dtype=f64)
+frac_h = (annealed_langevin(score_h, x0, sigmas_toy, 0.05, noise_h)[0].sum(1) > 0).double().mean().item()
+print(f"hidden: your annealed Langevin puts {frac_h:.3f} in the (5, 5) mode (weight 0.8)")
+assert abs(frac_h - 0.8) <= 5 * se, f"annealed Langevin: fraction {frac_h:.3f} in the (5, 5) mode, expected 0.8"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 4. Learning the score: four losses with one minimizer
@@ -409,7 +563,9 @@ for name, model in models.items():
     assert ok
 
 # %% [markdown]
-# ### Exercise 2: the DSM loss
+# ### Exercise 4: the DSM loss
+#
+# **Exercise 4 (implementation, ★☆☆, 2 points)**
 #
 # Given the model's scores at the noisy points `score_at_x_tilde` (N, D), the clean `x` (N, D), the
 # noisy `x_tilde` (N, D) and the float `sigma`, return the scalar
@@ -473,20 +629,20 @@ print(f"E[x | y = (0.5, 0)]: Tweedie {tw.numpy().round(4)}, "
 assert ((tw - mc).abs() <= 5 * mc_se).all()
 
 # %% [markdown]
-# ### Exercise 3: Tweedie's denoiser
+# ### Worked example: Tweedie's denoiser
 #
-# Return $y + \sigma^2 s$ for `y`, `score` of shape (N, D) and a float `sigma`.
+# Tweedie's formula is one line, $y + \sigma^2 s$; it is the final step of annealed Langevin
+# (Exercise 3). With the exact score of the noised mixture it is the posterior mean (the points `y`
+# of the check above, $\sigma = 0.5$).
 
-# %% nbgrader={"grade": false, "grade_id": "tweedie_denoise", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %%
 def tweedie_denoise(y, score, sigma):
     """Posterior mean E[x | y] from the score of the noisy law; (N, D)."""
-    ### BEGIN SOLUTION
     return y + sigma ** 2 * score
-    ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "tweedie_denoise_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-grading.check("tweedie_denoise", tweedie_denoise)
+torch.testing.assert_close(tweedie_denoise(y, mix.convolve(0.5).score(y), 0.5), mix.posterior_mean(y, 0.5),
+                           rtol=1e-10, atol=1e-10)
 
 # %% [markdown]
 # ## 6. SURE: the error of a denoiser without clean data
@@ -576,7 +732,9 @@ print("mean SURE: ", [round(v, 4) for v in scan])
 assert min(range(len(ts)), key=lambda i: scan[i]) == ts.index(1.0)
 
 # %% [markdown]
-# ### Exercise 4: SURE of soft thresholding
+# ### Exercise 5: SURE of soft thresholding
+#
+# **Exercise 5 (implementation, ★★☆, 2 points)**
 #
 # For $f(y) = \mathrm{sign}(y)\max(|y| - \tau, 0)$ (elementwise), $\partial f_i/\partial y_i$ is 1
 # where $|y_i| > \tau$ and 0 elsewhere, so $\nabla\cdot f(y) = \#\{i : |y_i| > \tau\}$. Return the

@@ -13,10 +13,13 @@ exercise                        reference
 ==============================  ==================================================================
 ``q_sample``                    ``course_lib.diffusion.q_sample`` with the noise ``eps`` given
 ``q_posterior``                 ``course_lib.diffusion.q_posterior_mean_variance`` (mean, variance)
-``predict_x0_from_eps``         ``course_lib.diffusion.predict_x0_from_eps``
-``ddpm_step``                   ``course_lib.diffusion.p_mean_variance`` (eps, "small") + sigma z,
-                                no noise at ``t = 0`` (Algorithm 2, line 4)
+``ddpm_sample``                 Algorithm 2 as a whole: ``course_lib.diffusion.p_mean_variance``
+                                (eps, "small") at every step ``T-1, ..., 0``, plus sigma z with
+                                the noise ``z`` given, none at ``t = 0`` (multi-step)
 ==============================  ==================================================================
+
+``predict_x0_from_eps`` (a one-line transcription of the formula printed above it) is a worked
+example in the notebook, and one step of Algorithm 2 is part of ``ddpm_sample``.
 """
 
 from __future__ import annotations
@@ -26,8 +29,7 @@ import torch
 from course_lib import diffusion as _d
 from course_lib.exercises import Exercise, register
 
-__all__ = ["q_sample_reference", "q_posterior_reference", "predict_x0_from_eps_reference",
-           "ddpm_step_reference"]
+__all__ = ["q_sample_reference", "q_posterior_reference", "ddpm_sample_reference", "ToyEpsModel"]
 
 _F64 = torch.float64
 
@@ -123,61 +125,59 @@ register(Exercise(
 
 
 # ------------------------------------------------------------------------------------------------
-# predict_x0_from_eps
+# ddpm_sample: Algorithm 2 as a whole (multi-step)
 # ------------------------------------------------------------------------------------------------
-def predict_x0_from_eps_reference(xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
-                                  betas: torch.Tensor) -> torch.Tensor:
-    """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), all (N, D); t (N,) 0-based."""
-    return _d.predict_x0_from_eps(_schedule(betas), xt, t, eps)
+class ToyEpsModel:
+    """A fixed, smooth noise predictor for ``(N, D)`` float64 ``x`` and 0-based ``t`` ``(N,)``:
+    ``eps(x, t) = sqrt(1 - abar_t) x + 0.3 tanh(x W) + 0.1 c[t]``, the exact predictor of
+    standard normal data plus a random perturbation. It depends on both arguments, so a sampler
+    that passes the wrong step index or forgets to update ``x`` gives other samples."""
+
+    def __init__(self, betas: torch.Tensor, dim: int, generator: torch.Generator):
+        self.scale = torch.sqrt(1 - torch.cumprod(1 - betas, 0))[:, None]      # (T, 1)
+        self.w = torch.randn(dim, dim, generator=generator, dtype=_F64)
+        self.c = torch.randn(betas.shape[0], dim, generator=generator, dtype=_F64)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.scale[t] * x + 0.3 * torch.tanh(x @ self.w) + 0.1 * self.c[t]
 
 
-def _predict_x0_inputs(generator: torch.Generator):
-    betas = _random_betas(generator)
-    n = 32
-    xt, eps = _data(n, 2, generator), torch.randn(n, 2, generator=generator, dtype=_F64)
-    return (xt, _random_steps(n, betas.shape[0], generator), eps, betas), {}
+def ddpm_sample_reference(eps_model, x_T: torch.Tensor, betas: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    r"""Algorithm 2 of Ho et al. (2020) with :math:`\sigma_t^2 = \tilde\beta_t`, the noise given.
 
-
-register(Exercise(
-    name="predict_x0_from_eps",
-    reference=predict_x0_from_eps_reference,
-    make_inputs=_predict_x0_inputs,
-    description="x0 estimated from x_t and eps, (32, 2) float64, including t = T-1 of a cosine "
-                "schedule where 1/sqrt(abar) is about 2e4",
-    num_cases=5, rtol=1e-8, atol=1e-10,
-))
-
-
-# ------------------------------------------------------------------------------------------------
-# ddpm_step
-# ------------------------------------------------------------------------------------------------
-def ddpm_step_reference(xt: torch.Tensor, t: torch.Tensor, eps_pred: torch.Tensor, z: torch.Tensor,
-                        betas: torch.Tensor) -> torch.Tensor:
-    """One step of Algorithm 2 (Ho et al. 2020) with sigma_t^2 = beta~_t (posterior variance):
-
-    x_{t-1} = (x_t - beta_t / sqrt(1 - abar_t) eps_pred) / sqrt(alpha_t) + sigma_t z,
-    and z = 0 where t == 0 (0-based). All (N, D); t (N,).
+    From ``x_T`` ``(N, D)``, for the 0-based steps ``t = T-1, ..., 0``:
+    :math:`x \leftarrow \frac{1}{\sqrt{\alpha_t}}\big(x - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}
+    \varepsilon_\theta(x, t)\big) + \sigma_t z_t`, with ``z_t = noise[t]`` (``noise`` is
+    ``(T, N, D)``) and no noise at ``t = 0`` (``noise[0]`` is never used). ``eps_model(x, t)`` gets
+    ``t`` as a long tensor ``(N,)``. Returns :math:`x_0` ``(N, D)``. The same as
+    ``course_lib.diffusion.sample`` with these draws.
     """
     sched = _schedule(betas)
-    out = _d.p_mean_variance(sched, lambda x, s: eps_pred, xt, t, prediction="eps", variance="small")
-    nonzero = (t != 0).to(xt.dtype)[:, None]
-    return out.mean + nonzero * torch.sqrt(out.variance) * z
+    x = x_T
+    for i in reversed(range(sched.num_steps)):
+        t = torch.full((x.shape[0],), i, dtype=torch.long)
+        out = _d.p_mean_variance(sched, eps_model, x, t, prediction="eps", variance="small")
+        x = out.mean + torch.sqrt(out.variance) * noise[i] if i > 0 else out.mean
+    return x
 
 
-def _ddpm_step_inputs(generator: torch.Generator):
+def _ddpm_sample_inputs(generator: torch.Generator):
     betas = _random_betas(generator)
-    n = 32
-    xt = _data(n, 2, generator)
-    eps_pred = torch.randn(n, 2, generator=generator, dtype=_F64)
-    z = torch.randn(n, 2, generator=generator, dtype=_F64)
-    return (xt, _random_steps(n, betas.shape[0], generator), eps_pred, z, betas), {}
+    T = betas.shape[0]
+    n = int(torch.randint(4, 24, (1,), generator=generator))
+    d = int(torch.randint(1, 4, (1,), generator=generator))
+    model = ToyEpsModel(betas, d, generator)
+    x_T = torch.randn(n, d, generator=generator, dtype=_F64)
+    noise = torch.randn(T, n, d, generator=generator, dtype=_F64)
+    return (model, x_T, betas, noise), {}
 
 
 register(Exercise(
-    name="ddpm_step",
-    reference=ddpm_step_reference,
-    make_inputs=_ddpm_step_inputs,
-    description="x_{t-1} of one ancestral step with sigma^2 = posterior variance, (32, 2) float64, "
-                "no noise at t = 0",
-    num_cases=5, rtol=1e-8, atol=1e-10,
+    name="ddpm_sample",
+    reference=ddpm_sample_reference,
+    make_inputs=_ddpm_sample_inputs,
+    description="x_0 of Algorithm 2 from x_T (N, D) float64 with a fixed toy eps model and the noise "
+                "(T, N, D) given, sigma^2 = posterior variance, no noise at t = 0; linear T = 1000 "
+                "and cosine schedules (last beta 0.999)",
+    num_cases=4, rtol=1e-7, atol=1e-9,
 ))

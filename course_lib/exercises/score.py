@@ -9,11 +9,15 @@ threshold and exactly zero.
 ==========================  ======================================================================
 exercise                    reference
 ==========================  ======================================================================
-``langevin_step``           one step of ``course_lib.score.langevin_dynamics`` with the noise given
+``annealed_langevin``       ``course_lib.score.annealed_langevin_dynamics(..., trajectory=True)``
+                            with the noise given, optionally with the final Tweedie denoising
+                            step: the final points and the state after each level (multi-step)
 ``dsm_loss``                ``course_lib.score.denoising_score_matching_loss`` with the noise given
-``tweedie_denoise``         ``course_lib.score.tweedie_denoise``
 ``sure_soft_threshold``     ``course_lib.score.sure`` of the soft-thresholding denoiser
 ==========================  ======================================================================
+
+One Langevin step and Tweedie's denoiser (one-line transcriptions of the formulas printed above
+them) are worked examples in the notebook and parts of ``annealed_langevin``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 from course_lib import score as _score
 from course_lib.exercises import Exercise, register
 
-__all__ = ["langevin_step_reference", "dsm_loss_reference", "tweedie_denoise_reference",
+__all__ = ["annealed_langevin_reference", "GaussianScore", "dsm_loss_reference",
            "sure_soft_threshold_reference", "soft_threshold"]
 
 _F64 = torch.float64
@@ -43,31 +47,70 @@ def _shape(generator: torch.Generator) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------------
-# one Langevin step
+# annealed Langevin dynamics (multi-step)
 # ------------------------------------------------------------------------------------------------
-def langevin_step_reference(x: torch.Tensor, score: torch.Tensor, step_size: float,
-                            z: torch.Tensor) -> torch.Tensor:
-    """x + step_size * score + sqrt(2 step_size) z; all tensors (N, D).
+class GaussianScore:
+    """Score of N(mean, diag(var)) convolved with N(0, sigma^2 I): ``-(x - mean) / (var + sigma^2)``,
+    called as ``score_fn(x, sigma)`` with ``x`` ``(N, D)`` and ``sigma`` a float."""
 
-    The update of ``course_lib.score.langevin_dynamics`` (NCSN code convention, REFERENCES.md C13).
+    def __init__(self, mean: torch.Tensor, var: torch.Tensor):
+        self.mean, self.var = mean, var
+
+    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        return -(x - self.mean) / (self.var + sigma ** 2)
+
+
+def annealed_langevin_reference(score_fn, x: torch.Tensor, sigmas: torch.Tensor, step_size: float,
+                                noise: torch.Tensor, final_denoise: bool = False):
+    r"""Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1) with the noise given.
+
+    For each level :math:`\sigma_i` of ``sigmas`` ``(L,)`` (decreasing), ``K = noise.shape[1]``
+    steps :math:`x \leftarrow x + \eta_i s(x, \sigma_i) + \sqrt{2\eta_i}\,z_{i,k}`,
+    :math:`\eta_i = \eta\,\sigma_i^2/\sigma_L^2`, with ``z[i, k] = noise[i, k]`` (``noise`` is
+    ``(L, K, N, D)``); then, if ``final_denoise``, Tweedie's step
+    :math:`x \leftarrow x + \sigma_L^2 s(x, \sigma_L)` (Song & Ermon 2020). ``score_fn(x, sigma)``
+    gets ``sigma`` as a Python float. Returns ``(x, path)``: the final points ``(N, D)`` and the
+    state after each level ``(L + 1, N, D)``, the initial points first (before the final step). The
+    same as ``course_lib.score.annealed_langevin_dynamics(..., trajectory=True)`` with these draws
+    (NCSN code's step convention, REFERENCES.md C13).
     """
-    return x + step_size * score + math.sqrt(2.0 * step_size) * z
+    sigma_last = float(sigmas[-1])
+    path = [x]
+    for i, sigma in enumerate(sigmas.tolist()):
+        eta = step_size * sigma ** 2 / sigma_last ** 2
+        for k in range(noise.shape[1]):
+            x = x + eta * score_fn(x, sigma) + math.sqrt(2.0 * eta) * noise[i, k]
+        path.append(x)
+    if final_denoise:
+        x = x + sigma_last ** 2 * score_fn(x, sigma_last)
+    return x, torch.stack(path)
 
 
-def _langevin_inputs(generator: torch.Generator):
+def _annealed_inputs(generator: torch.Generator):
     n, d = _shape(generator)
-    x = 3 * torch.randn(n, d, generator=generator, dtype=_F64)
-    s = torch.randn(n, d, generator=generator, dtype=_F64) * 5
-    z = torch.randn(n, d, generator=generator, dtype=_F64)
-    return (x, s, _log_uniform(1e-5, 1.0, generator), z), {}
+    levels = int(torch.randint(1, 6, (1,), generator=generator))          # L = 1: plain Langevin
+    steps = int(torch.randint(1, 5, (1,), generator=generator))
+    sigma_max, sigma_min = _log_uniform(1.0, 20.0, generator), _log_uniform(0.01, 0.9, generator)
+    sigmas = torch.logspace(math.log10(sigma_max), math.log10(sigma_min), levels, dtype=_F64)
+    if levels == 1:
+        sigmas = torch.tensor([sigma_min], dtype=_F64)
+    score = GaussianScore(torch.randn(d, generator=generator, dtype=_F64),
+                          0.1 + torch.rand(d, generator=generator, dtype=_F64))
+    step_size = _log_uniform(0.01, 0.5, generator) * sigma_min ** 2       # stable: eta_i / sigma_i^2 < 1
+    x = 6 * torch.rand(n, d, generator=generator, dtype=_F64) - 3
+    noise = torch.randn(levels, steps, n, d, generator=generator, dtype=_F64)
+    final = bool(torch.randint(0, 2, (1,), generator=generator))
+    return (score, x, sigmas, step_size, noise), {"final_denoise": final}
 
 
 register(Exercise(
-    name="langevin_step",
-    reference=langevin_step_reference,
-    make_inputs=_langevin_inputs,
-    description="x + eta s + sqrt(2 eta) z on (N, D) float64 tensors, eta from 1e-5 to 1",
-    num_cases=5, rtol=1e-10, atol=1e-12,
+    name="annealed_langevin",
+    reference=annealed_langevin_reference,
+    make_inputs=_annealed_inputs,
+    description="(x, path) of annealed Langevin from (N, D) float64 points with a Gaussian's noised "
+                "score, 1 to 5 levels (sigma from 20 down to 0.01), 1 to 4 steps per level, the noise "
+                "(L, K, N, D) given, with and without the final denoising step",
+    num_cases=6, rtol=1e-9, atol=1e-11,
 ))
 
 
@@ -101,31 +144,6 @@ register(Exercise(
     description="the DSM loss (a scalar: sum over dimensions, mean over the batch) for sigma from "
                 "0.01 to 5",
     num_cases=5, rtol=1e-9, atol=1e-10,
-))
-
-
-# ------------------------------------------------------------------------------------------------
-# Tweedie's denoiser
-# ------------------------------------------------------------------------------------------------
-def tweedie_denoise_reference(y: torch.Tensor, score: torch.Tensor, sigma: float) -> torch.Tensor:
-    """E[x | y] = y + sigma^2 grad log p_sigma(y); ``y``, ``score`` (N, D). ``course_lib.score.tweedie_denoise``."""
-    return _score.tweedie_denoise(y, score, sigma)
-
-
-def _tweedie_inputs(generator: torch.Generator):
-    n, d = _shape(generator)
-    sigma = _log_uniform(1e-3, 10.0, generator)
-    y = 3 * torch.randn(n, d, generator=generator, dtype=_F64)
-    s = torch.randn(n, d, generator=generator, dtype=_F64) / sigma
-    return (y, s, sigma), {}
-
-
-register(Exercise(
-    name="tweedie_denoise",
-    reference=tweedie_denoise_reference,
-    make_inputs=_tweedie_inputs,
-    description="y + sigma^2 score on (N, D) float64 tensors, sigma from 1e-3 to 10",
-    num_cases=5, rtol=1e-10, atol=1e-12,
 ))
 
 

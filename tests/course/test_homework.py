@@ -399,9 +399,9 @@ def test_real_release_structure(real_course, name):
     # hidden tests are in the instructor version only (nbgrader puts them back when it grades)
     hidden = re.compile(r"(?ms)^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?")
     for a, b in zip(src_code, stu_code):
+        assert "HIDDEN TESTS" not in b.source, f"{name}: a hidden test reached the student version"
         if _nbgrader_md(a).get("grade_id") not in solutions:
             assert hidden.sub("", a.source).rstrip() == b.source.rstrip()
-            assert "HIDDEN TESTS" not in b.source
     solved = inject_solutions(student, source)
     strip = re.compile(r"(?m)^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?")
     assert [strip.sub("", c.source).rstrip() for c in solved.cells if c.cell_type == "code"] == \

@@ -230,7 +230,7 @@ for ax, xs, title in ((axes[0], x_sde, f"reverse SDE, {SDE_STEPS} steps"),
     plotting.scatter_samples(xs[:3000], ax=ax, s=2, title=title)
 
 # %% [markdown]
-# ### Exercise: an Euler–Maruyama sampler for the reverse VP SDE
+# ### Exercise 1 (multi-step, ★★★, 5 points): an Euler–Maruyama sampler for the reverse VP SDE
 #
 # Implement `reverse_sde_sampler(score_fn, x1, noise, beta_min, beta_max, eps)`: start at `x1`
 # (shape `(N, D)`) at $t = 1$ and take `K = noise.shape[0]` steps on the grid
@@ -260,8 +260,18 @@ def reverse_sde_sampler(score_fn, x1, noise, beta_min, beta_max, eps):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "reverse_sde_sampler_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "reverse_sde_sampler_check", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 grading.check("reverse_sde_sampler", reverse_sde_sampler)
+### BEGIN HIDDEN TESTS
+grading.check("reverse_sde_sampler", reverse_sde_sampler, seed=500, verbose=False)     # other inputs
+g_h = torch.Generator().manual_seed(SEED * 1000 + 906)                                 # its own draws
+x1_h = torch.randn(1000, 2, generator=g_h, dtype=torch.float64)
+noise_h = torch.randn(300, 1000, 2, generator=g_h, dtype=torch.float64)
+x_h = reverse_sde_sampler(S.mixture_score(mix, vp), x1_h, noise_h, vp.beta_min, vp.beta_max, 1e-3)
+se_h = (mix.weights * (1 - mix.weights) / 1000).sqrt()
+assert ((metrics.mode_fractions(x_h, mix) - mix.weights).abs() <= 5 * se_h).all(), \
+    "with the exact score, 300 steps must recover the mixture's weights (within 5 binomial s.e.)"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. The probability-flow ODE
@@ -355,7 +365,7 @@ print(f"with the N(0, I) prior instead (m(1) = {vp.marginal_mean_coeff(1.0).item
 assert units <= 10
 
 # %% [markdown]
-# ### Derivation (graded by hand)
+# ### Derivation (graded by hand, ★★☆, 3 points)
 #
 # Show that the probability-flow ODE $\dot x = f(x, t) - \tfrac12 g(t)^2\nabla\log p_t(x)$ has the
 # marginals $p_t$ of the SDE $dx = f\,dt + g\,dW$, when started from $p_1$ at $t = 1$ and run
@@ -386,13 +396,32 @@ assert units <= 10
 # DDIM with $\eta = 0$ (Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models", Sec. 4.3)
 # updates $\bar x = x/m$ as $\bar x_{\text{prev}} = \bar x + (\sigma_{\text{prev}} - \sigma)\,
 # \hat\varepsilon(x, t)$ with $\sigma = s/m$: exactly one Euler step of the probability-flow ODE written
-# in the variables $(\bar x, \sigma)$, where it reads $d\bar x/d\sigma = \hat\varepsilon$. Euler's
-# method is first order: its error at $t = 0$ should halve when the steps double.
+# in the variables $(\bar x, \sigma)$, where it reads $d\bar x/d\sigma = \hat\varepsilon$.
 #
-# **Predict, then run.** Before running the next cell: by what factor does DDIM's error fall when
-# the number of steps goes from 10 to 320 (32 times more)? (Answer below the table.)
-#
-# **Check.** Use the discrete schedule that samples the VP SDE exactly at $t_i = (i+1)/1000$
+# **Predict, then run (★☆☆, 1 point).** Before running the check below: by about what factor does
+# DDIM's error at $t = 0$ fall when the number of steps goes from 10 to 320 (32 times more)?
+# (a) about 32; (b) about 1000; (c) hardly at all: with the exact $E[\varepsilon\mid x_t]$ the
+# error is already at the level of the reference solver. Set `prediction` to one letter; the cell
+# after the run says which one happened.
+
+# %% nbgrader={"grade": false, "grade_id": "ddim_order_prediction", "locked": false, "schema_version": 3, "solution": true, "task": false}
+prediction = None  # one of "a", "b", "c"
+### BEGIN SOLUTION
+prediction = "a"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ddim_order_prediction_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+if prediction is None:
+    raise NotImplementedError("set prediction to one of 'a', 'b', 'c'")
+assert prediction in ("a", "b", "c"), f"prediction: expected one of 'a', 'b', 'c', got {prediction!r}"
+print(f"prediction recorded: {prediction!r} (graded after the run)")
+### BEGIN HIDDEN TESTS
+assert prediction == "a", "Euler's method is first order: 32 times more steps, about 32 times less error"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **Check.** Euler's method is first order: its error at $t = 0$ should halve when the steps
+# double. Use the discrete schedule that samples the VP SDE exactly at $t_i = (i+1)/1000$
 # (`vp.noise_schedule(1000)`) and DDIM with the exact $E[\varepsilon\mid x_t]$ of the mixture
 # (`diffusion.optimal_eps_model`), from the same 500 prior draws as a tightly solved ODE
 # (tolerance $10^{-8}$) from $t = 1$ to $0$. Asserted: the mean distance to the ODE's endpoint
@@ -418,7 +447,7 @@ ax.set(xlabel="steps", ylabel="error vs ODE", title="DDIM as an ODE solver")
 ax.legend();
 
 # %% [markdown]
-# *Answer:* about 32 (first order: error $\propto$ 1/steps), as the printed ratio shows.
+# *Answer:* (a), about 32 (first order: error $\propto$ 1/steps), as the printed ratio shows.
 #
 # ## 5. Why Langevin dynamics leaves its target invariant
 #
@@ -568,7 +597,7 @@ print(f"max |u_t - (x + (1-t) score)/t| over t = 0.1 ... 0.9: {worst_tweedie:.1e
 assert worst_tweedie < 1e-10
 
 # %% [markdown]
-# ### Exercise: the conditional flow-matching loss
+# ### Exercise 2 (short, ★☆☆, 2 points): the conditional flow-matching loss
 #
 # Implement `cfm_loss(velocity_fn, x1, x0, t)`: data `x1` and noise `x0` of shape `(N, D)`, times `t`
 # of shape `(N,)`; form $x_t = (1-t)\,x_0 + t\,x_1$ and return the scalar

@@ -39,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from verification.limits import CELL_TIMEOUT  # noqa: E402  (standard library only)
+from verification.limits import CELL_TIMEOUT, KERNEL_ENV  # noqa: E402  (standard library only)
 
 VENV = Path(os.environ.get("COURSE_VENV", ROOT / ".venv"))
 STAMP = VENV / ".course-installed"
@@ -184,6 +184,8 @@ def headless(py: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for k, v in KERNEL_ENV.items():  # every kernel started from here inherits it (verification/limits.py)
+        os.environ.setdefault(k, v)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("setup", help="create .venv and install everything")

@@ -20,3 +20,14 @@ notebook's budget is a defect, and a run that waits longer than that is stalled,
 CELL_TIMEOUT = 300
 NOTEBOOK_TIMEOUT = 900
 TEST_TIMEOUT = 360
+
+#: Set (unless already set) in the environment of every kernel the course's tools start
+#: (``course.py`` for lab, test, bench and the rest; ``verification.run``). With two or more torch
+#: threads, PyTorch's OpenMP workers busy-wait for the next parallel region; on a machine whose
+#: cores are busy (a second job, CI's other processes) they spin on the cores the working thread
+#: needs. Measured here (2026-11-30, torch 2.13.0+cpu, 2 cores): 300 Adam steps of a small MLP
+#: with 2 threads took 0.93 s idle and 3.7 s with both cores busy; with ``OMP_WAIT_POLICY=PASSIVE``
+#: 0.24 s and 0.43 s (one thread: 0.19 s and 0.39 s). Under the load of the robustness runs, the
+#: 2-thread runs exceeded the 300 s cell limit without it. It must be in the environment before
+#: torch is imported (the OpenMP runtime reads it when it loads), hence not in course_lib.
+KERNEL_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}

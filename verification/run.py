@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from verification.limits import CELL_TIMEOUT, NOTEBOOK_TIMEOUT
+from verification.limits import CELL_TIMEOUT, KERNEL_ENV, NOTEBOOK_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,7 +100,7 @@ def run_in_subprocess(path: Path, env: dict[str, str] | None = None, timeout: in
     seconds one cell may run, ``total`` the seconds the whole run may take before the subprocess
     (and with it its kernel) is stopped.
     """
-    full = dict(os.environ)
+    full = {**KERNEL_ENV, **os.environ}
     for k, v in (env or {}).items():
         if v == "":
             full.pop(k, None)

@@ -77,6 +77,20 @@ def test_runner_reports_the_failing_assert_and_the_environment(tmp_path):
     assert out.line == "assert seed == 0, f'seed is {seed}'" and out.error == "AssertionError: seed is 4"
 
 
+def test_kernels_get_passive_openmp_waiting_unless_told_otherwise(tmp_path, monkeypatch):
+    """verification.limits.KERNEL_ENV reaches the kernel; a value already set is kept."""
+    cells = [nbformat.v4.new_code_cell("import os\nassert os.environ.get('OMP_WAIT_POLICY') == "
+                                       "os.environ['EXPECTED'], os.environ.get('OMP_WAIT_POLICY')")]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "t.ipynb"
+    nbformat.write(nb, str(path))
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert run_in_subprocess(path, {"EXPECTED": "PASSIVE"}, timeout=120).ok
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert run_in_subprocess(path, {"EXPECTED": "ACTIVE"}, timeout=120).ok
+
+
 # ----------------------------------------------------------------------------------------------
 # Limits and the kernel client (verification/limits.py, verification/kernel_client.py)
 # ----------------------------------------------------------------------------------------------

@@ -268,6 +268,16 @@ def _alternatives(word):
     return word if isinstance(word, tuple) else (word,)
 
 
+def _expected(student):
+    """EXPECTED[student]; the write attack's first target (the canary beside the repository) is
+    hidden rather than read-only when the repository sits in a private folder of the sandbox (a
+    clone under /tmp, as ../shared/tools/fresh-check makes): then it is not found at all."""
+    if student == "mallory_write" and any(ROOT.parent == Path(t) or Path(t) in ROOT.parent.parents
+                                          for t in sandbox.PRIVATE_TMP):
+        return ["No such file or directory"]
+    return EXPECTED[student]
+
+
 def test_correct_submission_unaffected(hostile_class):
     rows = [r for r in hostile_class["report"].rows if r.student == "alice"]
     assert [(r.exercise, r.score, r.status) for r in rows] == [("affine", 2, "passed"),
@@ -279,7 +289,7 @@ def test_hostile_submission_fails_with_reason(hostile_class, student):
     got = {r.exercise: r for r in hostile_class["report"].rows if r.student == student}
     affine = got["affine"]
     assert (affine.score, affine.status) == (0, "failed"), affine
-    for word in EXPECTED[student]:
+    for word in _expected(student):
         assert any(w in affine.reason for w in _alternatives(word)), (student, affine.reason)
     # the rest of the notebook is still graded
     assert (got["square"].score, got["square"].status) == (3, "passed"), got["square"]
@@ -288,7 +298,8 @@ def test_hostile_submission_fails_with_reason(hostile_class, student):
 def test_reasons_reach_grades_csv(hostile_class):
     with open(hostile_class["report"].grades_csv) as fh:
         rows = {(r["student"], r["exercise"]): r for r in csv.DictReader(fh)}
-    for student, words in EXPECTED.items():
+    for student in EXPECTED:
+        words = _expected(student)
         r = rows[(student, "affine")]
         assert r["status"] == "failed", r
         assert all(any(w in r["reason"] for w in _alternatives(word)) for word in words), r

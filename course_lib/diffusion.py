@@ -1,6 +1,6 @@
 r"""Denoising diffusion probabilistic models (DDPM): schedules, kernels, posteriors, bound, samplers.
 
-Everything notebook 04 derives is computed here, once, and tested against independent references
+Everything notebooks 04 and 05 derive is computed here, once, and tested against independent references
 (``tests/test_diffusion.py``): the forward chain
 :math:`q(x_t \mid x_{t-1}) = \mathcal N(\sqrt{1-\beta_t}\,x_{t-1}, \beta_t I)`, its closed-form kernel
 :math:`q(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0, (1-\bar\alpha_t) I)`, the forward
@@ -59,7 +59,7 @@ __all__ = [
     "predict_x0_from_eps", "predict_eps_from_x0", "eps_to_score", "score_to_eps",
     "velocity", "predict_x0_from_v", "predict_eps_from_v",
     "PMeanVariance", "p_mean_variance", "p_sample", "sample", "ddim_timesteps", "ddim_sample",
-    "loss_simple", "VLBTerms", "vlb_term", "vlb_terms", "ReverseVariance", "optimal_reverse_variance",
+    "loss_simple", "prior_kl", "VLBTerms", "vlb_term", "vlb_terms", "ReverseVariance", "optimal_reverse_variance",
     "optimal_eps_model", "OptimalEpsModel",
 ]
 
@@ -1318,6 +1318,48 @@ def _vlb_term(schedule, model, x0, xt, t, prediction, variance, clip_x0):
     return torch.where(t == 0, decoder_nll, kl)
 
 
+def prior_kl(schedule: NoiseSchedule, x0: torch.Tensor) -> torch.Tensor:
+    r"""The prior term :math:`L_T = \mathrm{KL}(q(x_T \mid x_0)\,\|\,\mathcal N(0, I))` of the bound, in nats.
+
+    Per dimension, with :math:`\bar\alpha_T` the schedule's last entry (0-based index ``T-1``):
+
+    .. math::  \tfrac12\big(\bar\alpha_T x_0^2 + (1-\bar\alpha_T) - 1 - \log(1-\bar\alpha_T)\big),
+
+    summed over the data dimensions. It has no parameters: it says how far the forward chain's end
+    is from the prior, and bounds the information :math:`I(x_0; x_T)` that the top latent carries.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    x0 : tensor (N, ...)
+        Data.
+
+    Returns
+    -------
+    tensor (N,)
+        Nats per example, in ``x0``'s dtype and on its device.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``x0`` not a floating tensor with a batch dimension.
+
+    References
+    ----------
+    Ho et al. (2020), Eq. 5 (the term :math:`L_T`); Nichol & Dhariwal (2021), ``_prior_bpd``.
+    """
+    x0, _ = _check_batch(schedule, "x0", x0)
+    return _prior_kl(schedule, x0)
+
+
+def _prior_kl(schedule, x0):
+    last = torch.full((x0.shape[0],), schedule.num_steps - 1, dtype=torch.long, device=x0.device)
+    # L_T = KL(N(sqrt(abar_{T-1}) x0, 1 - abar_{T-1}) || N(0, 1)), summed over dims
+    prior_mean = _extract(schedule.sqrt_alphas_cumprod, last, x0) * x0
+    prior_logvar = _extract(schedule.log_one_minus_alphas_cumprod, last, x0)
+    return _sum_dims(gaussian_kl(prior_mean, prior_logvar.expand(x0.shape), 0.0, 0.0))
+
+
 def vlb_terms(schedule: NoiseSchedule, model: Model, x0: torch.Tensor, variance: str = "small",
               generator: torch.Generator | None = None, prediction: str = "eps",
               clip_x0: float | None = None, progress: bool = False) -> VLBTerms:
@@ -1394,11 +1436,7 @@ def vlb_terms(schedule: NoiseSchedule, model: Model, x0: torch.Tensor, variance:
     clip_x0 = _check_options(prediction, variance, clip_x0)
     N, T = x0.shape[0], schedule.num_steps
     with torch.no_grad():
-        last = torch.full((N,), T - 1, dtype=torch.long, device=x0.device)
-        # L_T = KL(N(sqrt(abar_{T-1}) x0, 1 - abar_{T-1}) || N(0, 1)), summed over dims
-        prior_mean = _extract(schedule.sqrt_alphas_cumprod, last, x0) * x0
-        prior_logvar = _extract(schedule.log_one_minus_alphas_cumprod, last, x0)
-        prior = _sum_dims(gaussian_kl(prior_mean, prior_logvar.expand(x0.shape), 0.0, 0.0))
+        prior = _prior_kl(schedule, x0)
         terms = x0.new_empty(N, T)
         for i in progress_bar(reversed(range(T)), progress, "variational bound", T):
             t = torch.full((N,), i, dtype=torch.long, device=x0.device)

@@ -267,14 +267,14 @@ class TimeConditionedMLP(nn.Module):
         return self.output(h)
 
 
-# --- notebook 04: random Fourier features for 2-D toys, and a small U-Net for 8x8 digits --------
+# --- notebook 05: random Fourier features for 2-D toys, and a small U-Net for 8x8 digits --------
 class RandomFourierFeatures(nn.Module):
     r"""Fixed random Fourier features ``x (N, D) -> (N, D + 2F)``: ``[x, sin(2 pi x B), cos(2 pi x B)]``.
 
     ``B`` is a ``(D, F)`` matrix of frequencies drawn once from :math:`\mathcal N(0, s^2)` and stored
     as a buffer (not trained). An MLP on these features can represent functions that vary on the
     length scale ``1/s`` far more cheaply than an MLP on ``x`` alone (Tancik et al. 2020): in
-    notebook 04 this is what lets a small network learn the noise predictor of the 25-mode grid,
+    notebook 05 this is what lets a small network learn the noise predictor of the 25-mode grid,
     whose optimum switches sign between modes 0.7 apart (standardized units).
 
     Parameters
@@ -330,7 +330,7 @@ class FourierTimeMLP(nn.Module):
 
     ``x`` is mapped to ``[x, sin(2 pi x B), cos(2 pi x B)]`` and fed to a time-conditioned MLP
     (sinusoidal embedding of ``t``, added to every hidden block) whose output layer returns
-    ``D`` columns. Used in notebook 04 as the noise predictor :math:`\\varepsilon_\\theta(x_t, t)`
+    ``D`` columns. Used in notebook 05 as the noise predictor :math:`\\varepsilon_\\theta(x_t, t)`
     for 2-D toys.
 
     Parameters

@@ -1,6 +1,6 @@
 r"""Score-based modelling: Langevin sampling, score matching, Tweedie's formulas and SURE.
 
-Notebook 05 derives each of these and checks it on exact Gaussian mixtures
+Notebook 06 derives each of these and checks it on exact Gaussian mixtures
 (:class:`course_lib.toy.GaussianMixture`); ``tests/test_score.py`` checks each against an
 independent reference (closed forms, Monte Carlo with standard errors).
 

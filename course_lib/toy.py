@@ -5,7 +5,7 @@ course on generative models asks of a density is available in closed form: sampl
 log-density, the score and the Hessian of the log-density, the law of ``x + sigma * eps`` (another
 mixture), and the Bayes-optimal denoiser ``E[x | y]`` with its posterior covariance (Tweedie's
 formula and its second-order version hold exactly and are checked against these closed forms in
-notebook 05).
+notebook 06).
 
 The benchmark mixtures are the ones used for mode collapse by VEEGAN (Srivastava et al. 2017) and
 PacGAN (Lin et al. 2018): :func:`ring_mixture` (8 modes on the unit circle, std 0.01) and
@@ -691,7 +691,7 @@ def checkerboard(n: int, generator: torch.Generator | None = None,
 
 def three_mode_mixture(dtype: torch.dtype | None = None,
                        device: torch.device | str | None = None) -> GaussianMixture:
-    r"""Notebook 05's toy: three unequal, well separated 2-D Gaussians with weights 0.5, 0.3, 0.2.
+    r"""Notebook 06's toy: three unequal, well separated 2-D Gaussians with weights 0.5, 0.3, 0.2.
 
     Means :math:`(-2, -1)`, :math:`(2, -1)`, :math:`(0, 2)`; isotropic standard deviations 0.4, 0.6,
     0.3. The modes are separated by more than 5 standard deviations, so Langevin dynamics with the

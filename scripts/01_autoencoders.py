@@ -387,7 +387,7 @@ plotting.image_grid(rows, nrow=12, title="test digits / PCA (k = 8) / deep AE (k
 # $m(\tilde x) = \mathbb E[x\mid\tilde x]$,
 # $\mathbb E[\|x-r\|^2\mid\tilde x] = \mathbb E[\|x-m\|^2\mid\tilde x] + \|m-r\|^2$ (the cross term
 # has zero mean), so the best reconstruction function is the **posterior mean**
-# $r^*(\tilde x) = \mathbb E[x\mid\tilde x]$, the MMSE denoiser. (Notebook 05 relates it to the
+# $r^*(\tilde x) = \mathbb E[x\mid\tilde x]$, the MMSE denoiser. (Notebook 06 relates it to the
 # score through Tweedie's formula.)
 #
 # **Check** on a one-pixel toy where it is closed form: $x = \pm1$ with probability $\frac12$ each

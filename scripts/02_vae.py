@@ -884,7 +884,7 @@ widgets.decoder_std_explorer(sweep)
 #
 # the flat VAE's ELBO with $\log \mathcal N(z_1; 0, I)$ replaced by a lower bound on the log-density
 # of a **learned prior** $p_\theta(z_1) = \int p_\theta(z_1\mid z_2)\,p(z_2)\,dz_2$ (itself the
-# ELBO of a small VAE on the codes). A diffusion model (notebook 04) is this with $T$ levels and a
+# ELBO of a small VAE on the codes). A diffusion model (notebooks 04-05) is this with $T$ levels and a
 # *fixed* encoder (seed 004, "connection to VAEs").
 #
 # **How much can a learned prior gain?** Averaged over the data, the KL term of a flat VAE splits

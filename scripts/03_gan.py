@@ -1005,5 +1005,5 @@ for i in range(3):
 #   trick does not buy more modes, and few samples are of high quality.
 # - WGAN-GP replaces the JSD by a Wasserstein distance with a gradient penalty; its critic's slope
 #   is held near 1, while a GAN discriminator's is not.
-# - A GAN gives samples, not $p(x)$ or $p(z\mid x)$. Notebook 04 (diffusion) gets both samples of
+# - A GAN gives samples, not $p(x)$ or $p(z\mid x)$. Notebooks 04-05 (diffusion) get both samples of
 #   high quality and a bound on $\log p(x)$.

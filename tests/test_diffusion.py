@@ -567,6 +567,20 @@ def test_vlb_prior_term_fixed_points_A9():
     assert (out.terms[:, 1:] >= 0).all()
 
 
+def test_prior_kl_against_torch_distributions_and_A9():
+    from course_lib.diffusion import prior_kl
+    s = NoiseSchedule.cosine(50)
+    x0 = torch.randn(6, 3, 2, generator=_gen(14), dtype=F64)
+    ab = s.alphas_cumprod[-1]
+    q = torch.distributions.Normal(ab.sqrt() * x0, (1 - ab).sqrt())
+    want = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).flatten(1).sum(1)
+    torch.testing.assert_close(prior_kl(s, x0), want, rtol=1e-12, atol=1e-15)
+    lin = NoiseSchedule.linear(1000)          # REFERENCES.md A9, bits at |x0| = 1
+    assert prior_kl(lin, torch.tensor([[1.0]], dtype=F64)).item() / math.log(2) == pytest.approx(2.911295e-05, rel=1e-6)
+    with pytest.raises((TypeError, ValueError), match="x0"):
+        prior_kl(s, torch.zeros(3, dtype=torch.long))
+
+
 def test_vlb_terms_uses_fresh_noise_and_generator():
     s = NoiseSchedule.linear(10, 0.01, 0.2)
     x0 = torch.randn(5, 2, generator=_gen(14), dtype=F64)
@@ -1033,7 +1047,7 @@ def test_bad_model_and_options():
 
 
 # ================================================================================================
-# Exercises of notebook 04 (course_lib/exercises/diffusion.py)
+# Exercises of notebooks 04 and 05 (course_lib/exercises/diffusion.py)
 # ================================================================================================
 EXERCISES = ["q_sample", "q_posterior", "ddpm_sample"]   # ddpm_sample: tests/exercises/test_diffusion.py
 

@@ -460,7 +460,7 @@ def test_toys_on_device(fn, device):
 
 
 # ------------------------------------------------------------------------------------------------
-# notebook 05's named toy
+# notebook 06's named toy
 # ------------------------------------------------------------------------------------------------
 def test_three_mode_mixture_is_notebook_05s_toy():
     from course_lib.toy import three_mode_mixture

@@ -8,7 +8,7 @@ notebook's budget is a defect, and a run that waits longer than that is stalled,
   command, the homework tests, ``verification.run`` behind the robustness, mutation and
   other-seed runs, ``course.py lab --headless``, the benchmark). The whole 3-minute budget plus two
   thirds again for a loaded machine; a stall fails in 5 minutes instead of nbclient's 10 or nbval's
-  33. Measured (2026-11-29): the slowest cell, notebook 04's class-conditional U-Net training,
+  33. Measured (2026-11-29): the slowest cell, notebook 05's (then 04's) class-conditional U-Net training,
   used 33 s of kernel CPU, and took 164 s of wall time with the machine's load average near 20.
 - :data:`NOTEBOOK_TIMEOUT` (900 s): one whole notebook (5 times its budget), after which the runner
   and its kernel are stopped; also pytest-timeout's limit for a test that runs a whole notebook.

@@ -1,4 +1,4 @@
-"""Exercises of notebook 04, "DDPM: kernels, posteriors, ELBO".
+"""Exercises of notebooks 04, "DDPM I: kernels, posteriors, ELBO", and 05, "DDPM II: training and sampling".
 
 Every exercise gets the schedule as a plain float64 tensor ``betas`` of shape ``(T,)`` and a
 **0-based** step index ``t`` (an integer tensor ``(N,)``, ``t`` in ``{0, ..., T-1}``; index ``t``

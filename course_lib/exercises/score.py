@@ -1,4 +1,4 @@
-"""Exercises of notebook 05, "Tweedie, SURE and score matching".
+"""Exercises of notebook 06, "Tweedie, SURE and score matching".
 
 Every exercise gets float64 tensors and plain numbers; the randomness (Langevin noise ``z``, the
 DSM noise already applied in ``x_tilde``) is passed in, so the student's function is

@@ -1,4 +1,4 @@
-"""Exercises of notebook 06, "The continuous-time view".
+"""Exercises of notebook 07, "The continuous-time view".
 
 The randomness is passed in (the Gaussian draws ``noise`` of every Euler-Maruyama step), so the
 student's function is deterministic and is compared with ``course_lib.sde.reverse_sde_sample``
@@ -13,7 +13,7 @@ exercise                    reference
 ``flow_matching_loss``      ``course_lib.sde.flow_matching_loss`` with the draws ``x0``, ``t`` given
 ==========================  ======================================================================
 
-The derivation of notebook 06 (the probability-flow ODE has the SDE's marginals) is graded by
+The derivation of notebook 07 (the probability-flow ODE has the SDE's marginals) is graded by
 hand in nbgrader's formgrader; it has no entry here.
 """
 

@@ -9,9 +9,9 @@ module                                 what
 ``course_lib.widgets.autoencoders``    notebook 01: denoising, decoding random codes
 ``course_lib.widgets.vae``             notebook 02: gradient estimators, decoder-std sweep
 ``course_lib.widgets.gan``             notebook 03: the optimal discriminator and saturation
-``course_lib.widgets.diffusion``       notebook 04: the scaled chain, noised and reverse marginals
-``course_lib.widgets.score``           notebook 05: noised score fields, Langevin dynamics
-``course_lib.widgets.sde``             notebook 06: reverse-time SDE vs probability-flow ODE
+``course_lib.widgets.diffusion``       notebooks 04-05: the scaled chain, noised and reverse marginals
+``course_lib.widgets.score``           notebook 06: noised score fields, Langevin dynamics
+``course_lib.widgets.sde``             notebook 07: reverse-time SDE vs probability-flow ODE
 =====================================  ==========================================================
 
 Every plot function is plain (``plot_x(**values) -> Figure``, starting values as its defaults) and

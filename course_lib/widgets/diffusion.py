@@ -1,10 +1,10 @@
-"""Notebook 04's figures and explorers: the scaled chain x_t = a x_{t-1} + b eps, and noised marginals.
+"""Notebooks 04 and 05's figures and explorers: the scaled chain x_t = a x_{t-1} + b eps, and noised marginals.
 
 Two explorers of the forward process: the chain x_t = a x_{t-1} + b eps (the "magical scalars" of
 Chan (2024): only b = sqrt(1 - a^2) keeps the variance at 1; :func:`course_lib.diffusion.scaled_chain`
 and :func:`course_lib.diffusion.variance_recursion`), and the noised marginal q(x_t) of a 2-D
 mixture (exact, :func:`course_lib.diffusion.noised_mixture`) next to noised digits. A third shows the
-learned reverse chain over the same exact marginals. Notebook 04 asserts the numbers these plots
+learned reverse chain over the same exact marginals. Notebooks 04 and 05 assert the numbers these plots
 show.
 """
 

@@ -1,4 +1,4 @@
-"""Notebook 05's figures and explorers: the score field of a noised mixture, and Langevin dynamics.
+"""Notebook 06's figures and explorers: the score field of a noised mixture, and Langevin dynamics.
 
 (1) The score field of the sigma-noised toy mixture p_sigma = p * N(0, sigma^2 I), exact
 (``GaussianMixture.convolve(sigma).score``), over its log-density; (2) Langevin dynamics with the

@@ -1,4 +1,4 @@
-"""Notebook 06's figures and explorers: the reverse-time SDE and the probability-flow ODE side by side.
+"""Notebook 07's figures and explorers: the reverse-time SDE and the probability-flow ODE side by side.
 
 From the same starting points at :math:`t = 1`, the reverse-time SDE (Euler-Maruyama,
 :func:`course_lib.sde.reverse_sde_sample`) and the probability-flow ODE

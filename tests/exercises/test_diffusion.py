@@ -1,4 +1,4 @@
-"""Exercises of notebook 04 (course_lib/exercises/diffusion.py): the references agree with NumPy
+"""Exercises of notebooks 04 and 05 (course_lib/exercises/diffusion.py): the references agree with NumPy
 float64 formulas written from the paper (independent of course_lib.diffusion), the inputs contain the
 edges (t = 0, t = T-1, the cosine schedule's last step), the references pass their own check, the
 stub fails as "not attempted", and typical mistakes fail with a readable mismatch."""

@@ -1,4 +1,4 @@
-"""Exercises of notebook 05 (course_lib/exercises/score.py): references agree with course_lib.score
+"""Exercises of notebook 06 (course_lib/exercises/score.py): references agree with course_lib.score
 (used as the oracle on the same randomness), with hand computations and with the stationary law of
 the discretized chain, pass their own check, and wrong implementations fail."""
 
@@ -49,7 +49,7 @@ def test_annealed_langevin_reference_by_hand_and_on_a_gaussian():
     torch.testing.assert_close(ex.annealed_langevin_reference(f, x, sig, 0.01, z, final_denoise=True)[0],
                                one + 0.04 * f(one, 0.2))
     # N(m, c) data: the chain at the last level sigma_L targets N(m, c + sigma_L^2), inflated by the
-    # discretization to v / (1 - eta / (2 v)) (the derivation of notebook 05); 20000 chains
+    # discretization to v / (1 - eta / (2 v)) (the derivation of notebook 06); 20000 chains
     m_, c_ = 1.0, 0.5
     f = ex.GaussianScore(torch.tensor([m_], dtype=F64), torch.tensor([c_], dtype=F64))
     sig = torch.tensor([2.0, 1.0, 0.3], dtype=F64)

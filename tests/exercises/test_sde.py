@@ -1,4 +1,4 @@
-"""Exercises of notebook 06 (course_lib/exercises/sde.py): references agree with course_lib.sde
+"""Exercises of notebook 07 (course_lib/exercises/sde.py): references agree with course_lib.sde
 (used as the oracle on the same random draws), pass their own check, and wrong implementations
 fail."""
 

@@ -1,4 +1,4 @@
-"""Notebook 04's figures and explorers (course_lib/widgets/diffusion.py): the plots' defaults, bad
+"""Notebooks 04 and 05's figures and explorers (course_lib/widgets/diffusion.py): the plots' defaults, bad
 input, and that the explorers build and redraw cleanly (the variance recursion, the scaled chain and
 the exact marginals they draw are tested in tests/test_diffusion.py)."""
 

@@ -1,4 +1,4 @@
-"""Notebook 05's figures and explorers (course_lib/widgets/score.py): the score-field and Langevin
+"""Notebook 06's figures and explorers (course_lib/widgets/score.py): the score-field and Langevin
 plots draw with what they promise in their titles, reject bad input by name, and the explorers redraw
 without leaking figures (the toy and the mode fractions are tested in tests/test_toy.py and
 tests/test_metrics.py)."""

@@ -1,4 +1,4 @@
-"""Notebook 06's figures and explorers (course_lib/widgets/sde.py): the SDE-vs-ODE plot draws both
+"""Notebook 07's figures and explorers (course_lib/widgets/sde.py): the SDE-vs-ODE plot draws both
 panels at the requested time, its ODE paths are deterministic, it rejects bad input by name, and the
 explorer redraws without leaking figures (the samplers themselves are tested in tests/test_sde.py)."""
 

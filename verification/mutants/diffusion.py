@@ -1,4 +1,4 @@
-"""Textbook mistakes in ``course_lib/diffusion.py`` (DDPM), each caught by notebook 04 and a unit test.
+"""Textbook mistakes in ``course_lib/diffusion.py`` (DDPM), each caught by notebooks 04-05 and a unit test.
 
 Every entry names the classic error it plants, where (REFERENCES.md A0-A3, C1-C4, C17 give the
 conventions), and what it breaks. Run with ``python3 course.py mutations NAME ...``.
@@ -6,7 +6,7 @@ conventions), and what it breaks. Run with ``python3 course.py mutations NAME ..
 
 from verification.mutations import Mutation
 
-NB = ("04",)
+NB = ("04", "05")
 TESTS = ("tests/test_diffusion.py",)
 
 MUTATIONS = [

@@ -6,7 +6,7 @@ Each names the notebook-05 assert and the unit tests expected to catch it; see
 
 from verification.mutations import Mutation
 
-NB = ("05",)
+NB = ("06",)
 TESTS = ("tests/test_score.py",)
 
 MUTATIONS = [

@@ -9,7 +9,7 @@ Each names the notebook-06 assert and the unit tests expected to catch it; see
 
 from verification.mutations import Mutation
 
-NB = ("06",)
+NB = ("07",)
 TESTS = ("tests/test_sde.py",)
 
 MUTATIONS = [

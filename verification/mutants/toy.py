@@ -15,7 +15,7 @@ MUTATIONS = [
         old="grads = -(x[:, None, :] - means) / (stds * stds)        ",
         new="grads = -(x[:, None, :] - means) / stds                ",
         breaks="the mixture's score divides by the std instead of the variance",
-        notebooks=("05",), tests=TESTS,
+        notebooks=("06",), tests=TESTS,
     ),
     Mutation(
         name="mixture-log-weights-dropped",
@@ -31,7 +31,7 @@ MUTATIONS = [
         old="post_mean = (var * y[:, None, :] + noise_var * means) / total",
         new="post_mean = (noise_var * y[:, None, :] + var * means) / total",
         breaks="the component posterior mean weights y by sigma^2 and the prior mean by s_k^2 (swapped)",
-        notebooks=("05",), tests=TESTS,
+        notebooks=("06",), tests=TESTS,
     ),
     Mutation(
         name="convolve-adds-stds",
@@ -39,7 +39,7 @@ MUTATIONS = [
         old="stds = torch.sqrt(self.stds * self.stds + sigma ** 2)",
         new="stds = self.stds + sigma",
         breaks="the noised mixture adds standard deviations instead of variances",
-        notebooks=("05",), tests=TESTS,
+        notebooks=("06",), tests=TESTS,
     ),
     Mutation(
         name="sample-variance-as-std",
@@ -47,6 +47,6 @@ MUTATIONS = [
         old="x = self.means[labels] + self.stds[labels] * eps  # x = mu_k + s_k * eps",
         new="x = self.means[labels] + self.stds[labels] ** 2 * eps  # x = mu_k + s_k * eps",
         breaks="samples scaled by the variance instead of the std (REFERENCES C16)",
-        notebooks=("05",), tests=TESTS,
+        notebooks=("06",), tests=TESTS,
     ),
 ]

@@ -158,7 +158,7 @@ ax.set(xlabel="T (DDPM steps)", ylabel="largest kernel gap", title="DDPM -> VP S
 #
 # with $dt < 0$ and $\bar W$ a Wiener process in reverse time (Song et al. 2021, Eq. 6). Everything
 # in it is known except the score $\nabla_x\log p_t$ of the noised data: learning the score at every
-# noise level (notebook 05) is what makes generation possible. For a Gaussian mixture
+# noise level (notebook 06) is what makes generation possible. For a Gaussian mixture
 # $p_0 = \sum_k w_k\mathcal N(\mu_k, s_k^2)$ the marginal is again a mixture,
 # $p_t = \sum_k w_k\mathcal N(m\mu_k, m^2 s_k^2 + s^2)$ (`S.marginal_mixture`), so its score is exact
 # (`S.mixture_score`): the sampler can be checked by itself, without a network.
@@ -166,7 +166,7 @@ ax.set(xlabel="T (DDPM steps)", ylabel="largest kernel gap", title="DDPM -> VP S
 # **Euler–Maruyama** on the grid $t_0 = 1 > t_1 > \dots > t_K = \epsilon$ ($\epsilon = 10^{-3}$):
 # $x \leftarrow x - [f - g^2 s]\,\Delta t + g\sqrt{\Delta t}\,z$, no noise in the last step.
 #
-# **Check.** Sample the three-mode toy of notebook 05 from the prior $\mathcal N(0, I)$:
+# **Check.** Sample the three-mode toy of notebook 06 from the prior $\mathcal N(0, I)$:
 # (i) the fraction of samples per mode (`metrics.mode_fractions`) is the weight within 5 binomial
 # s.e.; (ii) the unbiased MMD$^2$ (Gretton et al. 2012, "A Kernel Two-Sample Test"; Gaussian kernel
 # of width 0.2, the scale of the modes) between the samples and fresh data, averaged over batches,
@@ -451,7 +451,7 @@ ax.legend();
 #
 # ## 5. Why Langevin dynamics leaves its target invariant
 #
-# Notebook 05 used Langevin dynamics $dx = \nabla\log\pi(x)\,dt + \sqrt2\,dW$ and stated that $\pi$ is
+# Notebook 06 used Langevin dynamics $dx = \nabla\log\pi(x)\,dt + \sqrt2\,dW$ and stated that $\pi$ is
 # its stationary law. Its Fokker–Planck equation is
 #
 # $$\partial_t p = -\nabla\cdot(p\nabla\log\pi) + \Delta p = \nabla\cdot\Big(p\,\nabla\log\frac{p}{\pi}\Big),$$
@@ -572,7 +572,7 @@ ax.set(xlabel="t", ylabel="KL(p_t || pi)", title="Fokker-Planck: KL decreases");
 #
 # **Relation to the other parameterizations.** With $p_t$ the law of $x_t$, Tweedie's formula for
 # the Gaussian part $(1-t)x_0$ gives $E[x_0\mid x_t] = -(1-t)\nabla\log p_t(x_t)$
-# ($\varepsilon$-prediction is a scaled score, as in notebook 05), and $x_t = (1-t)E[x_0\mid x_t] +
+# ($\varepsilon$-prediction is a scaled score, as in notebook 06), and $x_t = (1-t)E[x_0\mid x_t] +
 # t\,E[x_1\mid x_t]$ gives the data prediction. Hence
 #
 # $$u_t(x) = E[x_1\mid x_t = x] - E[x_0\mid x_t = x] = \frac{E[x_1\mid x_t = x] - x}{1 - t}
@@ -796,4 +796,4 @@ for ax, w in zip(axes, guidance_weights):
 # - Classifier-free guidance follows $(1+w)$ times the conditional score minus $w$ times the
 #   unconditional one: agreement with the label rises with $w$, diversity falls (measured on digits).
 #
-# Not covered here: a trained score's ODE likelihood compared with the DDPM ELBO of notebook 04.
+# Not covered here: a trained score's ODE likelihood compared with the DDPM ELBO of notebook 05.

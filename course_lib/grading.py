@@ -26,7 +26,52 @@ import torch
 
 from course_lib.exercises import Exercise, cases, exercises, register
 
-__all__ = ["Exercise", "register", "check", "exercises", "cases"]
+__all__ = ["Exercise", "register", "check", "check_prediction", "exercises", "cases"]
+
+
+# ---------------------------------------------------------------------------------------------
+# check_prediction: the visible check of a "predict, then run" question
+# ---------------------------------------------------------------------------------------------
+
+
+def check_prediction(prediction: Any, choices: str) -> str:
+    """Validate a predict-then-run answer before the run, without saying whether it is right.
+
+    The visible check of every "predict, then run" exercise: the student sets ``prediction`` to one
+    letter before running the cells that compute the answer. This accepts any valid letter and
+    prints that it was recorded; whether it is *correct* is a hidden test in the notebook, so the
+    visible check gives nothing away.
+
+    Parameters
+    ----------
+    prediction : str or None
+        The student's answer; ``None`` (the student version's placeholder) means not attempted.
+    choices : str
+        The valid letters, e.g. ``"abc"``.
+
+    Returns
+    -------
+    str
+        ``prediction``, unchanged.
+
+    Raises
+    ------
+    NotImplementedError
+        ``prediction`` is ``None`` (nbgrader and ``course.py lab --student --headless`` report the
+        exercise as not attempted).
+    ValueError
+        ``prediction`` is not one of ``choices`` (the message lists them and what came), or
+        ``choices`` is empty or not made of distinct single letters.
+    """
+    if not isinstance(choices, str) or not choices or len(set(choices)) != len(choices):
+        raise ValueError(f"choices: expected a string of distinct letters such as 'abc', got {choices!r}")
+    options = ", ".join(repr(c) for c in choices)
+    if prediction is None:
+        raise NotImplementedError(f"set prediction to one of {options}")
+    if not isinstance(prediction, str) or len(prediction) != 1 or prediction not in choices:
+        raise ValueError(f"prediction: expected one of {options}, got {prediction!r}")
+    print(f"prediction recorded: {prediction!r} (graded after the run)")
+    return prediction
 
 
 # ---------------------------------------------------------------------------------------------

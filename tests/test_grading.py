@@ -328,3 +328,27 @@ def test_bad_arguments():
 
 def test_no_expected_helper_that_would_leak_solutions():
     assert not hasattr(grading, "expected")
+
+
+def test_check_prediction_accepts_any_valid_letter_and_gives_nothing_away(capsys):
+    for letter in "abcd":
+        assert grading.check_prediction(letter, "abcd") == letter
+        out = capsys.readouterr().out
+        assert out == f"prediction recorded: {letter!r} (graded after the run)\n"
+
+
+def test_check_prediction_placeholder_is_not_attempted():
+    with pytest.raises(NotImplementedError, match="set prediction to one of 'a', 'b', 'c'"):
+        grading.check_prediction(None, "abc")
+
+
+@pytest.mark.parametrize("bad", ["d", "A", "ab", "", 1, ["a"]])
+def test_check_prediction_rejects_other_answers_with_a_clear_error(bad):
+    with pytest.raises(ValueError, match=r"prediction: expected one of 'a', 'b', 'c', got"):
+        grading.check_prediction(bad, "abc")
+
+
+@pytest.mark.parametrize("choices", ["", "aa", None, ["a", "b"]])
+def test_check_prediction_bad_choices(choices):
+    with pytest.raises(ValueError, match="choices"):
+        grading.check_prediction("a", choices)

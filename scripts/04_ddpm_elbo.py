@@ -525,9 +525,9 @@ assert abs(direct.mean() - split.mean()) < 5 * se
 #
 # What they show, asserted below: the bars add up to the $-\mathrm{ELBO}$ printed above (float precision);
 # every KL term is $\ge 0$ for every data point (a KL); $L_0$ is negative, because the decoder is a
-# continuous density (its variance $\tilde\beta$ at index 0 is tiny, and the data's modes are sharp, so its
-# density exceeds 1); the consistency cost sits at low noise: $L_1 + \dots + L_5$ exceeds the sum of the
-# other fourteen KL terms (5 standard errors of each sum to spare); and $L_T$ is negligible
+# continuous density (its variance, $\tilde\beta$ clipped at index 0, is small and the data's modes are sharp,
+# so its density at the data exceeds 1); the consistency cost sits at low noise: $L_1 + \dots + L_5$ exceeds
+# the sum of the other fourteen KL terms (5 standard errors of each sum to spare); and $L_T$ is negligible
 # ($< 10^{-4}$ nats for every point, section 3).
 
 # %%

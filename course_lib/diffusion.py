@@ -1760,4 +1760,85 @@ def noised_mixture(mixture, schedule: NoiseSchedule, t: int):
     return mixture.scale(math.sqrt(ab)).convolve(math.sqrt(1 - ab))
 
 
-__all__ += ["variance_recursion", "scaled_chain", "noised_mixture"]
+def reverse_conditional(mixture, schedule: NoiseSchedule, t: int, xt: torch.Tensor):
+    r"""The true reverse step :math:`q(x_{t-1} \mid x_t)` of data from a Gaussian mixture, in closed form.
+
+    Unlike the forward posterior :math:`q(x_{t-1} \mid x_t, x_0)`, the reverse conditional without
+    :math:`x_0` depends on the data distribution. By Bayes' rule
+    :math:`q(x_{t-1} \mid x_t) \propto q(x_{t-1})\,q(x_t \mid x_{t-1})`, where :math:`q(x_{t-1})` is
+    the noised mixture :math:`\sum_k w_k \mathcal N(m_k, \mathrm{diag}\,v_k)` (:func:`noised_mixture`;
+    at the paper's :math:`t = 1` the data itself) and
+    :math:`q(x_t \mid x_{t-1}) = \mathcal N(x_t; \sqrt{\alpha_t}\,x_{t-1}, \beta_t I)`. Each component
+    times this Gaussian likelihood is again Gaussian, so the result is a mixture with
+
+    .. math::  \frac{1}{v'_k} = \frac{1}{v_k} + \frac{\alpha_t}{\beta_t},\quad
+               m'_k = v'_k\Big(\frac{m_k}{v_k} + \frac{\sqrt{\alpha_t}\,x_t}{\beta_t}\Big),\quad
+               w'_k \propto w_k\,\mathcal N\big(x_t;\ \sqrt{\alpha_t}\,m_k,\ \mathrm{diag}(\alpha_t v_k + \beta_t)\big).
+
+    It is multimodal when the step is large (the likelihood is broad, so the modes of
+    :math:`q(x_{t-1})` survive) and close to a Gaussian when :math:`\beta_t` is small, which is why
+    Gaussian reverse steps :math:`p_\theta(x_{t-1} \mid x_t)` can work (Sohl-Dickstein et al. 2015).
+
+    Parameters
+    ----------
+    mixture : course_lib.toy.GaussianMixture
+        The data distribution :math:`q(x_0)`, dimension ``D``.
+    schedule : NoiseSchedule
+    t : int
+        **0-based** step in ``[0, T-1]``: index ``t`` is the paper's step ``t+1``, and the result is
+        the law of the paper's :math:`x_t` (index ``t-1``; the data at ``t = 0``) given the paper's
+        :math:`x_{t+1}`.
+    xt : tensor (D,) or (1, D)
+        The conditioning state (floating point); the result is in its dtype and on its device.
+
+    Returns
+    -------
+    course_lib.toy.GaussianMixture
+        ``K`` components with diagonal covariances (``stds`` ``(K, D)``), weights summing to one.
+
+    Raises
+    ------
+    TypeError
+        ``mixture`` not a GaussianMixture; ``schedule`` not a NoiseSchedule; ``xt`` not a
+        floating-point tensor.
+    ValueError
+        ``t`` not an int in ``[0, T-1]``; ``xt`` not of shape ``(D,)`` or ``(1, D)``.
+
+    References
+    ----------
+    Sohl-Dickstein et al. (2015), Section 2.2 (the reverse of a diffusion with small steps has the
+    same functional form); Ho et al. (2020), Eqs. 2 and 4; Bishop (2006), Eqs. 2.115-2.116 (the
+    product of Gaussians).
+    """
+    from course_lib.toy import GaussianMixture
+
+    if not isinstance(mixture, GaussianMixture):
+        raise TypeError(f"mixture: expected a course_lib.toy.GaussianMixture, got {type(mixture).__name__}")
+    _check_schedule(schedule)
+    T = schedule.num_steps
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < T:
+        raise ValueError(f"t: expected a 0-based step in [0, {T - 1}] (an int), got {t!r}")
+    if not isinstance(xt, torch.Tensor) or not xt.is_floating_point():
+        raise TypeError(f"xt: expected a floating-point torch.Tensor of shape ({mixture.dim},) or "
+                        f"(1, {mixture.dim}), got {type(xt).__name__}"
+                        + (f" of dtype {xt.dtype}" if isinstance(xt, torch.Tensor) else ""))
+    if tuple(xt.shape) not in ((mixture.dim,), (1, mixture.dim)):
+        raise ValueError(f"xt: expected shape ({mixture.dim},) or (1, {mixture.dim}) (one state of the "
+                         f"mixture's dimension), got {tuple(xt.shape)}")
+    x = xt.reshape(1, -1)
+    prev = mixture if t == 0 else noised_mixture(mixture, schedule, t - 1)     # q(x_{t-1}), paper's index
+    prev = prev.to(device=x.device, dtype=x.dtype)
+    a = float(schedule.alphas[t])
+    b = float(schedule.betas[t])
+    m, v = prev.means, prev.stds ** 2                                           # (K, D)
+    precision = 1 / v + a / b
+    var = 1 / precision
+    mean = var * (m / v + math.sqrt(a) * x / b)
+    like_var = a * v + b                                                        # law of x_t given component k
+    log_w = torch.log(prev.weights) - 0.5 * (((x - math.sqrt(a) * m) ** 2 / like_var)
+                                              + torch.log(2 * math.pi * like_var)).sum(1)
+    weights = torch.softmax(log_w, dim=0)
+    return GaussianMixture(mean, var.sqrt(), weights)
+
+
+__all__ += ["variance_recursion", "scaled_chain", "noised_mixture", "reverse_conditional"]

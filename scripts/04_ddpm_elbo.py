@@ -12,11 +12,13 @@
 # **What you will learn**
 #
 # - the forward transition $q(x_t \mid x_{t-1})$ and why its "magical scalars" $\sqrt{\alpha_t}$ and
-#   $1-\alpha_t$ keep the variance at 1 (seed 001);
+#   $1-\alpha_t$ keep the variance at 1 ([Chan 2024](../docs/bibliography.md#chan2024));
 # - the closed-form **diffusion kernel** $q(x_t \mid x_0)$, checked against simulating the chain;
 #   linear and cosine schedules, their $\bar\alpha_t$ and SNR, and how close $q(x_T)$ is to $\mathcal N(0, I)$;
-# - the **forward posterior** $q(x_{t-1} \mid x_t, x_0)$, derived and checked against Bayes' rule;
-# - the **ELBO** split into prior matching, consistency and reconstruction terms; KL of Gaussians as a
+# - the **forward posterior** $q(x_{t-1} \mid x_t, x_0)$, derived and checked against Bayes' rule, and the
+#   **true reverse step** $q(x_{t-1} \mid x_t)$: multimodal for large steps, nearly Gaussian for small ones;
+# - the **ELBO** split into prior matching, consistency and reconstruction terms (and the first form of
+#   the bound, with its consistency terms over two variables, against the rewritten one); KL of Gaussians as a
 #   squared error of means; the $x_0$-, $\varepsilon$- and mean-parameterizations; $L_\text{simple}$'s
 #   weights against the true ones;
 # - the **Bayes-optimal denoiser** of a Gaussian mixture, the exact answer that notebook 05's trained
@@ -36,6 +38,7 @@ import torch
 from course_lib import (
     course_seed,
     data,
+    divergences,
     gaussians,
     get_device,
     grading,
@@ -54,29 +57,33 @@ F64 = dict(dtype=torch.float64)
 print("device:", device)
 
 # %% [markdown]
-# ## 0. Notation, and how the seeds relate
+# ## 0. Notation, and how other texts write it
 #
-# We follow Ho et al. (2020) and seed 004: $q(x_t \mid x_{t-1}) = \mathcal N(\sqrt{1-\beta_t}\,x_{t-1},\ \beta_t I)$,
+# We follow [Ho et al. (2020)](../docs/bibliography.md#ho2020):
+# $q(x_t \mid x_{t-1}) = \mathcal N(\sqrt{1-\beta_t}\,x_{t-1},\ \beta_t I)$,
 # $\alpha_t = 1-\beta_t$, $\bar\alpha_t = \prod_{s=1}^t \alpha_s$, $t = 1, \dots, T$.
 #
 # | source | forward step | its symbols in ours |
 # |---|---|---|
-# | Ho et al., seed 004 | $\mathcal N(\sqrt{1-\beta_t}\,x_{t-1}, \beta_t I)$ | — |
-# | seed 001 (Chan) | $\mathcal N(\sqrt{\alpha_t}\,x_{t-1}, (1-\alpha_t) I)$; $a = \sqrt\alpha$, $b = \sqrt{1-\alpha}$ | same $\alpha_t$; $1-\alpha_t = \beta_t$ |
-# | seed 003 | writes $\beta_t, \alpha_t$ for standard deviations | its $\beta_t^2$ is our $\beta_t$ |
+# | Ho et al. (2020); [Nichol & Dhariwal (2021)](../docs/bibliography.md#nichol2021) | $\mathcal N(\sqrt{1-\beta_t}\,x_{t-1}, \beta_t I)$ | — |
+# | [Chan (2024)](../docs/bibliography.md#chan2024) | $\mathcal N(\sqrt{\alpha_t}\,x_{t-1}, (1-\alpha_t) I)$; $a = \sqrt\alpha$, $b = \sqrt{1-\alpha}$ | same $\alpha_t$; $1-\alpha_t = \beta_t$ |
+# | some texts | write $\beta_t, \alpha_t$ for standard deviations | their $\beta_t^2$ is our $\beta_t$ |
+# | some texts | $\mathcal N(\sqrt{\beta_{t-1}}\,x_{t-1}, (1-\beta_{t-1}) I)$, subscripts from 0, "$\beta$ from $10^{-4}$ to $0.02$" | their $\beta_{t-1}$ is our $\alpha_t$ (the fraction of variance kept); the range quoted is Ho et al.'s $\beta_t = 1 - \alpha_t$, i.e. one minus theirs (section 3) |
 # | code (`course_lib.diffusion`, improved-diffusion, diffusers) | arrays indexed by $i = t-1 \in \{0, \dots, T-1\}$ | index $i$ = paper step $t = i+1$ |
 #
-# Two typos in the seeds are caught by the Bayes check of section 4: seed 001 writes the posterior
-# variance with $1-\sqrt{\bar\alpha_{t-1}}$ (it is $1-\bar\alpha_{t-1}$), and seed 004 writes the
-# posterior as $\mathcal N(\tilde\mu_t, \beta_t I)$ and its $x_t$ coefficient with $\sqrt{1-\bar\beta_t}$
-# (they are $\tilde\beta_t$ and $\sqrt{\alpha_t}$).
+# Two common typos are caught by the Bayes check of section 5: writing the posterior variance with
+# $1-\sqrt{\bar\alpha_{t-1}}$ (it is $1-\bar\alpha_{t-1}$), and writing the posterior as
+# $\mathcal N(\tilde\mu_t, \beta_t I)$ with its $x_t$ coefficient $\sqrt{1-\bar\beta_t}$ (they are
+# $\tilde\beta_t$ and $\sqrt{\alpha_t}$; $\beta_t$ is Ho et al.'s other choice for the *model's* variance
+# $\sigma_t^2$, not the forward posterior's).
 #
-# **In code, $t$ is always the 0-based index.** `alphas_cumprod[i]` is the paper's $\bar\alpha_{i+1}$.
+# **In code, $t$ is always the 0-based index** (and every printed "index" is one); in formulas and
+# axis labels that say "paper $t$", $t$ is the paper's step. `alphas_cumprod[i]` is the paper's $\bar\alpha_{i+1}$.
 
 # %% [markdown]
 # ## 1. Forward transitions and the magical scalars
 #
-# Seed 001 writes one step as $x_t = a\,x_{t-1} + b\,\varepsilon_{t-1}$ with independent
+# Chan (2024) writes one step as $x_t = a\,x_{t-1} + b\,\varepsilon_{t-1}$ with independent
 # $\varepsilon \sim \mathcal N(0, I)$. Unrolling,
 #
 # $$x_t = a^t x_0 + \underbrace{b\,[\varepsilon_{t-1} + a\,\varepsilon_{t-2} + \dots + a^{t-1}\varepsilon_0]}_{w_t},
@@ -88,10 +95,15 @@ print("device:", device)
 # $b = \sqrt{1-a^2}$, i.e. $a = \sqrt{\alpha}$, $b = \sqrt{1-\alpha}$, and then $v_t = 1$ at
 # **every** step when $v_0 = 1$. Otherwise the variance settles at $b^2/(1-a^2)$, below 1 when $b$ is
 # too small and above 1 when $b$ is too large; with $a = 1$ (a random walk) it grows linearly,
-# $v_0 + t\,b^2$, without bound (and geometrically for $a > 1$).
+# $v_0 + t\,b^2$, without bound (and geometrically for $a > 1$). So "the variance vanishes or explodes"
+# is not what happens for $a < 1$: it neither vanishes nor explodes, it converges to the wrong value.
 #
-# Check: 4000 simulated chains from data $\pm 1$ ($v_0 = 1$), at steps 10, 100 and 1000, against the
-# formula, within 5 standard errors of a sample variance (estimated from the sample's fourth moment).
+# Check: the library's recursion `D.variance_recursion` ($v_t = a^2 v_{t-1} + b^2$, step by step)
+# equals the unrolled formula (to 1e-10 relative); at $t = 1000$ it has reached $b^2/(1-a^2)$ to 1e-7
+# relative when $a < 1$ ($a^{2000} \approx 2\cdot 10^{-9}$), and when $a = 1$ its increments are all
+# $b^2$ (to float precision): linear growth. Then 4000 simulated chains from data $\pm 1$
+# ($v_0 = 1$), at steps 10, 100 and 1000, against the formula, within 5 standard errors of a sample
+# variance (estimated from the sample's fourth moment).
 
 # %%
 def variance_formula(a, b, v0, t):
@@ -109,6 +121,15 @@ def sample_variance_se(x):
 n_sim = 4000
 settings = {"magical": (0.99, math.sqrt(1 - 0.99**2)), "b too small": (0.99, 0.05),
             "b too large": (0.99, 0.3), "a = 1": (1.0, 0.1)}
+for name, (a, b) in settings.items():
+    v_lib = torch.from_numpy(D.variance_recursion(a, b, 1.0, 1000))
+    v_formula = torch.tensor([variance_formula(a, b, 1.0, t) for t in range(1001)], **F64)
+    torch.testing.assert_close(v_lib, v_formula, rtol=1e-10, atol=0)
+    if a < 1:                                   # converges to the fixed point b^2 / (1 - a^2)
+        assert abs(v_lib[-1] - b * b / (1 - a * a)) < 1e-7 * b * b / (1 - a * a), name
+    else:                                       # a = 1: constant increments b^2, linear growth
+        torch.testing.assert_close(v_lib.diff(), torch.full((1000,), b * b, **F64), rtol=1e-12, atol=1e-12)
+print("variance_recursion: limits b^2/(1-a^2) reached for a < 1; increments b^2 for a = 1")
 print(f"{'setting':12s} {'a':>5s} {'b':>7s}  t: simulated Var[x_t] (formula)           limit")
 for name, (a, b) in settings.items():
     x = torch.where(torch.rand(n_sim, generator=gen, **F64) < 0.5, -1.0, 1.0)   # data with variance 1
@@ -170,7 +191,7 @@ for i in range(1000):                    # 0-based step i produces the paper's x
         checked.append((i, mean[0, 0].item(), x.mean(0)[0].item(), xq.mean(0)[0].item(),
                         var[0, 0].item(), x.var(0)[0].item(), xq.var(0)[0].item()))
 for i, m, me, mq, v, ve, vq in checked:
-    print(f"index {i:3d}: mean {m:+.4f} (chain {me:+.4f}, q_sample {mq:+.4f}), "
+    print(f"index {i:3d} (paper t = {i + 1:4d}): mean {m:+.4f} (chain {me:+.4f}, q_sample {mq:+.4f}), "
           f"variance {v:.5f} (chain {ve:.5f}, q_sample {vq:.5f})")
 
 # %% [markdown]
@@ -212,6 +233,12 @@ grading.check("q_sample", q_sample)
 # $\bar\alpha_{T-1} = \frac{f((T-1)/T)}{f(0)}(1 - 0.999)$ with $f(u) = \cos^2\big(\frac{u+s}{1+s}\frac\pi2\big)$
 # (0-based index $T-1$): every $\beta$ follows from $f$ except the last, which is clipped at 0.999
 # because $f(1) = 0$.
+#
+# The convention of section 0 that writes
+# $q(x_t \mid x_{t-1}) = \mathcal N(\sqrt{\beta_{t-1}}\,x_{t-1}, (1-\beta_{t-1})I)$ with subscripts from 0 has, for
+# DDPM's schedule, $\beta_0, \dots, \beta_{T-1}$ = our `alphas`, from $1 - 10^{-4}$ down to $0.98$; read
+# literally, "$\beta$ from $10^{-4}$ to $0.02$" in that convention would keep only $10^{-4}$ of the variance
+# in the first step. The cell checks the translation.
 
 # %%
 schedules = {"linear T=1000": sched_lin, "cosine T=1000": D.NoiseSchedule.cosine(1000),
@@ -223,8 +250,8 @@ for name, s in schedules.items():
     u = (torch.arange(s.num_steps) + 1) / s.num_steps
     axes[0].plot(u, s.alphas_cumprod, label=name)
     axes[1].plot(u, s.log_snr, label=name)
-axes[0].set(xlabel="t / T", ylabel="abar_t", title="abar_t")
-axes[1].set(xlabel="t / T", ylabel="log SNR_t", title="log SNR")
+axes[0].set(xlabel="paper t / T (code index t - 1)", ylabel="abar_t", title="abar_t")
+axes[1].set(xlabel="paper t / T (code index t - 1)", ylabel="log SNR_t", title="log SNR")
 axes[0].legend(fontsize=7);
 
 
@@ -246,6 +273,10 @@ assert abs(prior_kl(sched_lin, x_unit).item() / math.log(2) - 2.911295e-05) < 1e
 for s in schedules.values():                                       # the library's L_T is the same formula
     torch.testing.assert_close(D.prior_kl(s, x_unit), prior_kl(s, x_unit), rtol=1e-14, atol=0)
 assert schedules["linear T=100, not rescaled"].alphas_cumprod[-1] > 0.3       # the C5 pitfall
+beta_other = sched_lin.alphas         # the other convention's beta_0 .. beta_{T-1} (the fraction kept)
+assert beta_other[0] == 1 - 1e-4 and abs(beta_other[-1] - 0.98) < 1e-15 and (beta_other.diff() < 0).all()
+print(f"the other convention's beta_0 = {beta_other[0]:.4f}, beta_(T-1) = {beta_other[-1]:.4f} "
+      f"(ours: beta_1 = {sched_lin.betas[0]:.0e}, beta_T = {sched_lin.betas[-1]:.2f})")
 
 
 def cosine_abar_last(T, s=0.008, max_beta=0.999):
@@ -310,7 +341,7 @@ widgets.noised_marginals_explorer(grid_std, sched, images)
 #
 # Check against Bayes' rule itself, pointwise in 1-D: $q(x_t \mid x_{t-1})\,q(x_{t-1} \mid x_0)/q(x_t \mid x_0)$
 # on a grid of $x_{t-1}$ must equal $\mathcal N(x_{t-1}; \tilde\mu_t, \tilde\beta_t)$, and it must
-# integrate to 1. The seeds' typos fail the same check.
+# integrate to 1. The two common typos of section 0 fail the same check.
 
 # %%
 def normal_pdf(x, mean, var):
@@ -328,17 +359,17 @@ for i in (1, 10, 50, 90):                               # 0-based; the paper's t
     closed = normal_pdf(grid_1d, mean[0, 0], var[0, 0])
     assert abs(torch.trapezoid(bayes, grid_1d).item() - 1) < 1e-6
     assert (bayes - closed).abs().max() < 1e-8 * closed.max()
-    typo_001 = (1 - a_t) * (1 - ab_prev.sqrt()) / (1 - ab)          # seed 001's variance
-    typo_004 = normal_pdf(grid_1d, mean[0, 0], b_t)                 # seed 004's N(mu~, beta_t)
-    assert (normal_pdf(grid_1d, mean[0, 0], typo_001) - bayes).abs().max() > 1e-3 * closed.max()
-    assert (typo_004 - bayes).abs().max() > 1e-3 * closed.max()
-    print(f"index {i}: Bayes = N(mu~={mean[0, 0]:+.5f}, beta~={var[0, 0]:.3e}) to 1e-8; "
-          f"seed 001's variance {typo_001:.3e}, seed 004's {b_t:.3e} do not match")
+    typo_sqrt = (1 - a_t) * (1 - ab_prev.sqrt()) / (1 - ab)         # typo: 1 - sqrt(abar_{t-1})
+    typo_beta = normal_pdf(grid_1d, mean[0, 0], b_t)                # typo: N(mu~, beta_t)
+    assert (normal_pdf(grid_1d, mean[0, 0], typo_sqrt) - bayes).abs().max() > 1e-3 * closed.max()
+    assert (typo_beta - bayes).abs().max() > 1e-3 * closed.max()
+    print(f"index {i} (paper t = {i + 1}): Bayes = N(mu~={mean[0, 0]:+.5f}, beta~={var[0, 0]:.3e}) to 1e-8; "
+          f"typos' variances {typo_sqrt:.3e} (1 - sqrt(abar)) and {b_t:.3e} (beta_t) do not match")
 
 # %% [markdown]
-# At index 0 (the paper's $t = 1$) $\bar\alpha_0 := 1$, so $\tilde\beta = 0$ and the posterior is a
-# point mass at $x_0$: the library returns mean $x_0$, variance exactly 0, and a finite, clipped
-# log-variance.
+# At the paper's $t = 1$ (code index 0), $\bar\alpha_{t-1} = \bar\alpha_0 := 1$ (the empty product), so
+# $\tilde\beta_1 = 0$ and the posterior is a point mass at $x_0$: the library returns mean $x_0$,
+# variance exactly 0, and a finite, clipped log-variance.
 
 # %%
 mean, var, logvar = D.q_posterior_mean_variance(sched, x0_s[:, None], xt_s[:, None], torch.tensor([0]))
@@ -371,11 +402,76 @@ def q_posterior(x0, xt, t, betas):
 grading.check("q_posterior", q_posterior)
 
 # %% [markdown]
+# ### The true reverse step $q(x_{t-1} \mid x_t)$: why Gaussian reverse steps work
+#
+# Sampling has no $x_0$ to condition on. The reverse step it needs is
+# $q(x_{t-1} \mid x_t) = \int q(x_{t-1} \mid x_t, x_0)\,q(x_0 \mid x_t)\,dx_0 \propto q(x_{t-1})\,q(x_t \mid x_{t-1})$,
+# which depends on the data distribution through the marginal $q(x_{t-1})$, and is in general not Gaussian.
+# For mixture data it is in closed form: $q(x_{t-1}) = \sum_k w_k \mathcal N(m_k, v_k)$ is the noised
+# mixture (section 4), and each component times the likelihood $\mathcal N(x_t; \sqrt{\alpha_t}x_{t-1}, \beta_t)$,
+# a Gaussian in $x_{t-1}$, is Gaussian (the product rule of section 5):
+#
+# $$q(x_{t-1} \mid x_t) = \sum_k w'_k\,\mathcal N(m'_k, v'_k),\quad
+#   \frac{1}{v'_k} = \frac{1}{v_k} + \frac{\alpha_t}{\beta_t},\quad
+#   m'_k = v'_k\Big(\frac{m_k}{v_k} + \frac{\sqrt{\alpha_t}\,x_t}{\beta_t}\Big),\quad
+#   w'_k \propto w_k\,\mathcal N(x_t;\ \sqrt{\alpha_t}\,m_k,\ \alpha_t v_k + \beta_t)$$
+#
+# (`D.reverse_conditional`, tested against Bayes' rule by quadrature). As a function of $x_{t-1}$ the
+# likelihood is a bump of width $\sqrt{\beta_t/\alpha_t}$ around $x_t/\sqrt{\alpha_t}$. **Large step:** the bump is
+# wide, every mode of $q(x_{t-1})$ under it survives, and the reverse step is multimodal. **Small step:** the
+# bump is narrow, $\log q(x_{t-1})$ is nearly linear across it (a first-order Taylor expansion), and a
+# Gaussian times the exponential of a linear function is Gaussian, its mean shifted by
+# $\frac{\beta_t}{\alpha_t}\nabla\log q$ (the score). This is why
+# [Sohl-Dickstein et al. (2015)](../docs/bibliography.md#sohldickstein2015) and Ho et al. (2020) can model each
+# reverse step as a Gaussian $p_\theta(x_{t-1} \mid x_t)$, provided the steps are many and small ($T = 1000$).
+#
+# Check on 1-D data with two modes at $\pm 0.98$ (std 0.2, variance 1): the cosine schedule with $T = 5$
+# (coarse) and $T = 1000$ (fine), at the **same noise level** (paper $t = 2$ of 5 and $t = 400$ of 1000,
+# both $u = t/T = 0.4$, the same $\bar\alpha_t$), given $x_t \in \{0, 0.5, 1\}$. We count the modes (local
+# maxima of the density on a grid of 20 001 points) and measure the distance to a Gaussian,
+# $\mathrm{KL}\big(q(x_{t-1} \mid x_t)\,\|\,\mathcal N(\text{its mean}, \text{its variance})\big)$, by the
+# trapezoid rule (`divergences.kl_divergence_1d`; the density integrates to 1 within 1e-9 on that grid).
+# Asserted: coarse, 2 modes and a KL above 0.04 nats at every $x_t$; fine, 1 mode and a KL below
+# $10^{-6}$ nats.
+
+# %%
+bimodal = toy.bimodal_1d(2 * math.sqrt(0.96), std=0.2, dtype=torch.float64)        # variance 1
+coarse, fine = D.NoiseSchedule.cosine(5), D.NoiseSchedule.cosine(1000)
+cases = [("coarse, T = 5", coarse, 1), ("fine, T = 1000", fine, 399)]       # 0-based: paper t = 2 and 400
+assert abs(coarse.alphas_cumprod[1] - fine.alphas_cumprod[399]) < 1e-12      # the same noise level
+x_conditions = (0.0, 0.5, 1.0)
+print(f"{'schedule':16s} {'beta_t':>8s} {'x_t':>4s} {'modes':>5s}  KL to moment-matched Gaussian (nats)")
+for name, s, i in cases:
+    for x_cond in x_conditions:
+        rc = D.reverse_conditional(bimodal, s, i, torch.tensor([x_cond], **F64))
+        m_fit, s_fit = divergences.forward_kl_fit(rc)                 # moment matching
+        gauss = toy.GaussianMixture(torch.tensor([[m_fit]], **F64), s_fit)
+        xs = divergences.quadrature_grid(rc, gauss, num_points=20_001)
+        dens = rc.log_prob(xs[:, None]).exp()
+        n_modes = int(((dens[1:-1] > dens[:-2]) & (dens[1:-1] > dens[2:])).sum())
+        kl_gauss = divergences.kl_divergence_1d(rc.log_prob(xs[:, None]), gauss.log_prob(xs[:, None]), xs)
+        assert abs(torch.trapezoid(dens, xs).item() - 1) < 1e-9
+        print(f"{name:16s} {s.betas[i].item():8.4f} {x_cond:4.1f} {n_modes:5d}  {kl_gauss:.2e}")
+        if s is coarse:
+            assert n_modes == 2 and kl_gauss > 0.04, (x_cond, n_modes, kl_gauss)
+        else:
+            assert n_modes == 1 and kl_gauss < 1e-6, (x_cond, n_modes, kl_gauss)
+
+# %% [markdown]
+# Solid: the true reverse step given each $x_t$; dashed: the Gaussian with its mean and variance (the
+# best a Gaussian $p_\theta$ can do in KL); grey: the marginal $q(x_{t-1})$. With one large step the two
+# modes of $q(x_{t-1})$ survive; with 200 times as many steps between the same noise levels the reverse
+# step is a Gaussian, to the eye and to $10^{-6}$ nats.
+
+# %%
+widgets.plot_reverse_conditionals(bimodal, cases, x_conditions);
+
+# %% [markdown]
 # ## 6. The ELBO: prior matching, consistency, reconstruction
 #
 # With the forward chain as the "encoder", Jensen's inequality gives
 # $\log p_\theta(x_0) \ge \mathbb E_{q(x_{1:T} \mid x_0)}\big[\log p_\theta(x_{0:T}) - \log q(x_{1:T} \mid x_0)\big]$.
-# Rewriting $q(x_t \mid x_{t-1}) = q(x_{t-1} \mid x_t, x_0)\,q(x_t \mid x_0)/q(x_{t-1} \mid x_0)$ (seed 001)
+# Rewriting $q(x_t \mid x_{t-1}) = q(x_{t-1} \mid x_t, x_0)\,q(x_t \mid x_0)/q(x_{t-1} \mid x_0)$ (Chan 2024)
 # makes the sum telescope into
 #
 # $$-\mathrm{ELBO} = \underbrace{\mathrm{KL}(q(x_T \mid x_0)\,\|\,p(x_T))}_{L_T:\ \text{prior matching}}
@@ -411,11 +507,133 @@ sched20 = D.NoiseSchedule.cosine(20)
 opt20 = D.optimal_eps_model(grid_std.to(torch.float64), sched20)
 x0_elbo = grid_std.to(torch.float64).sample(4000, generator=gen)
 direct = elbo_by_chains(sched20, opt20, x0_elbo, gen)
-split = D.vlb_terms(sched20, opt20, x0_elbo, generator=gen).total
+vlb20 = D.vlb_terms(sched20, opt20, x0_elbo, generator=gen)
+split = vlb20.total
 se = math.sqrt(direct.var() / 4000 + split.var() / 4000)
 print(f"-ELBO: chains {direct.mean():.3f} (se {direct.std() / 63.25:.3f}), "
       f"decomposed {split.mean():.3f} (se {split.std() / 63.25:.3f}) nats")
 assert abs(direct.mean() - split.mean()) < 5 * se
+
+# %% [markdown]
+# ### The terms, step by step
+#
+# The bars are the means over the 4000 data points of each term of the bound just computed (error bars:
+# one standard error). **Axis convention:** the bar at $i$ is the paper's $L_i$, i.e. code column
+# $i$ of `vlb_terms(...).terms`: $L_0$ is the decoder (green), $L_i$ for $i \ge 1$ the KL of the step from the
+# paper's $x_{i+1}$ to $x_i$ (blue; in the formula above, $L_{t-1}$ with paper $t = i+1$), and the last bar,
+# at $i = T$, the prior term $L_T$ (red).
+#
+# What they show, asserted below: the bars add up to the $-\mathrm{ELBO}$ printed above (float precision);
+# every KL term is $\ge 0$ for every data point (a KL); $L_0$ is negative, because the decoder is a
+# continuous density (its variance, $\tilde\beta$ clipped at index 0, is small and the data's modes are sharp,
+# so its density at the data exceeds 1); the consistency cost sits at low noise: $L_1 + \dots + L_5$ exceeds
+# the sum of the other fourteen KL terms (5 standard errors of each sum to spare); and $L_T$ is negligible
+# ($< 10^{-4}$ nats for every point, section 3).
+
+# %%
+per_t = vlb20.terms
+torch.testing.assert_close(vlb20.prior + per_t.sum(1), split, rtol=1e-12, atol=1e-12)
+assert (per_t[:, 1:] >= 0).all() and per_t[:, 0].mean() < 0 and (vlb20.prior < 1e-4).all()
+low, high = per_t[:, 1:6].sum(1), per_t[:, 6:].sum(1)
+se_low, se_high = low.std() / math.sqrt(len(low)), high.std() / math.sqrt(len(high))
+print(f"L_1..L_5: {low.mean():.3f} (se {se_low:.3f}) nats; L_6..L_{sched20.num_steps - 1}: "
+      f"{high.mean():.3f} (se {se_high:.3f}); L_0 = {per_t[:, 0].mean():.3f}; L_T = {vlb20.prior.mean():.1e}")
+assert low.mean() - 5 * se_low > high.mean() + 5 * se_high
+widgets.plot_vlb_terms(vlb20, title=f" (cosine T = {sched20.num_steps}, exact eps*, 4000 points)");
+
+# %% [markdown]
+# ### The first form of the bound, and why it is rewritten
+#
+# Grouping the log-ratio by forward steps instead of by reverse ones gives the first form of the bound in
+# Chan (2024), after [Luo (2022)](../docs/bibliography.md#luo2022): writing
+# $\log\frac{p_\theta(x_{0:T})}{q(x_{1:T} \mid x_0)} = \log p_\theta(x_0 \mid x_1)
+#  + \log\frac{p(x_T)}{q(x_T \mid x_{T-1})}
+#  + \sum_{t=1}^{T-1}\log\frac{p_\theta(x_t \mid x_{t+1})}{q(x_t \mid x_{t-1})}$,
+#
+# $$-\mathrm{ELBO} = -\mathbb E_{q(x_1 \mid x_0)}\log p_\theta(x_0 \mid x_1)
+#   + \mathbb E_{q(x_{T-1} \mid x_0)}\mathrm{KL}\big(q(x_T \mid x_{T-1})\,\|\,p(x_T)\big)
+#   + \sum_{t=1}^{T-1}\mathbb E_{q(x_{t-1}, x_t, x_{t+1} \mid x_0)}
+#     \Big[\log\frac{q(x_t \mid x_{t-1})}{p_\theta(x_t \mid x_{t+1})}\Big]:$$
+#
+# each **consistency term** compares the forward step into $x_t$ with the reverse step into $x_t$. Each
+# involves three states. Integrating out $x_t$ leaves an expectation over two variables,
+# $(x_{t-1}, x_{t+1}) \sim q(x_{t-1}, x_{t+1} \mid x_0)$, of an inner expectation over
+# $q(x_t \mid x_{t-1}, x_{t+1}) \propto q(x_t \mid x_{t-1})\,q(x_{t+1} \mid x_t)$, the forward "bridge": a Gaussian with
+# $1/v_b = 1/\beta_t + \alpha_{t+1}/\beta_{t+1}$ and mean
+# $v_b\big(\sqrt{\alpha_t}x_{t-1}/\beta_t + \sqrt{\alpha_{t+1}}x_{t+1}/\beta_{t+1}\big)$.
+# Both log-densities are quadratic in $x_t$, so the inner expectation is in closed form, a difference of two
+# Gaussian cross-entropies. The term is often written
+# $\mathbb E_{q(x_{t-1}, x_{t+1} \mid x_0)}\mathrm{KL}\big(q(x_t \mid x_{t-1})\,\|\,p_\theta(x_t \mid x_{t+1})\big)$;
+# that reading draws $x_t$ from $q(x_t \mid x_{t-1})$ **independently** of $x_{t+1}$, but $x_{t+1}$ is made from
+# $x_t$, so it is a different number, not the bound.
+#
+# The form above conditions the other way, on $x_0$: each consistency term is an expectation over **one**
+# variable $x_t$ of a closed-form KL,
+# $\mathbb E_{q(x_t \mid x_0)}\mathrm{KL}(q(x_{t-1} \mid x_t, x_0)\,\|\,p_\theta(x_{t-1} \mid x_t))$.
+#
+# Check on the same 4000 points, $T = 20$ and exact $\varepsilon^*$ (one draw per term and point, as
+# `vlb_terms` does): (1) the first form, estimated plainly (draw $x_{t-1} \sim q(\cdot \mid x_0)$, then
+# $x_t$ and $x_{t+1}$ forward, average the log-ratio) and with the bridge integrated out, agrees with the
+# rewritten form (`split` above) within 5 standard errors; (2) the independent-KL reading does not: it is
+# larger by more than 10 standard errors; (3) the rewritten estimator's variance is less than half the plain
+# first form's (5 standard errors of each sample variance to spare). Integrating $x_t$ out over the bridge
+# removes most of that extra variance too; the rewritten form gets it for free, and its terms are KLs of
+# Gaussians, i.e. weighted squared errors of means (next subsection), which is what makes training a
+# regression.
+
+# %%
+def expected_log_normal(mean_b, var_b, mean, var):
+    """E log N(x; mean, var) over x ~ N(mean_b, var_b), summed over dimensions (nats)."""
+    return (-0.5 * torch.log(2 * math.pi * var) - ((mean_b - mean) ** 2 + var_b) / (2 * var)).sum(1)
+
+
+def elbo_first_form(schedule, model, x0, generator):
+    """-ELBO per example by the first form: (plain, bridge, independent-KL reading), one draw per term."""
+    N, T_ = x0.shape[0], schedule.num_steps
+    a, b, zeros = schedule.alphas, schedule.betas, torch.zeros_like(x0)
+
+    def from_x0(k):                              # the paper's x_k ~ q(x_k | x0)
+        return x0 if k == 0 else D.q_sample(schedule, x0, torch.full((N,), k - 1), generator=generator)
+
+    def forward(x, i):                           # one forward step with 0-based index i
+        return a[i].sqrt() * x + b[i].sqrt() * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+
+    out = D.p_mean_variance(schedule, model, from_x0(1), torch.zeros(N, dtype=torch.long))
+    ends = -gaussians.gaussian_log_likelihood(x0, out.mean, out.log_variance)          # reconstruction
+    ends = ends + gaussians.gaussian_kl(a[-1].sqrt() * from_x0(T_ - 1), b[-1].log().expand_as(x0),
+                                        zeros, zeros).sum(1)                           # prior matching
+    plain, bridge, independent = ends.clone(), ends.clone(), ends.clone()
+    for t in range(1, T_):                       # paper t: q(x_t | x_{t-1}) has index t-1, p(x_t | x_{t+1}) index t
+        x_prev = from_x0(t - 1)
+        x_t = forward(x_prev, t - 1)
+        x_next = forward(x_t, t)
+        p = D.p_mean_variance(schedule, model, x_next, torch.full((N,), t))
+        q_mean, q_var = a[t - 1].sqrt() * x_prev, b[t - 1].expand_as(x0)
+        plain += (gaussians.gaussian_log_likelihood(x_t, q_mean, q_var.log())
+                  - gaussians.gaussian_log_likelihood(x_t, p.mean, p.log_variance))
+        var_b = (1 / (1 / b[t - 1] + a[t] / b[t])).expand_as(x0)
+        mean_b = var_b * (q_mean / b[t - 1] + a[t].sqrt() * x_next / b[t])
+        bridge += (expected_log_normal(mean_b, var_b, q_mean, q_var)
+                   - expected_log_normal(mean_b, var_b, p.mean, p.variance.expand_as(x0)))
+        independent += gaussians.gaussian_kl(q_mean, q_var.log(), p.mean, p.log_variance.expand_as(x0)).sum(1)
+    return plain, bridge, independent
+
+
+first_plain, first_bridge, first_independent = elbo_first_form(sched20, opt20, x0_elbo, gen)
+n_elbo = x0_elbo.shape[0]
+print(f"{'-ELBO estimator':36s} {'mean':>8s} {'se':>6s} {'variance':>9s} {'se':>6s}")
+for name, est in (("rewritten (split, above)", split), ("first form, plain", first_plain),
+                  ("first form, bridge integrated", first_bridge), ("first form, independent KL", first_independent)):
+    v, v_se = sample_variance_se(est)
+    print(f"{name:36s} {est.mean():8.3f} {est.std() / math.sqrt(n_elbo):6.3f} {v:9.3f} {v_se:6.3f}")
+for est in (first_plain, first_bridge):                                     # (1) equal in expectation
+    assert abs(est.mean() - split.mean()) < 5 * math.sqrt(est.var() / n_elbo + split.var() / n_elbo)
+assert first_independent.mean() - split.mean() > 10 * math.sqrt(                # (2) not the bound
+    first_independent.var() / n_elbo + split.var() / n_elbo)
+(v_rew, se_rew), (v_plain, se_plain), (v_bridge, se_bridge) = (
+    sample_variance_se(e) for e in (split, first_plain, first_bridge))
+assert 2 * (v_rew + 5 * se_rew) < v_plain - 5 * se_plain                       # (3) lower variance
+assert 2 * (v_bridge + 5 * se_bridge) < v_plain - 5 * se_plain
 
 # %% [markdown]
 # ### KL of Gaussians as a squared error of means, and three parameterizations
@@ -496,8 +714,9 @@ for other in (by_mean, by_x0, by_eps):
 # Ho et al. drop the weight $\lambda_t = \beta_t^2/(2\sigma_t^2\alpha_t(1-\bar\alpha_t))$ and train on
 # $L_\text{simple} = \mathbb E_{t, x_0, \varepsilon}\|\varepsilon - \varepsilon_\theta(x_t, t)\|^2$
 # with $t$ uniform: every step counts the same. The true weights are much larger at small $t$
-# (seed 004: "this weight is often very large for small t's"), so $L_\text{simple}$ moves effort to
-# the noisier steps, which is what improves samples. (The cosine schedule's last weight is large
+# (Ho et al. 2020, Section 3.4: the small-$t$ terms train the network to remove very small amounts of noise,
+# and down-weighting them lets it focus on the harder denoising at larger $t$), so $L_\text{simple}$ moves
+# effort to the noisier steps, which is what improves samples. (The cosine schedule's last weight is large
 # too: its last $\beta$ is clipped at 0.999.)
 
 # %%
@@ -507,11 +726,12 @@ for name in ("linear T=1000", "cosine T=1000", "cosine T=100 (toy)"):
     k = torch.arange(1, s.num_steps)            # index >= 1: the KL terms (index 0 is the decoder)
     lam_small = s.betas[k] ** 2 / (2 * s.posterior_variance[k] * s.alphas[k] * (1 - s.alphas_cumprod[k]))
     lam_large = s.betas[k] / (2 * s.alphas[k] * (1 - s.alphas_cumprod[k]))
-    ax.plot(k / s.num_steps, lam_small, label=f"{name}, sigma^2 = beta~")
-    ax.plot(k / s.num_steps, lam_large, ls="--", label=f"{name}, sigma^2 = beta")
+    ax.plot((k + 1) / s.num_steps, lam_small, label=f"{name}, sigma^2 = beta~")      # paper t = index + 1
+    ax.plot((k + 1) / s.num_steps, lam_large, ls="--", label=f"{name}, sigma^2 = beta")
     assert lam_small[0] > 10 * lam_small.median() and lam_large[0] > 5 * lam_large.median()
 ax.axhline(1, color="k", lw=1, label="L_simple (lambda = 1)")
-ax.set(yscale="log", xlabel="t / T", ylabel="lambda_t", title="weight of ||eps - eps_theta||^2 in L_{t-1}")
+ax.set(yscale="log", xlabel="paper t / T (code index t - 1)", ylabel="lambda_t",
+       title="weight of ||eps - eps_theta||^2 in L_{t-1}")
 ax.legend(fontsize=6);
 
 # %% [markdown]
@@ -543,10 +763,11 @@ print(f"x0 recovered from x_t and the true eps; last cosine step: 1/sqrt(abar) =
 # ## 7. The Bayes-optimal denoiser of a mixture
 #
 # $L_\text{simple}$ is a regression, so its minimizer is $\varepsilon^*(x_t, t) = \mathbb E[\varepsilon \mid x_t]$.
-# For mixture data it is exact (`optimal_eps_model`, by Tweedie's formula). Seed 003's claim: the
+# For mixture data it is exact (`optimal_eps_model`, by Tweedie's formula). Likewise the
 # mean minimizing $\mathbb E\,\mathrm{KL}(q(x_{t-1} \mid x_t, x_0)\|p_\theta)$ is
 # $\mathbb E[\tilde\mu_t(x_t, x_0) \mid x_t] = \tilde\mu_t(x_t, \mathbb E[x_0 \mid x_t]) = \mathbb E[x_{t-1} \mid x_t]$
-# (seed 001's "denoise"), because $\tilde\mu_t$ is linear in $x_0$. Check it against the mixture's
+# (the minimum-mean-squared-error denoiser of Chan 2024), because a conditional mean minimizes an expected
+# squared error and $\tilde\mu_t$ is linear in $x_0$. Check it against the mixture's
 # own posterior mean (`GaussianMixture.posterior_mean`, an independent implementation): with
 # $y = x_t/\sqrt{\bar\alpha_t} = x_0 + \sigma\varepsilon$, $\sigma^2 = (1-\bar\alpha_t)/\bar\alpha_t$.
 
@@ -570,7 +791,8 @@ print("optimal eps model: x0_hat = E[x0 | x_t] and mu = E[x_{t-1} | x_t], max ab
 # - Only $x_t = \sqrt{\alpha_t}x_{t-1} + \sqrt{1-\alpha_t}\varepsilon$ keeps the variance at 1; then
 #   $q(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}x_0, (1-\bar\alpha_t)I)$ (checked by simulating the chain).
 # - The forward posterior is Gaussian with $\tilde\mu_t, \tilde\beta_t$ (checked pointwise against Bayes' rule;
-#   two seed typos fail the check).
+#   two common typos fail the check); the true reverse step $q(x_{t-1} \mid x_t)$ is a mixture, nearly
+#   Gaussian only when the step is small.
 # - $-\mathrm{ELBO} = L_T + \sum L_{t-1} + L_0$ (checked against the raw chain estimator); each
 #   $L_{t-1}$ is a weighted squared error of means, $x_0$'s or $\varepsilon$'s; $L_\text{simple}$ drops the weights.
 # - For mixture data the minimizer of $L_\text{simple}$ is known exactly:

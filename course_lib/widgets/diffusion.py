@@ -19,12 +19,13 @@ import torch
 from matplotlib.figure import Figure
 
 from course_lib import diffusion as D
-from course_lib import toy
+from course_lib import divergences, toy
 from course_lib.plotting import density_contours, image_grid, scatter_samples
 from course_lib.widgets.ui import checkbox, explorer, plot_defaults, slider
 
 __all__ = ["plot_magical_scalars", "magical_scalars_explorer", "plot_noised_marginals",
-           "noised_marginals_explorer", "plot_reverse_marginals", "reverse_marginals_explorer"]
+           "noised_marginals_explorer", "plot_reverse_marginals", "reverse_marginals_explorer",
+           "plot_reverse_conditionals", "plot_vlb_terms"]
 
 
 def plot_magical_scalars(a: float = 0.99, b: float = 0.3, magical: bool = True,
@@ -91,8 +92,9 @@ def magical_scalars_explorer() -> W.VBox:
     return explorer(
         plot_magical_scalars,
         "with b = sqrt(1 - a^2) the variance stays 1 and x_t forgets the two modes, becoming N(0, 1). "
-        "Untick the box: a smaller b makes the variance vanish toward b^2/(1-a^2) < 1, a larger b "
-        "inflates it, and a = 1 (a random walk) lets it grow without bound.",
+        "Untick the box: for a < 1 the variance converges to b^2/(1-a^2), below 1 when b is too "
+        "small and above 1 when b is too large; a = 1 (a random walk) makes it grow linearly, "
+        "1 + t b^2, without bound.",
         a=a, b=b, magical=magical,
     )
 
@@ -182,3 +184,80 @@ def reverse_marginals_explorer(path, mixture, schedule) -> W.VBox:
         "of the forward process (contours), splitting into 25 clusters late, at small t.",
         t=slider("t", -1, schedule.num_steps - 1, 1, units="0-based step, -1 = x_0", continuous=False),
     )
+
+
+def plot_reverse_conditionals(mixture, cases, xts, lim: float = 3.0, num_points: int = 2001) -> Figure:
+    """The true reverse step q(x_{t-1} | x_t) of a 1-D mixture, one panel per (schedule, step).
+
+    Each panel draws, for every conditioning value in ``xts``, the exact density
+    (:func:`course_lib.diffusion.reverse_conditional`, solid) and its moment-matched Gaussian
+    (:func:`course_lib.divergences.forward_kl_fit`, dashed), over the noised marginal q(x_{t-1})
+    (grey, :func:`course_lib.diffusion.noised_mixture`).
+
+    Parameters
+    ----------
+    mixture : course_lib.toy.GaussianMixture
+        1-D data distribution.
+    cases : sequence of (str, NoiseSchedule, int)
+        Panel title, schedule and **0-based** step ``t`` (the paper's step ``t + 1``: the panel shows
+        the law of the paper's x_t given x_{t+1}).
+    xts : sequence of float
+        Conditioning values of the paper's x_{t+1}.
+    lim : float
+        The x axis spans ``[-lim, lim]``.
+    """
+    if mixture.dim != 1:
+        raise ValueError(f"mixture: expected a 1-D mixture, got dimension {mixture.dim}")
+    x = torch.linspace(-lim, lim, num_points, dtype=torch.float64)
+    fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 3.6), layout="constrained",
+                             squeeze=False)
+    m64 = mixture.to(torch.float64)
+    for ax, (title, schedule, t) in zip(axes[0], cases):
+        prev = m64 if t == 0 else D.noised_mixture(m64, schedule, t - 1)
+        ax.fill_between(x.numpy(), prev.log_prob(x[:, None]).exp().numpy(), color="0.85", label="q(x_{t-1}) (marginal)")
+        for k, xt in enumerate(xts):
+            rc = D.reverse_conditional(m64, schedule, t, torch.tensor([float(xt)], dtype=torch.float64))
+            mean, std = divergences.forward_kl_fit(rc)
+            gauss = toy.GaussianMixture(torch.tensor([[mean]], dtype=torch.float64), std)
+            color = f"C{k}"
+            ax.plot(x, rc.log_prob(x[:, None]).exp(), color=color, label=f"q(x_{{t-1}} | x_t = {xt:g})")
+            ax.plot(x, gauss.log_prob(x[:, None]).exp(), color=color, ls="--", lw=1)
+        ab = float(schedule.alphas_cumprod[t])
+        ax.set(title=f"{title}: paper t = {t + 1} (index {t}), beta_t = {float(schedule.betas[t]):.3g}, "
+                     f"abar_t = {ab:.3f}", xlabel="x_{t-1} (paper's subscript)", ylabel="density")
+        ax.title.set_fontsize(8)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def plot_vlb_terms(terms, title: str = "") -> Figure:
+    """Bars of the mean of each term of the variational bound, in nats, as returned by
+    :func:`course_lib.diffusion.vlb_terms`.
+
+    The bar at ``i`` is the paper's L_i, the mean of column ``i`` of ``terms.terms`` (L_0 the
+    decoder; L_i for i >= 1 the KL of the step from the paper's x_{i+1} to x_i, code index ``i``),
+    and the last bar, at ``T``, the prior term L_T. Standard errors of the means are drawn as error bars.
+
+    Parameters
+    ----------
+    terms : course_lib.diffusion.VLBTerms
+        ``prior`` (N,), ``terms`` (N, T).
+    title : str
+        Appended to the figure's title.
+    """
+    per_t = terms.terms.detach().double().cpu()
+    n, T = per_t.shape
+    if n < 2:
+        raise ValueError(f"terms: expected at least 2 examples for standard errors, got {n}")
+    prior = terms.prior.detach().double().cpu()
+    means = torch.cat([per_t.mean(0), prior.mean()[None]])
+    ses = torch.cat([per_t.std(0), prior.std()[None]]) / math.sqrt(n)
+    fig, ax = plt.subplots(figsize=(8, 3.4), layout="constrained")
+    colors = ["tab:green"] + ["tab:blue"] * (T - 1) + ["tab:red"]
+    ax.bar(range(T + 1), means.numpy(), yerr=ses.numpy(), color=colors, capsize=1.5)
+    ax.set(xlabel="i of L_i (the paper's subscript; L_i for i >= 1 is code index i, the step "
+                  "from paper x_{i+1} to x_i)", ylabel="mean over data (nats)",
+           title=f"terms of -ELBO: L_0 (green), L_1..L_{T - 1} (blue), L_T (red){title}")
+    ax.title.set_fontsize(9)
+    ax.xaxis.label.set_fontsize(8)
+    return fig

@@ -65,3 +65,26 @@ def test_magical_scalars_explorer_never_offers_an_invalid_a():
     magical.value = True  # ticking it again clamps a to 1 instead of raising in the output
     assert a.value == 1.0
     assert "Traceback" not in str(box.children[-1].outputs)
+
+
+def test_plot_reverse_conditionals_and_vlb_terms():
+    mix = toy.bimodal_1d(2.0, std=0.2, dtype=torch.float64)
+    before = plt.get_fignums()
+    fig = widgets.plot_reverse_conditionals(
+        mix, [("coarse", D.NoiseSchedule.cosine(5), 1), ("fine", D.NoiseSchedule.cosine(1000), 0)], [0.0, 0.8])
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 4      # two densities, two Gaussians
+    plt.close(fig)
+    with pytest.raises(ValueError, match="mixture"):
+        widgets.plot_reverse_conditionals(toy.grid_mixture(), [("x", D.NoiseSchedule.cosine(5), 1)], [0.0])
+    sched = D.NoiseSchedule.cosine(6)
+    x0 = mix.sample(50, generator=torch.Generator().manual_seed(0))
+    terms = D.vlb_terms(sched, D.optimal_eps_model(mix, sched), x0)
+    fig = widgets.plot_vlb_terms(terms)
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert len(heights) == 7
+    torch.testing.assert_close(torch.tensor(heights[:6], dtype=torch.float64), terms.terms.mean(0))
+    assert heights[6] == pytest.approx(terms.prior.mean().item())
+    plt.close(fig)
+    assert plt.get_fignums() == before
+    with pytest.raises(ValueError, match="terms"):
+        widgets.plot_vlb_terms(D.VLBTerms(terms.prior[:1], terms.terms[:1], terms.total[:1]))

@@ -4,6 +4,11 @@ These three formulas carry the VAE's ELBO (notebook 02) and the DDPM variational
 04): the KL term of the ELBO is :func:`kl_standard_normal`, a Gaussian decoder's reconstruction term
 is :func:`gaussian_log_likelihood`, and every DDPM consistency term is :func:`gaussian_kl`.
 
+Full covariances (notebook 02): :func:`covariance_sqrt` (a factor A with A A^T = Sigma, by
+eigendecomposition or Cholesky, for sampling mu + A w), :func:`mean_field_gaussian` (the diagonal
+Gaussian closest to a full one in reverse KL, the best diagonal encoder of a Gaussian posterior)
+and :func:`covariance_ellipse` (the contours drawn in notebook 02).
+
 Numerics: ``logvar`` is **not clamped**. The formulas are written with differences of
 log-variances (``exp(logvar1 - logvar2)`` rather than a ratio of two ``exp``), ``expm1`` where a KL
 is near zero, and residuals scaled by ``exp(-logvar / 2)`` before squaring, so results stay finite

@@ -247,9 +247,9 @@ for n_mc in (10, 1000):
 # %% [markdown]
 # ## 2. The ELBO, two ways
 #
-# **By Jensen** (Kingma & Welling 2014, eq. 3; Prince 2023, chapter 17). For any distribution
-# $q(z\mid x)$ that is positive where $p(x, z)$ is, multiply and divide by it, then use that $\log$
-# is concave,
+# **By Jensen** (Prince 2023, chapter 17; the result is Kingma & Welling 2014, eq. 3). For any
+# distribution $q(z\mid x)$ that is positive where $p(x, z)$ is, multiply and divide by it, then
+# use that $\log$ is concave,
 # $\log \mathbb E[Y] \ge \mathbb E[\log Y]$:
 #
 # $$\log p_\theta(x) = \log \mathbb E_{q(z|x)}\Big[\frac{p_\theta(x\mid z)\,p(z)}{q(z\mid x)}\Big]
@@ -806,7 +806,7 @@ fig, axes = plt.subplots(1, 3, figsize=(12, 2.4), layout="constrained")
 plotting.image_grid(x_test[:20], nrow=10, ax=axes[0], title="data")
 plotting.image_grid(anc_means[:20].float(), nrow=10, ax=axes[1], title="decoder means decode(z)")
 plotting.image_grid(anc_noisy[:20].float().clamp(-1, 1), nrow=10, ax=axes[2],
-                    title="x ~ p(x|z) = decode(z) + sigma_dec eps (clipped to [-1, 1])");
+                    title="x ~ p(x|z), same z (shown clipped to [-1, 1])");
 
 # %% [markdown]
 # **Diagonal covariance means conditional independence.** Kingma & Welling (2014) take both
@@ -820,7 +820,7 @@ plotting.image_grid(anc_noisy[:20].float().clamp(-1, 1), nrow=10, ax=axes[2],
 # why a 2-D latent leaves the draws above grainy. The check: $n = 20000$ draws from $p(x\mid z)$ at
 # $z = 0$, and as many ancestral draws from $p(x)$. A sample correlation of independent pixels is
 # about $\mathcal N(0, 1/n)$, so every one of the 2016 pixel pairs of $p(x\mid z)$ must lie within
-# $5.5/\sqrt n$ of 0 (chance of a false alarm below $10^{-4}$); for $p(x)$ most pairs lie far
+# $5.5/\sqrt n$ of 0 (chance of a false alarm below $10^{-4}$); for $p(x)$ many pairs lie far
 # outside (the fraction is printed and asserted above a quarter).
 
 # %%

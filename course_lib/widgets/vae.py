@@ -174,8 +174,9 @@ def plot_square_root_maps(mean: torch.Tensor, cov: torch.Tensor, num_samples: in
                           num_lines: int = 12, seed: int = 0):
     """The maps w -> mean + Sigma^{1/2} w and w -> mean + L w on the same standard normal draws.
 
-    Left: the draws w ~ N(0, I). Right: their images under both maps (same ellipse, same cloud), with
-    a segment joining the two images of each of ``num_lines`` draws: different points.
+    Left: the draws w ~ N(0, I) (``num_lines`` of them in black). Right: their images under both maps
+    (same ellipse, same cloud), with a segment joining the two images (dark blue: eigh, brown:
+    Cholesky) of each black draw: different points.
     """
     if tuple(mean.shape) != (2,) or tuple(cov.shape) != (2, 2):
         raise ValueError(f"mean, cov: expected shapes (2,) and (2, 2), got {tuple(mean.shape)} and "
@@ -192,9 +193,11 @@ def plot_square_root_maps(mean: torch.Tensor, cov: torch.Tensor, num_samples: in
     axes[1].scatter(*x_eig.T, s=2, c="tab:blue", alpha=0.4, label="mu + Sigma^(1/2) w (eigh)")
     axes[1].scatter(*x_chol.T, s=2, c="tab:orange", alpha=0.4, label="mu + L w (Cholesky)")
     for a, b in zip(x_eig[:num_lines], x_chol[:num_lines]):
-        axes[1].plot([a[0], b[0]], [a[1], b[1]], "k-", lw=0.8)
+        axes[1].plot([a[0], b[0]], [a[1], b[1]], "k-", lw=1.5)
+    axes[1].scatter(*x_eig[:num_lines].T, s=25, c="navy", zorder=3)
+    axes[1].scatter(*x_chol[:num_lines].T, s=25, c="saddlebrown", zorder=3)
     axes[1].plot(*covariance_ellipse(mean.to(cov.dtype), cov, radius=2.0).T, "k--", lw=1, label="2 std ellipse")
-    axes[1].set(title="same w, two maps: different points, same distribution", aspect="equal",
+    axes[1].set(title="same w, two maps:\ndifferent points, same distribution", aspect="equal",
                 xlabel="x1", ylabel="x2")
     axes[1].legend(fontsize=7, frameon=False, markerscale=4)
     return fig

@@ -43,13 +43,19 @@ from torch import nn
 
 from course_lib._checks import check_int, check_positive, check_same_shape, check_tensor
 from course_lib._primitives import model_device, rand, randn
-from course_lib.gaussians import diag_gaussian_log_prob, gaussian_log_likelihood, kl_standard_normal
+from course_lib.gaussians import (
+    covariance_sqrt,
+    diag_gaussian_log_prob,
+    gaussian_log_likelihood,
+    kl_standard_normal,
+)
 from course_lib.nets import MLP
 
 __all__ = [
     "LOGVAR_RANGE",
     "LatentVariableModel",
     "reparameterize",
+    "reparameterize_full",
     "standard_normal_log_prob",
     "ElboTerms",
     "elbo_terms",
@@ -168,6 +174,62 @@ def reparameterize(mean: torch.Tensor, logvar: torch.Tensor,
     logvar = _check_logvar("logvar", logvar)
     eps = randn(mean.shape, generator, mean.device, mean.dtype)
     return mean + torch.exp(0.5 * logvar) * eps  # z = mu + sigma * eps
+
+
+def reparameterize_full(mean: torch.Tensor, cov: torch.Tensor, method: str = "cholesky",
+                        generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Draw x ~ N(mean, cov) with a full covariance as x = mean + A w, A A^T = cov, w ~ N(0, I).
+
+    ``A`` is :func:`course_lib.gaussians.covariance_sqrt` of ``cov``: the symmetric square root
+    :math:`\Sigma^{1/2}` (``"eigh"``) or the Cholesky factor :math:`L` (``"cholesky"``). The two
+    maps send the same ``w`` to different points but give the same distribution; with a diagonal
+    ``cov`` both reduce to :func:`reparameterize`'s ``mean + sigma * eps``. Differentiable in
+    ``mean`` and ``cov``.
+
+    Parameters
+    ----------
+    mean : tensor (N, D)
+    cov : tensor (D, D) or (N, D, D)
+        One covariance for every row, or one per row; symmetric positive definite (positive
+        semi-definite is allowed with ``"eigh"``).
+    method : {"cholesky", "eigh"}
+    generator : torch.Generator, optional
+        Source of ``w`` when ``noise`` is not given.
+    noise : tensor (N, D), optional
+        The standard normal ``w`` itself (to compare the two maps on the same draw).
+
+    Returns
+    -------
+    tensor (N, D)
+        Same dtype and device as ``mean``.
+
+    Raises
+    ------
+    ValueError
+        ``mean`` not 2-D, ``cov`` of the wrong shape or rejected by ``covariance_sqrt``, ``noise``
+        of a shape other than ``mean``'s, or an unknown ``method``.
+    TypeError
+        Non-floating tensors.
+
+    References
+    ----------
+    Kingma & Welling, "An introduction to variational autoencoders" (2019), section 2.5 (the
+    full-covariance Gaussian posterior z = mu + L eps); Chan (2024), section on sampling a
+    high-dimensional Gaussian as mu + Sigma^{1/2} w.
+    """
+    check_tensor("mean", mean, ndim=2, floating=True)
+    check_tensor("cov", cov, ndim=(2, 3), floating=True)
+    n, d = mean.shape
+    if tuple(cov.shape[-2:]) != (d, d) or (cov.dim() == 3 and cov.shape[0] != n):
+        raise ValueError(f"cov: expected shape ({d}, {d}) or ({n}, {d}, {d}) to match mean "
+                         f"{tuple(mean.shape)}, got {tuple(cov.shape)}")
+    a = covariance_sqrt(cov, method)
+    if noise is None:
+        noise = randn(mean.shape, generator, mean.device, mean.dtype)
+    else:
+        check_tensor("noise", noise, floating=True)
+        check_same_shape("mean", mean, "noise", noise)
+    return mean + (a @ noise[..., None])[..., 0] if cov.dim() == 3 else mean + noise @ a.mT  # x = mu + A w
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
@@ -550,9 +612,31 @@ class VAE(nn.Module):
         """decode(mean of q(z | x)): the deterministic reconstruction, shape of ``x``."""
         return self.decode(self.encode(x)[0])
 
+    def sample_decoder(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw x ~ p(x | z): the decoder mean plus the decoder's noise, shape ``(N, *data_shape)``.
+
+        Gaussian: x = decode(z) + sigma_dec * eps, eps ~ N(0, I), independent across pixels (the
+        covariance sigma_dec^2 I is diagonal: pixels are conditionally independent given z).
+        Bernoulli: each pixel is 1 with probability sigmoid(logit), else -1.
+
+        Raises
+        ------
+        ValueError
+            If ``z`` is not ``(N, latent_dim)``.
+        """
+        mean = self.decode(z)
+        if self.likelihood == "gaussian":
+            sigma = torch.exp(0.5 * self.decoder_logvar).to(mean.dtype)
+            return mean + sigma * randn(mean.shape, generator, mean.device, mean.dtype)
+        u = rand(mean.shape, generator, mean.device, mean.dtype)
+        return torch.where(u < (mean + 1) / 2, 1.0, -1.0).to(mean.dtype)
+
     def sample(self, n: int, generator: torch.Generator | None = None,
                add_noise: bool = False) -> torch.Tensor:
         """Ancestral sampling: z ~ N(0, I), then the decoder mean (or x ~ p(x | z) if ``add_noise``).
+
+        The decoder mean E[x | z] is what VAE papers usually show as "samples"; a draw from the
+        model is ``add_noise=True`` (:meth:`sample_decoder`).
 
         Returns
         -------
@@ -563,13 +647,7 @@ class VAE(nn.Module):
         n = check_int("n", n, minimum=1)
         ref = next(self.parameters())
         z = randn((n, self.latent_dim), generator, ref.device, ref.dtype)
-        mean = self.decode(z)
-        if not add_noise:
-            return mean
-        if self.likelihood == "gaussian":
-            return mean + torch.exp(0.5 * self.decoder_logvar) * randn(mean.shape, generator, ref.device, ref.dtype)
-        u = rand(mean.shape, generator, ref.device, ref.dtype)
-        return torch.where(u < (mean + 1) / 2, 1.0, -1.0).to(ref.dtype)
+        return self.sample_decoder(z, generator) if add_noise else self.decode(z)
 
 
 class LinearGaussianModel(nn.Module):

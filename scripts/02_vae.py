@@ -19,22 +19,40 @@
 # - the closed-form Gaussian KL against its Monte Carlo estimate; why a Gaussian decoder is an
 #   $L_2$ loss, and what its variance does;
 # - the reparameterization trick against the score-function (REINFORCE) gradient: both unbiased,
-#   very different variances;
-# - a VAE on the 8x8 digits: ELBO curve, reconstructions, ancestral samples, the 2-D latent
-#   manifold, interpolation; the importance-weighted bound tightening towards $\log p(x)$;
+#   very different variances; and a full covariance, $x = \mu + \Sigma^{1/2} w$, by
+#   eigendecomposition or Cholesky;
+# - what a diagonal $q(z\mid x)$ can and cannot fit: ellipses of $q$ against the exact posterior;
+# - a VAE on the 8x8 digits: ELBO curve, reconstructions, ancestral samples with and without the
+#   decoder's noise, the 2-D latent manifold, interpolation; the importance-weighted bound
+#   tightening towards $\log p(x)$;
 # - why VAE samples are blurry, posterior collapse, and what a two-level hierarchical VAE's
-#   learned prior adds.
+#   learned prior adds; the VAE's pros and cons, and where the field went next.
 #
 # Every derivation is followed by a cell that computes the claim and **asserts** it.
 #
-# **Notation.** The seeds write the same objects differently; this notebook uses the left column.
+# **Sources.** The papers and books cited here by author and year are listed, with links, in the
+# course [bibliography](../docs/bibliography.md). The VAE is due to
+# [Kingma & Welling 2014](../docs/bibliography.md#kingma2014) and, independently,
+# [Rezende et al. 2014](../docs/bibliography.md#rezende2014); good companions are
+# [Prince 2023](../docs/bibliography.md#prince2023), chapter 17, and
+# [Chan 2024](../docs/bibliography.md#chan2024).
 #
-# | here | seed 000 | seed 001 | seed 002 | seeds 003, 004 |
-# |---|---|---|---|---|
-# | data $x$, latent $z$, prior $p(z)=\mathcal N(0, I)$ | $x$, $z$ | $x$, $z$ ($x_0$, $x_T$ in diffusion) | $x$, $z$ | $\mathbf x$, $\mathbf z$ |
-# | decoder $p_\theta(x \mid z)$ | "parametric likelihood" | $p_\theta(x\mid z)$, mean $\mathrm{decode}_\theta(z)$ | $p_\theta(x\mid z)$ | $p(\mathbf x\mid\mathbf z)$ |
-# | encoder $q_\phi(z \mid x) = \mathcal N(\mu_\phi(x), \mathrm{diag}\,\sigma^2_\phi(x))$ | $q(z)$ ("variational distribution") | $q_\phi(z\mid x)$ | $q_\phi(z\mid x)$ | $q(\mathbf z\mid\mathbf x)$ |
-# | $\mathrm{ELBO}(x) = \mathbb E_{q}[\log p_\theta(x\mid z)] - \mathrm{KL}(q_\phi(z\mid x)\,\|\,p(z))$ | "ELBO" | $\mathrm{ELBO}(x)$, $D_{KL}$ | "reconstruction likelihood" minus "matching posteriors" | $\mathbb E_q[\log p(\mathbf x,\mathbf z) - \log q(\mathbf z\mid\mathbf x)]$ |
+# **Notation.** Texts write the same objects differently; this notebook uses the left column.
+#
+# | here | Kingma & Welling (2014) | Chan (2024) | notebook 01 (autoencoders) |
+# |---|---|---|---|
+# | data $x$, latent $z$, prior $p(z)=\mathcal N(0, I)$ | $\mathbf x$, $\mathbf z$, $p_\theta(\mathbf z)$ | $x$, $z$ ($x_0$, $x_T$ in diffusion) | $x$, code $z = f_\theta(x)$, no prior |
+# | decoder $p_\theta(x \mid z)$, mean $\mathrm{decode}_\theta(z)$ | $p_\theta(\mathbf x\mid\mathbf z)$, "probabilistic decoder" | $p_\theta(x\mid z)$, mean $\mathrm{decode}_\theta(z)$ | $\hat x = g_\phi(z)$, deterministic |
+# | encoder $q_\phi(z \mid x) = \mathcal N(\mu_\phi(x), \mathrm{diag}\,\sigma^2_\phi(x))$ | $q_\phi(\mathbf z\mid\mathbf x)$, "recognition model", "probabilistic encoder" | $q_\phi(z\mid x)$ | $z = f_\theta(x)$, deterministic |
+# | $\mathrm{ELBO}(x) = \mathbb E_{q}[\log p_\theta(x\mid z)] - \mathrm{KL}(q_\phi(z\mid x)\,\|\,p(z))$ | $\mathcal L(\theta, \phi; \mathbf x^{(i)})$, "variational lower bound" | $\mathrm{ELBO}(x)$: "reconstruction" minus "prior matching" | (no bound: a squared error) |
+#
+# **Notebook 01's letters are swapped.** Notebook 01 writes the encoder $f_\theta$ and the decoder
+# $g_\phi$; here, following Kingma & Welling (2014), $\phi$ are the encoder's parameters and $\theta$
+# the decoder's. The correspondence: $f_\theta(x) \leftrightarrow \mu_\phi(x)$, the mean of
+# $q_\phi(z\mid x)$ (a VAE's encoder adds a spread $\sigma_\phi(x)$), and
+# $g_\phi(z) \leftrightarrow \mathrm{decode}_\theta(z) = \mathbb E_{p_\theta}[x\mid z]$ (a VAE's
+# decoder adds noise around it, section 6). Kingma & Welling's own $g_\phi(\boldsymbol\epsilon, \mathbf x)$ is
+# yet another map, the reparameterization $z = \mu + \sigma\odot\epsilon$ of section 5.
 #
 # In code: `mean`, `logvar` $=\log\sigma^2$ describe a Gaussian; per-example quantities are
 # `(N,)` tensors in nats; images are `(N, 1, 8, 8)` in $[-1, 1]$.
@@ -68,7 +86,8 @@ print("device:", device)
 # %% [markdown]
 # ## 1. Latent-variable models and the intractable marginal
 #
-# A latent-variable model explains a complicated $p(x)$ with two simple distributions (seed 000):
+# A latent-variable model explains a complicated $p(x)$ with two simple distributions (Prince 2023,
+# chapter 17):
 # a prior $p(z) = \mathcal N(0, I)$ on a (lower-dimensional) latent $z$ and a decoder
 # $p_\theta(x\mid z)$, here a Gaussian whose mean is a network of $z$. New data come by
 # **ancestral sampling**: $z \sim p(z)$, then $x \sim p_\theta(x\mid z)$. The likelihood of data
@@ -78,7 +97,7 @@ print("device:", device)
 #
 # an integral over all of latent space for every single $x$. With a 1-D latent it can be done by
 # quadrature on a grid of $P$ points; with $K$ latent dimensions the grid needs $P^K$ points, which
-# is why it is "intractable" for a real VAE (seed 003).
+# is why it is "intractable" for a real VAE (Kingma & Welling 2014, section 2.1).
 #
 # First a check that the quadrature is right, on a model whose marginal is known: the
 # **linear-Gaussian model** $p(x\mid z) = \mathcal N(Wz + b, s^2 I)$, for which
@@ -179,10 +198,58 @@ assert abs(estimates.var() - var_exact) < 5 * var_se            # ... with the p
 assert rel_std_one > 1                                           # ... which is large: one term's std exceeds p(x)
 
 # %% [markdown]
+# **A slip to avoid: $\frac1n$, not $p(z_i)$.** Some texts write the naive estimate as
+# $p(x) \approx \sum_{i=1}^n p(x\mid z_i)\,p(z_i)$ with $z_i \sim p(z)$: no $\frac1n$, and an extra
+# $p(z_i)$. That mixes two recipes. A *quadrature* on a grid $z_1, \dots, z_n$ with spacing
+# $\Delta z$ does weight each point by its density, $\sum_i p(x\mid z_i)\,p(z_i)\,\Delta z$ (what
+# `log_marginal_quadrature` computes above). *Monte Carlo* draws the $z_i$ from $p(z)$, so the
+# density is already in where the points fall:
+#
+# $$\hat p_n(x) = \frac1n\sum_{i=1}^n p(x\mid z_i), \qquad
+#   \mathbb E[\hat p_n(x)] = \int p(x\mid z)\,p(z)\,dz = p(x)\quad\text{(unbiased for every } n).$$
+#
+# The slip's expectation is $n\int p(x\mid z)\,p(z)^2\,dz$. For the linear-Gaussian model it is
+# closed form: $\mathcal N(z; 0, I_K)^2 = (4\pi)^{-K/2}\,\mathcal N(z; 0, \tfrac12 I_K)$, and
+# $z \sim \mathcal N(0, \tfrac12 I)$ pushed through the model gives $\mathcal N(b, \tfrac12 WW^\top + s^2 I)$, so
+#
+# $$\mathbb E\Big[\sum_{i=1}^n p(x\mid z_i)\,p(z_i)\Big] = n\,(4\pi)^{-K/2}\,
+#   \mathcal N\big(x;\ b,\ \tfrac12 WW^\top + s^2 I\big),$$
+#
+# which grows with $n$: it cannot estimate $p(x)$ for every $n$. Checked on the model `lin1` of
+# the first cell ($K = 1$) with its exact $p(x)$, for $n = 10$ and $n = 1000$ (1000 repeats each):
+# the right estimator averages to $p(x)$ and the slip to its predicted expectation (both to 5
+# standard errors of the mean over repeats), which at $n = 1000$ is more than 5 standard errors
+# away from $p(x)$. (The same texts then take the logarithm: even the
+# unbiased $\hat p_n$ gives $\mathbb E\log\hat p_n \le \log p(x)$ by Jensen; that is the IWAE bound
+# of section 8 with the prior as the proposal.)
+
+# %%
+g_slip = torch.Generator().manual_seed(SEED * 1000 + 904)   # its own stream: later cells draw as before
+x_slip = x_lin1[:1]
+p_exact = lin1.log_marginal(x_slip).exp().item()
+half = vae.LinearGaussianModel(lin1.weight / math.sqrt(2), lin1.bias, lin1.noise_std)  # N(b, WW^T/2 + s^2 I)
+K1 = lin1.latent_dim
+repeats = 1000
+for n_mc in (10, 1000):
+    z_mc = torch.randn(repeats * n_mc, K1, dtype=torch.float64, generator=g_slip)
+    lik_mc = lin1.log_likelihood(x_slip.expand(len(z_mc), -1), z_mc).exp().reshape(repeats, n_mc)
+    prior_mc = vae.standard_normal_log_prob(z_mc).exp().reshape(repeats, n_mc)
+    right, slip = lik_mc.mean(1), (lik_mc * prior_mc).sum(1)     # (1/n) sum p(x|z_i)  vs  sum p(x|z_i) p(z_i)
+    se_right, se_slip = right.std().item() / math.sqrt(repeats), slip.std().item() / math.sqrt(repeats)
+    slip_expected = n_mc * (4 * math.pi) ** (-K1 / 2) * half.log_marginal(x_slip).exp().item()
+    print(f"n = {n_mc:4d}: p(x) = {p_exact:.5f}; (1/n) sum p(x|z_i): {right.mean():.5f} +- {se_right:.5f}; "
+          f"sum p(x|z_i) p(z_i): {slip.mean():.5f} +- {se_slip:.5f} (predicted {slip_expected:.5f})")
+    assert abs(right.mean().item() - p_exact) < 5 * se_right        # unbiased
+    assert abs(slip.mean().item() - slip_expected) < 5 * se_slip    # the slip estimates something else ...
+    if n_mc == 1000:
+        assert abs(slip_expected - p_exact) > 5 * se_slip           # ... which is not p(x)
+
+# %% [markdown]
 # ## 2. The ELBO, two ways
 #
-# **By Jensen** (seeds 002, 004). For any distribution $q(z\mid x)$ that is positive where
-# $p(x, z)$ is, multiply and divide by it, then use that $\log$ is concave,
+# **By Jensen** (Prince 2023, chapter 17; the result is Kingma & Welling 2014, eq. 3). For any
+# distribution $q(z\mid x)$ that is positive where $p(x, z)$ is, multiply and divide by it, then
+# use that $\log$ is concave,
 # $\log \mathbb E[Y] \ge \mathbb E[\log Y]$:
 #
 # $$\log p_\theta(x) = \log \mathbb E_{q(z|x)}\Big[\frac{p_\theta(x\mid z)\,p(z)}{q(z\mid x)}\Big]
@@ -190,15 +257,22 @@ assert rel_std_one > 1                                           # ... which is 
 #   = \underbrace{\mathbb E_{q}[\log p_\theta(x\mid z)]}_{\text{reconstruction}}
 #   - \underbrace{\mathrm{KL}(q(z\mid x)\,\|\,p(z))}_{\text{prior matching}} .$$
 #
-# **By the exact identity** (seeds 000, 001, 003). Since $p(x) = p(x, z)/p(z\mid x)$ for every $z$,
+# The second term compares $q(z\mid x)$ with the **prior** $p(z)$: it is the *prior-matching* term
+# (Chan 2024's name). Some texts label it "matching posteriors"; that is misleading, since the
+# posterior $p(z\mid x)$ does not appear in it. The term that matches posteriors,
+# $\mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x))$, is the gap in the next derivation, and it is not part
+# of the ELBO (the orthogonal-columns cell at the end of this section shows the two differ: one is
+# 0 where the other is not).
+#
+# **By the exact identity** (Kingma & Welling 2014, eq. 1; Chan 2024). Since $p(x) = p(x, z)/p(z\mid x)$ for every $z$,
 #
 # $$\log p(x) = \mathbb E_{q}\Big[\log \frac{p(x,z)}{q(z\mid x)}\Big]
 #   + \mathbb E_{q}\Big[\log\frac{q(z\mid x)}{p(z\mid x)}\Big]
 #   = \mathrm{ELBO}(x) + \mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x)) .$$
 #
 # The gap is a KL, so it is $\ge 0$ (the bound) and it is $0$ exactly when $q(z\mid x)$ is the true
-# posterior $p(z\mid x)$: maximizing the ELBO over $q$ *is* approximate posterior inference (seed
-# 000: "to maximize the ELBO is equivalent to making q(z) approximate p(z|x)").
+# posterior $p(z\mid x)$: for a fixed model, maximizing the ELBO over $q$ *is* minimizing
+# $\mathrm{KL}(q\,\|\,p(z\mid x))$, approximate posterior inference (Prince 2023, chapter 17).
 #
 # The linear-Gaussian model has everything in closed form:
 # $p(z\mid x) = \mathcal N\big(M^{-1}W^\top(x-b),\ s^2 M^{-1}\big)$ with $M = W^\top W + s^2 I$.
@@ -236,6 +310,71 @@ for name, (m, lv) in encoders.items():
     assert torch.all((log_p - est - gap).abs() < 5 * se)        # the gap is KL(q || p(z|x)), to 5 s.e.
 
 # %% [markdown]
+# ### What a diagonal $q(z\mid x)$ can and cannot fit
+#
+# A VAE's encoder is a *diagonal* Gaussian; the exact posterior of the linear-Gaussian model,
+# $p(z\mid x) = \mathcal N(\mu, \Sigma)$, is correlated unless $W$'s columns are orthogonal. Which
+# diagonal $q = \mathcal N(m, \mathrm{diag}\,v)$ does the ELBO pick? With the precision
+# $\Lambda = \Sigma^{-1}$,
+#
+# $$\mathrm{KL}(q\,\|\,p) = \tfrac12\Big[\sum_j \Lambda_{jj} v_j + (m-\mu)^\top\Lambda(m-\mu) - K
+#   - \sum_j \log v_j - \log\det\Lambda\Big].$$
+#
+# Setting the derivatives to zero gives $m = \mu$ and $v_j = 1/\Lambda_{jj}$: the ELBO's $q$ matches
+# the **precision's** diagonal, and its gap is the minimum
+# $\tfrac12\big[\sum_j\log\Lambda_{jj} - \log\det\Lambda\big]$; in two dimensions
+# $1/\Lambda_{jj} = \Sigma_{jj}(1-\rho^2)$ and the gap is $-\tfrac12\log(1-\rho^2)$ nats for every
+# $x$, with $\rho$ the posterior correlation (Bishop 2006, section 10.1.2). Even the best diagonal
+# encoder leaves that gap, and it is *narrower* than the posterior. The other natural choice, the
+# posterior's own marginal variances $v_j = \Sigma_{jj}$ (what `LinearGaussianModel.encode` returns, the
+# first row of the table above), minimizes the *forward* KL $\mathrm{KL}(p\,\|\,q)$ instead: notebook
+# 00's covering vs seeking, again.
+#
+# A model with strongly non-orthogonal columns (fixed, so the picture is the same for every seed)
+# shows both, as one- and two-standard-deviation ellipses. Asserted: the best diagonal's KL equals
+# $-\tfrac12\log(1-\rho^2)$ and its variances $\Sigma_{jj}(1-\rho^2)$ (float64 precision, $10^{-12}$);
+# the KL's gradient vanishes there ($10^{-10}$); each choice wins its own KL; and its ELBO gap,
+# estimated with `vae.elbo`, is that KL to 5 Monte Carlo standard errors.
+
+# %%
+lin_corr = vae.LinearGaussianModel(torch.tensor([[1.0, 0.9], [0.6, 0.8], [0.3, 0.2]], dtype=torch.float64),
+                                   torch.zeros(3, dtype=torch.float64), noise_std=0.5)
+g_corr = torch.Generator().manual_seed(SEED * 1000 + 905)
+x_corr = lin_corr.sample(1, generator=g_corr)
+mu_c, cov_c = lin_corr.posterior(x_corr)                       # (1, 2), (2, 2)
+rho = (cov_c[0, 1] / cov_c.diagonal().prod().sqrt()).item()
+p_c = torch.distributions.MultivariateNormal(mu_c[0], cov_c)
+q_best = gaussians.mean_field_gaussian(mu_c, cov_c)            # v_j = 1 / (Sigma^-1)_jj
+q_marg = lin_corr.encode(x_corr)                               # v_j = Sigma_jj
+def diag_q(q):
+    return torch.distributions.MultivariateNormal(q[0][0], torch.diag(q[1][0].exp()))
+reverse = {k: torch.distributions.kl_divergence(diag_q(q), p_c).item() for k, q in (("best", q_best), ("marg", q_marg))}
+forward = {k: torch.distributions.kl_divergence(p_c, diag_q(q)).item() for k, q in (("best", q_best), ("marg", q_marg))}
+print(f"posterior correlation rho = {rho:.3f}; -1/2 log(1 - rho^2) = {-0.5 * math.log(1 - rho**2):.6f} nats")
+print(f"KL(q || p(z|x)): best diagonal {reverse['best']:.6f}, marginal variances {reverse['marg']:.6f}; "
+      f"KL(p(z|x) || q): best diagonal {forward['best']:.6f}, marginal variances {forward['marg']:.6f}")
+assert abs(reverse["best"] + 0.5 * math.log(1 - rho**2)) < 1e-12
+assert torch.allclose(q_best[1][0].exp(), cov_c.diagonal() * (1 - rho**2), rtol=1e-12, atol=0)
+m_var = q_best[0][0].clone().requires_grad_()
+lv_var = q_best[1][0].clone().requires_grad_()
+kl_at_best = torch.distributions.kl_divergence(
+    torch.distributions.MultivariateNormal(m_var, torch.diag(lv_var.exp())), p_c)
+grads = torch.autograd.grad(kl_at_best, (m_var, lv_var))
+assert max(g.abs().max().item() for g in grads) < 1e-10        # a stationary point (KL is convex in m, log v)
+assert reverse["best"] < reverse["marg"] and forward["marg"] < forward["best"]  # each wins its own KL
+singles_c = vae.elbo(lin_corr, x_corr.expand(S, -1), 1, g_corr,
+                     encoded=(q_best[0].expand(S, -1), q_best[1].expand(S, -1)))
+gap_c, gap_c_se = (lin_corr.log_marginal(x_corr) - singles_c.mean()).item(), singles_c.std().item() / math.sqrt(S)
+print(f"ELBO gap of the best diagonal encoder: {gap_c:.4f} +- {gap_c_se:.4f} nats (Monte Carlo)")
+assert abs(gap_c - reverse["best"]) < 5 * gap_c_se
+post_draws = vae.reparameterize_full(mu_c.expand(2000, -1), cov_c, generator=g_corr)   # section 5
+widgets.plot_posterior_ellipses(
+    mu_c[0], cov_c,
+    {f"best diagonal q: KL(q||p) = {reverse['best']:.2f} nats": (q_best[0][0], q_best[1][0]),
+     f"marginal variances: KL(q||p) = {reverse['marg']:.2f} nats": (q_marg[0][0], q_marg[1][0])},
+    samples=post_draws);
+
+# %% [markdown]
 # When $W$ has orthogonal columns, $M$ is diagonal and the exact posterior is a diagonal Gaussian,
 # so the encoder can be exact. Then $\log p(x, z) - \log q(z\mid x) = \log p(x)$ for **every** $z$:
 # the single-sample estimate of the ELBO written as $\mathbb E_q[\log p(x,z) - \log q(z|x)]$
@@ -252,6 +391,10 @@ single_samples = torch.stack([vae.elbo(lin_orth, x_orth, 1, gen, analytic_kl=Fal
 print("five single-sample ELBOs:\n", single_samples.numpy().round(10))
 print("log p(x):", lin_orth.log_marginal(x_orth).numpy().round(10))
 assert torch.allclose(single_samples, lin_orth.log_marginal(x_orth).expand(5, -1), rtol=0, atol=1e-10)
+prior_matching = gaussians.kl_standard_normal(*lin_orth.encode(x_orth))   # KL(q(z|x) || p(z))
+print("with q = p(z|x): KL(q || p(z|x)) = 0, but the prior-matching term KL(q || p(z)) =",
+      prior_matching.numpy().round(4))
+assert torch.all(prior_matching > 0.1)    # prior matching is not posterior matching
 
 # %% [markdown]
 # **Derivation 1 (graded by hand, ★★☆, 4 points).** For the linear-Gaussian model
@@ -286,8 +429,8 @@ assert torch.allclose(single_samples, lin_orth.log_marginal(x_orth).expand(5, -1
 # %% [markdown]
 # ## 3. The KL term in closed form, and by Monte Carlo
 #
-# For $q = \mathcal N(\mu, \mathrm{diag}\,\sigma^2)$ and $p = \mathcal N(0, I)$ (Kingma & Welling
-# 2014, Appendix B; seed 000: "the second term ... can be calculated in closed form"):
+# For $q = \mathcal N(\mu, \mathrm{diag}\,\sigma^2)$ and $p = \mathcal N(0, I)$ the KL term needs no
+# sampling (Kingma & Welling 2014, Appendix B):
 #
 # $$\mathrm{KL}(q\,\|\,p) = \mathbb E_q[\log q(z) - \log p(z)]
 #   = \tfrac12 \sum_{j=1}^K \big(\mu_j^2 + \sigma_j^2 - 1 - \log \sigma_j^2\big).$$
@@ -325,7 +468,8 @@ assert abs(mc - closed) < 5 * mc_se
 # ## 4. A Gaussian decoder is an $L_2$ loss
 #
 # With $p_\theta(x\mid z) = \mathcal N(x;\ \hat x,\ \sigma_{\mathrm{dec}}^2 I)$,
-# $\hat x = \mathrm{decode}_\theta(z)$, $x \in \mathbb R^D$ (seed 001):
+# $\hat x = \mathrm{decode}_\theta(z)$, $x \in \mathbb R^D$ (Kingma & Welling 2014, Appendix C.2;
+# Chan 2024):
 #
 # $$\log p_\theta(x\mid z) = -\frac{\lVert x - \hat x\rVert^2}{2\sigma_{\mathrm{dec}}^2}
 #   - \frac D2 \log(2\pi\sigma_{\mathrm{dec}}^2),$$
@@ -374,11 +518,12 @@ grading.check("gaussian_elbo", gaussian_elbo)
 # - **Score function / REINFORCE** (Williams 1992): $\nabla_\phi \mathbb E_q[f] =
 #   \mathbb E_q[f(z)\,\nabla_\phi \log q_\phi(z)]$. Needs only values of $f$, but multiplies them by a
 #   zero-mean score: high variance.
-# - **Reparameterization** (Kingma & Welling 2014, section 2.4; seeds 000, 002): write
+# - **Reparameterization** (Kingma & Welling 2014, section 2.4; Rezende et al. 2014): write
 #   $z = \mu + \sigma \odot \epsilon$, $\epsilon \sim \mathcal N(0, I)$. The randomness no longer
 #   depends on $\phi$, so $\nabla_\phi \mathbb E_\epsilon[f(\mu + \sigma\epsilon)] =
-#   \mathbb E_\epsilon[\nabla_\phi f(\mu + \sigma\epsilon)]$: backpropagation "only needs to pass
-#   through the non-stochastic branch" (seed 000). Uses the slope of $f$: much lower variance.
+#   \mathbb E_\epsilon[\nabla_\phi f(\mu + \sigma\epsilon)]$: backpropagation only passes through
+#   the deterministic path $\mu + \sigma\odot\epsilon$, the noise being an input like $x$. Uses the
+#   slope of $f$: much lower variance.
 #
 # **Worked example.** The reparameterized sample is one line, $z = \mu + e^{\log\sigma^2/2}\odot
 # \epsilon$ (you write it again inside Exercise 2). Gradients flow to $\mu$ and $\log\sigma^2$
@@ -431,14 +576,93 @@ widgets.plot_gradient_estimators();
 widgets.gradient_estimator_explorer()
 
 # %% [markdown]
+# ### A full covariance: $x = \mu + \Sigma^{1/2} w$
+#
+# The trick is not limited to diagonal Gaussians. Let $w \sim \mathcal N(0, I_D)$ and
+# $x = \mu + A w$ for a fixed $D\times D$ matrix $A$. An affine map of a Gaussian is Gaussian, with
+#
+# $$\mathbb E[x] = \mu, \qquad \mathrm{Cov}[x] = A\,\mathbb E[ww^\top]\,A^\top = AA^\top ,$$
+#
+# so **any** $A$ with $AA^\top = \Sigma$ samples $\mathcal N(\mu, \Sigma)$, differentiably in $\mu$
+# and $A$. Two standard choices (Chan 2024 uses the first; Kingma & Welling 2019, section 2.5, the
+# second):
+#
+# - **Eigendecomposition.** $\Sigma$ is symmetric positive semi-definite, so $\Sigma = U\Lambda U^\top$
+#   with $U$ orthogonal and $\Lambda \ge 0$ diagonal. The symmetric square root
+#   $\Sigma^{1/2} = U\Lambda^{1/2}U^\top$ satisfies $\Sigma^{1/2}\Sigma^{1/2\top} =
+#   U\Lambda^{1/2}U^\top U\Lambda^{1/2}U^\top = U\Lambda U^\top = \Sigma$: stretch $w$ by
+#   $\sqrt{\lambda_i}$ along the eigenvectors.
+# - **Cholesky.** A positive definite $\Sigma$ has a unique $\Sigma = LL^\top$ with $L$ lower
+#   triangular and $L_{ii} > 0$. Cheaper ($D^3/3$ operations), $\log\det\Sigma = 2\sum_i\log L_{ii}$
+#   for free, and an encoder can output $L$ directly: the usual full-covariance encoder.
+#
+# **The two maps differ, the distributions do not.** $Q = L^{-1}\Sigma^{1/2}$ is orthogonal
+# ($QQ^\top = L^{-1}\Sigma L^{-\top} = I$), so $\Sigma^{1/2} w = L\,(Qw)$: the same $w$ lands on
+# different points, but $Qw \sim \mathcal N(0, I)$ too. For a diagonal $\Sigma$ both are
+# $\mathrm{diag}(\sigma)$ and $x = \mu + \sigma\odot w$, the reparameterization above.
+#
+# `gaussians.covariance_sqrt` computes both factors and `vae.reparameterize_full` samples with
+# either. Checked on the exact posterior covariance of section 2's figure: both factors reproduce
+# $\Sigma$ to float64 rounding ($10^{-14}$ relative); $Q$ is orthogonal ($10^{-12}$); the same $w$
+# gives points a typical distance apart comparable to $\Sigma$'s scale; each entry of the sample
+# covariance of $10^5$ draws is within 5 standard errors of $\Sigma_{ij}$ (for Gaussian data the
+# sample covariance's standard error is $\sqrt{(\Sigma_{ii}\Sigma_{jj} + \Sigma_{ij}^2)/n}$); and a
+# diagonal $\Sigma$ gives exactly `vae.reparameterize`'s draws. One practical difference: autograd
+# through a generic eigendecomposition is undefined where eigenvalues repeat, e.g. at
+# $\Sigma = I$ (PyTorch returns NaN), while the square root itself is smooth there;
+# `covariance_sqrt` uses the closed-form derivative ($A\,dA + dA\,A = d\Sigma$), finite for every
+# positive definite $\Sigma$.
+
+# %%
+factors = {m: gaussians.covariance_sqrt(cov_c, m) for m in ("eigh", "cholesky")}
+for m, a in factors.items():
+    rel_err = ((a @ a.T - cov_c).abs().max() / cov_c.abs().max()).item()
+    print(f"{m:8s}: A =\n{a.numpy().round(4)}\n  max |A A^T - Sigma| / max |Sigma| = {rel_err:.1e}")
+    assert rel_err < 1e-14
+q_rot = torch.linalg.solve_triangular(factors["cholesky"], factors["eigh"], upper=False)  # L^-1 Sigma^(1/2)
+assert torch.allclose(q_rot @ q_rot.T, torch.eye(2, dtype=torch.float64), rtol=0, atol=1e-12)
+n_full = 100_000
+w_full = torch.randn(n_full, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(SEED * 1000 + 906))
+full_draws = {m: vae.reparameterize_full(torch.zeros(n_full, 2, dtype=torch.float64), cov_c, m, noise=w_full)
+              for m in factors}
+apart = (full_draws["eigh"] - full_draws["cholesky"]).norm(dim=1).mean().item()
+print(f"same w, two maps: mean distance {apart:.3f} (sqrt of trace Sigma: {cov_c.trace().sqrt():.3f})")
+assert apart > 0.1 * cov_c.trace().sqrt().item()                 # different points ...
+se_cov = ((cov_c.diagonal()[:, None] * cov_c.diagonal()[None] + cov_c**2) / n_full).sqrt()
+for m, x_m in full_draws.items():
+    emp = x_m.T @ x_m / n_full                                    # the mean is known (0)
+    print(f"{m:8s}: sample covariance {emp.numpy().round(4).tolist()}, "
+          f"largest |error| / s.e. {((emp - cov_c) / se_cov).abs().max():.2f}")
+    assert ((emp - cov_c).abs() < 5 * se_cov).all()              # ... the same distribution
+lv_d = torch.log(torch.tensor([[0.3, 2.0]], dtype=torch.float64)).expand(5, 2)
+diag_draws = vae.reparameterize(torch.zeros(5, 2, dtype=torch.float64), lv_d, torch.Generator().manual_seed(SEED))
+for m in factors:
+    same = vae.reparameterize_full(torch.zeros(5, 2, dtype=torch.float64), torch.diag(lv_d[0].exp()), m,
+                                   torch.Generator().manual_seed(SEED))
+    assert torch.allclose(same, diag_draws, rtol=0, atol=1e-15)  # diagonal: both are mu + sigma * eps
+eye = torch.eye(2, dtype=torch.float64, requires_grad=True)
+evals, evecs = torch.linalg.eigh(eye)
+((evecs * evals.sqrt()) @ evecs.T).sum().backward()
+print("gradient of sum(Sigma^(1/2)) at Sigma = I: through torch.linalg.eigh", eye.grad.numpy().tolist())
+naive_nan = bool(eye.grad.isnan().any())
+eye.grad = None
+gaussians.covariance_sqrt(eye).sum().backward()
+print("                                          course_lib's closed form ", eye.grad.numpy().tolist())
+assert naive_nan and torch.allclose(eye.grad, torch.full((2, 2), 0.5, dtype=torch.float64))  # d sqrt(S) = dS/2
+widgets.plot_square_root_maps(mu_c[0], cov_c, seed=SEED);
+
+# %% [markdown]
 # ## 6. A VAE on the digits
 #
-# Encoder and decoder are MLPs; $q_\phi(z\mid x) = \mathcal N(\mu_\phi(x), \mathrm{diag}\,
+# Two networks. The encoder $q_\phi(z\mid x)$ infers a latent from the data: Kingma & Welling (2014)
+# call it the **recognition model**, others the **inference network**. The decoder
+# $p_\theta(x\mid z)$ generates data from a latent: the **generative model** or **generation
+# network**. Here both are MLPs; $q_\phi(z\mid x) = \mathcal N(\mu_\phi(x), \mathrm{diag}\,
 # \sigma^2_\phi(x))$ with a 2-D latent, so the latent space can be drawn; Gaussian decoder with a
-# learned scalar $\sigma_{\mathrm{dec}}$. The loss is the negative single-sample ELBO (seed 001's
-# "training loss" with $L = 1$), averaged over a minibatch:
+# learned scalar $\sigma_{\mathrm{dec}}$. The loss is the negative single-sample ELBO (Kingma &
+# Welling 2014, eq. 10 with $L = 1$), averaged over a minibatch:
 # for each $x$: encode, draw $z = \mu + \sigma\epsilon$, decode, score $\log p_\theta(x\mid z)$,
-# subtract the closed-form KL (seed 000's "VAE algorithm").
+# subtract the closed-form KL (their Algorithm 1).
 
 # %%
 x_train, y_train, x_test, y_test = data.train_test_split_digits(test_fraction=0.2)
@@ -486,11 +710,11 @@ assert margin > 5 * margin_se      # the gap is less than a third of the gain: t
 
 # %% [markdown]
 # Reconstructions $\hat x = \mathrm{decode}(\mu_\phi(x))$ (bottom) of test digits (top), and
-# ancestral samples $z \sim \mathcal N(0, I)$, $\hat x = \mathrm{decode}(z)$ (seed 001, "inference
-# with VAE"). Two latent numbers per image carry much of its variation: over the test images, the
-# reconstructions' squared error is less than 60% of the mean digit's (the ratio is printed;
-# asserted to 5 standard errors), but they lose detail; the samples are smooth and blurry (section 9
-# explains why).
+# the decoder means $\mathrm{decode}(z)$ of latents $z \sim \mathcal N(0, I)$, what VAE papers
+# usually show as samples (the next subsection draws real ones). Two latent numbers per image carry
+# much of its variation: over the test images, the reconstructions' squared error is less than 60%
+# of the mean digit's (the ratio is printed; asserted to 5 standard errors), but they lose detail;
+# the decoder means are smooth and blurry (below, and section 9, explain why).
 
 # %%
 with torch.no_grad():
@@ -505,12 +729,119 @@ assert excess.mean() < -5 * excess.std() / math.sqrt(len(excess))   # error < 60
 fig, axes = plt.subplots(1, 2, figsize=(9, 2.4), layout="constrained")
 plotting.image_grid(torch.cat([x_test_d[:10], recon[:10]]).cpu(), nrow=10, ax=axes[0],
                     title="test digits / reconstructions")
-plotting.image_grid(samples.cpu(), nrow=10, ax=axes[1], title="ancestral samples");
+plotting.image_grid(samples.cpu(), nrow=10, ax=axes[1], title="decoder means decode(z), z ~ N(0, I)");
+
+# %% [markdown]
+# ### Ancestral samples: decoder means, and draws with the decoder's noise
+#
+# Ancestral sampling from the model has two steps: $z \sim p(z)$, then
+# $x \sim p_\theta(x\mid z) = \mathcal N(\mathrm{decode}_\theta(z), \sigma_{\mathrm{dec}}^2 I)$. The
+# "samples" above, like those in most VAE papers, skip the second step: they are the **decoder
+# means** $\mathrm{decode}_\theta(z) \approx \mathbb E[x\mid z]$. Below, on the same $z$, the means
+# and real draws $x = \mathrm{decode}_\theta(z) + \sigma_{\mathrm{dec}}\,\epsilon$
+# (`VAE.sample_decoder`, or `VAE.sample(..., add_noise=True)`). The draws are grainy, not sharper.
+# Two different things make the means look blurry:
+#
+# 1. **Blur from averaging.** $\mathrm{decode}_\theta(z)$ approximates the average of all the digits
+#    the encoder sends near $z$ (section 9 derives it). Averaging different strokes smears them; that
+#    is in the mean itself, whatever is done next.
+# 2. **Blur from dropping the noise.** The model's own variation around $\mathrm{decode}_\theta(z)$
+#    is $\sigma_{\mathrm{dec}}^2$ per pixel; the means leave it out, so they vary less than data
+#    do. Adding it back restores that much variation exactly, but as noise that is independent from
+#    pixel to pixel (the decoder's covariance is diagonal, see below): it cannot put strokes back.
+#
+# Two statistics over images tell them apart: the **pixel variance** $v$, the average over pixels of
+# $\mathrm{Var}(x_i)$ (how much images vary), and the **neighbour covariance** $c$, the average of
+# $\mathrm{Cov}(x_i, x_j)$ over horizontally and vertically adjacent pixels (how much of that
+# variation is coherent, shared by neighbours as along a stroke). Independent noise adds
+# $\sigma_{\mathrm{dec}}^2$ to $v$ and nothing to $c$. Asserted over 4000 draws, to 5 standard
+# errors (means and noisy draws are paired by $z$): (a) the noise adds $\sigma_{\mathrm{dec}}^2$ to
+# $v$; (b) it leaves $c$ unchanged; (c) the means' $c$ is below the data's: averaging lost
+# coherent variation, and the noise does not give it back; (d) the means' $v$ is below the data's
+# and the noisy draws' $v$ is closer to it: the noise gives back the amount of variation, not its
+# structure.
+
+# %%
+g_anc = torch.Generator().manual_seed(SEED * 1000 + 907)
+n_anc = 4000
+with torch.no_grad():
+    z_anc = torch.randn(n_anc, 2, generator=g_anc).to(device)
+    anc_means = digits_vae.decode(z_anc).cpu().double()
+    anc_noisy = digits_vae.sample_decoder(z_anc, g_anc).cpu().double()
+sigma_dec2 = digits_vae.decoder_logvar.exp().item()
+x_all_digits = torch.cat([x_train, x_test]).double()
+
+
+def pixel_stats(images, centre):
+    """Per image: mean over pixels of (x_i - m_i)^2, and over adjacent pairs of (x_i - m_i)(x_j - m_j)."""
+    r = (images - centre)[:, 0]
+    v = r.pow(2).flatten(1).mean(1)
+    c = torch.cat([(r[:, :, 1:] * r[:, :, :-1]).flatten(1), (r[:, 1:] * r[:, :-1]).flatten(1)], 1).mean(1)
+    return v, c
+
+
+centre_model = anc_means.mean(0)                       # the model's mean image (the noise has mean 0)
+stats_anc = {"data": pixel_stats(x_all_digits, x_all_digits.mean(0)),
+             "decoder means": pixel_stats(anc_means, centre_model),
+             "x ~ p(x|z)": pixel_stats(anc_noisy, centre_model)}
+for name, (v_s, c_s) in stats_anc.items():
+    print(f"{name:14s}: pixel variance v = {v_s.mean():.4f} +- {v_s.std() / math.sqrt(len(v_s)):.4f}, "
+          f"neighbour covariance c = {c_s.mean():.4f} +- {c_s.std() / math.sqrt(len(c_s)):.4f}")
+print(f"decoder variance sigma_dec^2 = {sigma_dec2:.4f}")
+(v_d, c_d), (v_m, c_m), (v_n, c_n) = stats_anc.values()
+dv, dc = v_n - v_m - sigma_dec2, c_n - c_m                 # paired by z
+assert abs(dv.mean()) < 5 * dv.std() / math.sqrt(n_anc)    # (a) the noise adds sigma_dec^2 per pixel ...
+assert abs(dc.mean()) < 5 * dc.std() / math.sqrt(n_anc)    # (b) ... and no coherent variation
+
+
+def se_diff(a, b):
+    return math.sqrt(a.var() / len(a) + b.var() / len(b))
+
+
+assert c_d.mean() - c_m.mean() > 5 * se_diff(c_d, c_m)     # (c) averaging lost coherent variation
+assert v_d.mean() - v_m.mean() > 5 * se_diff(v_d, v_m)     # (d) the means vary less than data ...
+closer = (v_d.mean() - v_m.mean()) - (v_n.mean() - v_d.mean()).abs()
+assert closer > 5 * se_diff(v_m, v_n) + 5 * math.sqrt(v_d.var() / len(v_d))  # ... the noisy draws, about as much
+fig, axes = plt.subplots(1, 3, figsize=(12, 2.4), layout="constrained")
+plotting.image_grid(x_test[:20], nrow=10, ax=axes[0], title="data")
+plotting.image_grid(anc_means[:20].float(), nrow=10, ax=axes[1], title="decoder means decode(z)")
+plotting.image_grid(anc_noisy[:20].float().clamp(-1, 1), nrow=10, ax=axes[2],
+                    title="x ~ p(x|z), same z (shown clipped to [-1, 1])");
+
+# %% [markdown]
+# **Diagonal covariance means conditional independence.** Kingma & Welling (2014) take both
+# $q_\phi(z\mid x)$ and $p_\theta(x\mid z)$ Gaussian with **diagonal** covariances. A Gaussian with
+# a diagonal covariance factorizes, $\mathcal N(x; \mu, \mathrm{diag}\,\sigma^2) = \prod_i
+# \mathcal N(x_i; \mu_i, \sigma_i^2)$: given $z$ the pixels are independent (and, under $q$, given
+# $x$ the latent coordinates are). They are not independent marginally: $p(x) = \int p(x\mid z)\,
+# p(z)\,dz$ mixes Gaussians with different means, and
+# $\mathrm{Cov}(x) = \mathrm{Cov}_z(\mathrm{decode}(z)) + \sigma_{\mathrm{dec}}^2 I$ has off-diagonal
+# entries. All dependence between pixels goes through $z$: that is the modelling assumption, and
+# why a 2-D latent leaves the draws above grainy. The check: $n = 20000$ draws from $p(x\mid z)$ at
+# $z = 0$, and as many ancestral draws from $p(x)$. A sample correlation of independent pixels is
+# about $\mathcal N(0, 1/n)$, so every one of the 2016 pixel pairs of $p(x\mid z)$ must lie within
+# $5.5/\sqrt n$ of 0 (chance of a false alarm below $10^{-4}$); for $p(x)$ many pairs lie far
+# outside (the fraction is printed and asserted above a quarter).
+
+# %%
+g_ci = torch.Generator().manual_seed(SEED * 1000 + 908)
+n_ci = 20_000
+with torch.no_grad():
+    given_z = digits_vae.sample_decoder(torch.zeros(n_ci, 2, device=device), g_ci).flatten(1).cpu().double()
+    marginal_x = digits_vae.sample(n_ci, g_ci, add_noise=True).flatten(1).cpu().double()
+off_diag = ~torch.eye(64, dtype=torch.bool)
+r_given = torch.corrcoef(given_z.T)[off_diag].abs() * math.sqrt(n_ci)   # |r| in units of 1/sqrt(n)
+r_marg = torch.corrcoef(marginal_x.T)[off_diag].abs() * math.sqrt(n_ci)
+frac_marg = (r_marg > 5.5).double().mean().item()
+print(f"p(x|z = 0): largest |correlation| x sqrt(n) over the pixel pairs {r_given.max():.2f} (threshold 5.5)")
+print(f"p(x):       largest {r_marg.max():.1f}; fraction of pairs beyond 5.5: {frac_marg:.2f}")
+assert r_given.max() < 5.5        # given z: a diagonal covariance, pixels independent
+assert frac_marg > 0.25           # marginally: many pixel pairs are correlated, through z
 
 # %% [markdown]
 # ### The 2-D latent manifold
 #
-# As in Kingma & Welling (2014, Fig. 4) and seed 004 ("data manifold for 2-d z"): decode a grid of
+# As in Kingma & Welling (2014, Fig. 4), the learned "data manifold": decode a grid of
 # latent points placed at the quantiles $\Phi^{-1}(p)$ of the prior, so that each cell carries
 # equal prior mass. Next to it, the encoder means of the test digits, coloured by class: the
 # classes occupy regions, without ever having seen a label. To measure that, label each test digit
@@ -556,10 +887,10 @@ plotting.image_grid(path.cpu(), nrow=10, title="decode((1 - a) z_0 + a z_7), a =
 # %% [markdown]
 # ## 7. (Exercise) the importance-weighted bound
 #
-# Seed 000: "to estimate the marginal distribution $p(x)$, use the encoder to draw samples of $z$
-# and do importance sampling". With $z_1..z_K \sim q(z\mid x)$ and weights
-# $w_k = p(x, z_k) / q(z_k\mid x)$, $\frac1K\sum_k w_k$ is an unbiased estimate of $p(x)$, and by
-# Jensen its log is a lower bound (Burda et al. 2016, eq. 8):
+# To estimate the marginal $p(x)$, draw the $z$ from the encoder instead of the prior and correct
+# by importance weights (Kingma & Welling 2019, section 2.6; Burda et al. 2016). With
+# $z_1..z_K \sim q(z\mid x)$ and weights $w_k = p(x, z_k) / q(z_k\mid x)$, $\frac1K\sum_k w_k$ is
+# an unbiased estimate of $p(x)$, and by Jensen its log is a lower bound (Burda et al. 2016, eq. 8):
 #
 # $$\mathcal L_K(x) = \mathbb E\Big[\log \frac1K \sum_{k=1}^K w_k\Big] \le \log p(x), \qquad
 #   \mathcal L_1 = \mathrm{ELBO} \le \mathcal L_K \le \mathcal L_{K+1} \to \log p(x).$$
@@ -708,13 +1039,14 @@ axes[1].set(xscale="log", xlabel="K", title="digits VAE (all 1797 images)");
 # %% [markdown]
 # ## 9. Why VAE samples are blurry
 #
-# Seed 003: fix the encoder and look for the best Gaussian decoder mean $\mu(z)$. The
+# Fix the encoder and look for the best Gaussian decoder mean $\mu(z)$. The
 # reconstruction term is $-\mathbb E_{x}\mathbb E_{q(z|x)}\lVert x - \mu(z)\rVert^2$ up to
 # constants; writing the joint $p_{\mathrm{data}}(x)q(z\mid x) = q(z)\,q(x\mid z)$,
 #
 # $$\mathbb E_{q(z)}\ \mathbb E_{q(x\mid z)} \lVert x - \mu(z)\rVert^2 \quad\text{is minimized by}\quad
 #   \mu^*(z) = \mathbb E_{q(x\mid z)}[x] = \frac{\sum_i x_i\, q(z\mid x_i)}{\sum_i q(z\mid x_i)} ,$$
 #
+# (the minimizer of an expected squared error is the conditional mean, Bishop 2006, section 1.5.5):
 # the **average of every $x$ the encoder may send to $z$**. Where the encoder's Gaussians overlap
 # (and the KL term pushes them to overlap, to match the prior), the decoder outputs averages of
 # different data: blur. A 2-D toy with a 1-D latent: eight data points on a circle, each encoded to
@@ -739,9 +1071,9 @@ assert spread[0.05] < spread[0.2] < spread[0.6]
 # %% [markdown]
 # With a sharp encoder $\mu^*$ jumps from data point to data point; as $s$ grows it takes shortcuts
 # through the inside of the circle, where there are no data (the printed distance to the nearest
-# data point grows with $s$): the analogue of a blurry digit. (Seed 003's question "encoder or
-# decoder?": the encoder mixes different $x$ into the same $z$, the Gaussian decoder then averages
-# them.)
+# data point grows with $s$): the analogue of a blurry digit. (Is the blur the encoder's fault or
+# the decoder's? Both: the encoder mixes different $x$ into the same $z$, the Gaussian decoder then
+# averages them.)
 #
 # **A check of the derivation by simulation.** Draw pairs from the joint, $x_i$ uniformly, then
 # $z \sim q(z\mid x_i)$, and look at the residual $x - \mu^*(z)$. If $\mu^*(z) = \mathbb E[x\mid z]$, the
@@ -773,12 +1105,52 @@ assert max_t["most likely x_i"] > 5                        # ... the sharp decod
 assert diff.mean() > 5 * diff.std() / math.sqrt(n_pairs)   # and the blurry mu* has the smaller squared error
 
 # %% [markdown]
+# **The two blurs of section 6, exactly.** With $\mu^*$ the conditional mean, the law of total
+# variance splits the data's spread around their mean $\bar x$:
+#
+# $$\mathbb E\lVert x - \bar x\rVert^2
+#   = \underbrace{\mathbb E\lVert \mu^*(z) - \bar x\rVert^2}_{\text{kept by the decoder means}}
+#   + \underbrace{\mathbb E\lVert x - \mu^*(z)\rVert^2}_{\text{averaged away}}$$
+#
+# (the cross term vanishes because the residual averages to zero given $z$, as just checked). The
+# averaged-away part is exactly what the best Gaussian decoder puts into its noise: maximizing
+# $\mathbb E\log\mathcal N(x; \mu^*(z), \sigma^2 I)$ over $\sigma^2$ gives
+# $D\sigma_*^2 = \mathbb E\lVert x - \mu^*(z)\rVert^2$. So the noise-free "samples" $\mu^*(z)$,
+# $z \sim q(z)$, lack exactly $D\sigma_*^2$ of the data's spread (blur from dropping the noise), and
+# draws $\mu^*(z) + \sigma_*\epsilon$ restore it, but isotropically, not along the circle: they land
+# *farther* from the data than the means (blur from averaging stays). Asserted on the same pairs (the
+# data's spread is exactly 1, eight points on the unit circle), each to 5 standard errors: the two
+# parts add up to 1; the noisy draws' spread is 1; their mean distance to the nearest data point
+# exceeds the means'.
+
+# %%
+g_ring = torch.Generator().manual_seed(SEED * 1000 + 909)
+mu_opt, resid_sq = decoders["optimal mu*(z)"], sq_err["optimal mu*(z)"]
+centre_ring = ring.mean(0)
+assert torch.allclose((ring - centre_ring).pow(2).sum(1), torch.ones(8, dtype=torch.float64))  # spread 1
+kept = (mu_opt - centre_ring).pow(2).sum(1)
+both = kept + resid_sq
+sigma2_opt = resid_sq.mean().item() / 2                     # D = 2
+resid_se = resid_sq.std().item() / math.sqrt(n_pairs)
+x_noisy_ring = mu_opt + math.sqrt(sigma2_opt) * torch.randn(mu_opt.shape, dtype=torch.float64, generator=g_ring)
+spread_noisy = (x_noisy_ring - centre_ring).pow(2).sum(1)
+dist_gain = torch.cdist(x_noisy_ring, ring).min(1).values - torch.cdist(mu_opt, ring).min(1).values
+print(f"spread kept by the means {kept.mean():.4f} + averaged away (= D sigma*^2) {resid_sq.mean():.4f} "
+      f"= {both.mean():.4f} (data: 1); spread of the noisy draws {spread_noisy.mean():.4f}")
+print(f"distance to the nearest data point: means {torch.cdist(mu_opt, ring).min(1).values.mean():.3f}, "
+      f"noisy draws {torch.cdist(x_noisy_ring, ring).min(1).values.mean():.3f}")
+assert abs(both.mean().item() - 1) < 5 * both.std().item() / math.sqrt(n_pairs)       # total variance
+assert abs(spread_noisy.mean().item() - 1) < 5 * math.hypot(spread_noisy.std().item() / math.sqrt(n_pairs),
+                                                            resid_se)                 # noise restores the spread
+assert dist_gain.mean() > 5 * dist_gain.std() / math.sqrt(n_pairs)                    # ... not the shape
+
+# %% [markdown]
 # ## 10. Posterior collapse, and what the decoder variance does
 #
-# Section 4 showed that $\sigma_{\mathrm{dec}}^2$ sets the price of the KL term. Seed 004:
-# "posterior collapse is a dreaded bad local minimum where the latents do not transmit any
-# information": $q(z\mid x) = p(z)$ for every $x$, KL $= 0$, and the decoder outputs the same thing
-# for every input. For a linear decoder the answer is exact (Lucas et al. 2019): at the optimum,
+# Section 4 showed that $\sigma_{\mathrm{dec}}^2$ sets the price of the KL term. In **posterior
+# collapse** the latents transmit no information: $q(z\mid x) = p(z)$ for every $x$, KL $= 0$, and
+# the decoder outputs the same thing for every input. When does it happen? For a linear decoder the
+# answer is exact (Lucas et al. 2019): at the optimum,
 # latent direction $i$ carries $\frac12\log(\lambda_i/\sigma_{\mathrm{dec}}^2)$ nats of KL when
 # $\sigma_{\mathrm{dec}}^2 < \lambda_i$ and is **switched off** (KL $= 0$) when
 # $\sigma_{\mathrm{dec}}^2 > \lambda_i$, where $\lambda_1 \ge \lambda_2 \ge \dots$ are the eigenvalues of
@@ -863,7 +1235,9 @@ widgets.decoder_std_explorer(sweep)
 # %% [markdown]
 # ## 11. A two-level hierarchical VAE: a learned prior
 #
-# Seeds 003 and 004: "flat" VAEs suffer from simple priors; stack latents. The Markovian two-level
+# A "flat" VAE ties every code to the simple prior $\mathcal N(0, I)$; hierarchical VAEs stack
+# latents so that each level's prior is learned (Sønderby et al. 2016, Ladder VAEs; Vahdat & Kautz
+# 2020, NVAE). The Markovian two-level
 # model and its inference model are
 #
 # $$p(x, z_1, z_2) = p(z_2)\,p_\theta(z_1\mid z_2)\,p_\theta(x\mid z_1), \qquad
@@ -884,8 +1258,8 @@ widgets.decoder_std_explorer(sweep)
 #
 # the flat VAE's ELBO with $\log \mathcal N(z_1; 0, I)$ replaced by a lower bound on the log-density
 # of a **learned prior** $p_\theta(z_1) = \int p_\theta(z_1\mid z_2)\,p(z_2)\,dz_2$ (itself the
-# ELBO of a small VAE on the codes). A diffusion model (notebooks 04-05) is this with $T$ levels and a
-# *fixed* encoder (seed 004, "connection to VAEs").
+# ELBO of a small VAE on the codes). A diffusion model (notebooks 04 and 05) is this with $T$
+# levels and a *fixed* encoder, the forward process (Ho et al. 2020, section 2).
 #
 # **How much can a learned prior gain?** Averaged over the data, the KL term of a flat VAE splits
 # into the information the codes carry about which data point they encode, plus
@@ -958,6 +1332,61 @@ plotting.image_grid(f_samples, nrow=10, ax=axes[0], title="flat VAE: z ~ N(0, I)
 plotting.image_grid(h_samples, nrow=10, ax=axes[1], title="two-level: z2 ~ N(0, I), z1 ~ p(z1 | z2)");
 
 # %% [markdown]
+# ## 12. Pros and cons, and where VAEs went next
+#
+# **Pros.** A principled, likelihood-based model: trained by a lower bound on $\log p(x)$
+# (sections 2 and 8), sampled exactly by ancestral sampling (section 6). Amortized inference: one
+# encoder pass gives $q(z\mid x)$ for any $x$, and the codes are useful features (two numbers per
+# digit classify it, section 6). One loss, no adversary: training is stable (compare notebook 03).
+#
+# **Cons.** It maximizes a bound, not the likelihood: the gap is
+# $\mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x))$, at least $-\tfrac12\log(1-\rho^2)$ for a diagonal
+# encoder of a correlated posterior (section 2). The decoder means are blurry and the real draws
+# grainy (sections 6 and 9). Posterior collapse (section 10). Sample quality below GANs (notebook 03)
+# and diffusion models (notebooks 04 and 05).
+#
+# **Richer posteriors.** A full-covariance encoder, $z = \mu + Lw$ with a Cholesky factor $L$
+# (section 5; Kingma & Welling 2019, section 2.5). Normalizing flows: push a simple $q$ through a
+# chain of invertible maps whose Jacobian determinants are cheap
+# ([Rezende & Mohamed 2015](../docs/bibliography.md#rezende2015); the inverse autoregressive flow of
+# [Kingma et al. 2016](../docs/bibliography.md#kingma2016)). Or tighten the bound rather than the
+# family: the importance-weighted bound of [Burda et al. 2016](../docs/bibliography.md#burda2016)
+# (section 8).
+#
+# **Autoregressive models.** PixelCNN ([van den Oord et al. 2016](../docs/bibliography.md#oord2016))
+# drops the latent and writes the likelihood exactly by the chain rule,
+# $p(x) = \prod_i p(x_i\mid x_{<i})$: no bound, but sampling is sequential, one pixel at a time; as
+# a VAE decoder it is strong enough to ignore $z$, the classic cause of posterior collapse. A
+# Gaussian is the simplest autoregressive model, and the Cholesky map of section 5 is its sampler:
+# with $x = \mu + Lw$ and $L$ lower triangular, $x_i = \mu_i + \sum_{j<i}L_{ij}w_j + L_{ii}w_i$,
+# and $w_1..w_{i-1}$ are fixed by $x_{<i}$, so
+# $p(x_i\mid x_{<i}) = \mathcal N\big(\mu_i + \sum_{j<i}L_{ij}w_j,\ L_{ii}^2\big)$. Checked on
+# the marginal $p(x) = \mathcal N(b, WW^\top + s^2I)$ of section 2's model: the chain rule with these
+# conditionals, and with the conditionals from Gaussian conditioning (Schur complements, Bishop 2006,
+# section 2.3.1), both give the exact $\log p(x)$ to $10^{-10}$.
+#
+# **Deeper hierarchies.** Many levels of latents with learned priors, section 11's idea at scale:
+# Ladder VAEs ([Sønderby et al. 2016](../docs/bibliography.md#sonderby2016)) and NVAE
+# ([Vahdat & Kautz 2020](../docs/bibliography.md#vahdat2020)), whose samples are sharp; diffusion
+# models are the limit with a fixed encoder (notebooks 04 and 05).
+
+# %%
+cov_x = lin.weight @ lin.weight.T + lin.noise_std**2 * torch.eye(5, dtype=torch.float64)
+chol_x = gaussians.covariance_sqrt(cov_x, "cholesky")
+w_x = torch.linalg.solve_triangular(chol_x, (x_lin - lin.bias).T, upper=False).T      # x = b + L w
+chain_rule = (vae.standard_normal_log_prob(w_x[..., None]) - torch.log(chol_x.diagonal())).sum(1)
+schur = torch.zeros(len(x_lin), dtype=torch.float64)
+for i in range(5):                                     # p(x_i | x_<i) by Gaussian conditioning
+    c_io, c_oo = cov_x[i, :i], cov_x[:i, :i]
+    cond_mean = lin.bias[i] + (x_lin[:, :i] - lin.bias[:i]) @ torch.linalg.solve(c_oo, c_io) if i else lin.bias[i]
+    cond_var = cov_x[i, i] - (c_io @ torch.linalg.solve(c_oo, c_io) if i else 0.0)
+    schur += torch.distributions.Normal(cond_mean, cond_var.sqrt()).log_prob(x_lin[:, i])
+print("log p(x) exact:", lin.log_marginal(x_lin).numpy().round(8))
+print("chain rule, Cholesky:", chain_rule.numpy().round(8), " chain rule, conditioning:", schur.numpy().round(8))
+assert torch.allclose(chain_rule, lin.log_marginal(x_lin), rtol=0, atol=1e-10)
+assert torch.allclose(schur, lin.log_marginal(x_lin), rtol=0, atol=1e-10)
+
+# %% [markdown]
 # ## Summary
 #
 # - $\log p(x) = \mathrm{ELBO}(x) + \mathrm{KL}(q\,\|\,p(z\mid x))$: the ELBO is a lower bound,
@@ -965,6 +1394,11 @@ plotting.image_grid(h_samples, nrow=10, ax=axes[1], title="two-level: z2 ~ N(0, 
 # - ELBO = reconstruction (Monte Carlo, a scaled $L_2$ loss for a Gaussian decoder) minus a
 #   closed-form KL; the reparameterization trick makes it differentiable with low variance.
 # - $\mathcal L_K$ (IWAE) tightens the bound toward $\log p(x)$ as $K$ grows.
+# - A diagonal $q(z\mid x)$ matches the posterior's precision, not its variances, and leaves a gap of
+#   $-\tfrac12\log(1-\rho^2)$; any $A$ with $AA^\top = \Sigma$ (symmetric root or Cholesky)
+#   samples $\mathcal N(\mu, \Sigma)$, by different maps.
+# - VAE "samples" are usually decoder means; real draws add pixel-independent noise, which restores
+#   the amount of variation but not the strokes that averaging removed.
 # - Blur is the optimal decoder averaging over what the encoder confuses; a large decoder
 #   variance (= KL weight) collapses the posterior, latent direction by latent direction;
 #   hierarchies give a learned prior, which can gain at most $\mathrm{KL}(q(z)\,\|\,p(z))$, and

@@ -230,3 +230,131 @@ def test_diag_gaussian_log_prob_matches_scipy_in_both_parameterizations():
         diag_gaussian_log_prob(x, mean)
     with pytest.raises(ValueError, match="exactly one"):
         diag_gaussian_log_prob(x, mean, logvar, var=logvar.exp())
+
+
+# ------------------------------------------------------------------------------------------------
+# full covariances: covariance_sqrt, mean_field_gaussian, covariance_ellipse
+# (references: scipy.linalg.sqrtm and scipy.linalg.cholesky, finite differences via gradcheck,
+# numerical minimization of torch.distributions' KL with scipy.optimize)
+# ------------------------------------------------------------------------------------------------
+def _spd(seed, d=4, shift=0.1):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(d, d, generator=g, dtype=F64)
+    return a @ a.T + shift * torch.eye(d, dtype=F64)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_covariance_sqrt_matches_scipy_and_reproduces_cov(seed):
+    from scipy import linalg
+
+    from course_lib.gaussians import covariance_sqrt
+    cov = _spd(seed)
+    a_eig, a_chol = covariance_sqrt(cov, "eigh"), covariance_sqrt(cov, "cholesky")
+    scale = cov.abs().max()
+    for a in (a_eig, a_chol):                                  # A A^T = Sigma to float64 rounding
+        assert (a @ a.T - cov).abs().max() < 1e-13 * scale
+    np.testing.assert_allclose(a_eig.numpy(), np.real(linalg.sqrtm(cov.numpy())), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(a_chol.numpy(), linalg.cholesky(cov.numpy(), lower=True), rtol=0, atol=1e-12)
+    assert torch.equal(a_eig, a_eig.T) and torch.equal(a_chol, torch.tril(a_chol))
+    assert (torch.diagonal(a_chol) > 0).all()
+    q = torch.linalg.solve_triangular(a_chol, a_eig, upper=False)   # A_eig = L Q with Q orthogonal
+    assert torch.allclose(q @ q.T, torch.eye(4, dtype=F64), atol=1e-12)
+    assert (a_eig - a_chol).abs().max() > 1e-3                    # but the two maps differ
+
+
+def test_covariance_sqrt_batched_psd_and_float32():
+    from course_lib.gaussians import covariance_sqrt
+    covs = torch.stack([_spd(s, 3) for s in range(6)])
+    for method in ("eigh", "cholesky"):
+        a = covariance_sqrt(covs, method)
+        assert a.shape == (6, 3, 3) and torch.allclose(a @ a.mT, covs, atol=1e-12)
+    v = torch.tensor([[1.0], [2.0], [-1.0]], dtype=F64)
+    rank_one = v @ v.T                                         # positive semi-definite, singular
+    a = covariance_sqrt(rank_one, "eigh")
+    assert torch.isfinite(a).all() and torch.allclose(a @ a.T, rank_one, atol=1e-7)
+    a32 = covariance_sqrt(covs[0].float(), "eigh")
+    assert a32.dtype == torch.float32 and torch.allclose(a32 @ a32.T, covs[0].float(), atol=1e-4)
+
+
+def test_covariance_sqrt_gradient_matches_finite_differences_also_at_repeated_eigenvalues():
+    from course_lib.gaussians import covariance_sqrt
+    for cov in (_spd(7, 3), 2.0 * torch.eye(3, dtype=F64), torch.diag(torch.tensor([1.0, 1.0, 3.0], dtype=F64))):
+        for method in ("eigh", "cholesky"):
+            assert torch.autograd.gradcheck(lambda c, m=method: covariance_sqrt((c + c.T) / 2, m),
+                                            (cov.clone().requires_grad_(),))
+    # autograd through torch.linalg.eigh is NaN at Sigma = I; the closed-form backward is not
+    eye = torch.eye(3, dtype=F64, requires_grad=True)
+    covariance_sqrt(eye, "eigh").sum().backward()
+    assert torch.allclose(eye.grad, torch.full((3, 3), 0.5, dtype=F64))  # d sqrt(S) = dS / 2 at S = I
+
+
+def test_covariance_sqrt_bad_input():
+    from course_lib.gaussians import covariance_sqrt
+    with pytest.raises(ValueError, match="method"):
+        covariance_sqrt(torch.eye(2, dtype=F64), "svd")
+    with pytest.raises(ValueError, match="cov.*square"):
+        covariance_sqrt(torch.ones(2, 3, dtype=F64))
+    with pytest.raises(ValueError, match="cov.*symmetric"):
+        covariance_sqrt(torch.tensor([[1.0, 0.5], [0.0, 1.0]], dtype=F64))
+    with pytest.raises(ValueError, match="cov.*semi-definite"):
+        covariance_sqrt(torch.diag(torch.tensor([1.0, -1.0], dtype=F64)), "eigh")
+    with pytest.raises(ValueError, match="cov.*positive definite"):
+        covariance_sqrt(torch.diag(torch.tensor([1.0, 0.0], dtype=F64)), "cholesky")
+    with pytest.raises(TypeError, match="cov"):
+        covariance_sqrt(torch.eye(2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="cov.*finite"):
+        covariance_sqrt(torch.tensor([[1.0, float("nan")], [float("nan"), 1.0]], dtype=F64))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mean_field_gaussian_minimizes_reverse_kl(seed):
+    from scipy import optimize
+    from torch.distributions import MultivariateNormal
+
+    from course_lib.gaussians import mean_field_gaussian
+    cov = _spd(seed, 3, shift=0.5)
+    mu = torch.randn(3, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    p = MultivariateNormal(mu, cov)
+
+    def kl(params):
+        m, lv = torch.tensor(params[:3], dtype=F64), torch.tensor(params[3:], dtype=F64)
+        return kl_divergence(MultivariateNormal(m, torch.diag(lv.exp())), p).item()
+
+    res = optimize.minimize(kl, np.zeros(6), method="BFGS", options={"gtol": 1e-10})
+    m_mf, lv_mf = mean_field_gaussian(mu, cov)
+    np.testing.assert_allclose(m_mf.numpy(), res.x[:3], atol=1e-5)
+    np.testing.assert_allclose(lv_mf.numpy(), res.x[3:], atol=1e-5)
+    assert kl(np.concatenate([m_mf.numpy(), lv_mf.numpy()])) <= res.fun + 1e-12
+    assert (lv_mf.exp() <= torch.diagonal(cov) + 1e-12).all()      # it underestimates the marginals
+    # 2-D: KL = -1/2 log(1 - rho^2)
+    c2 = torch.tensor([[1.0, 0.6], [0.6, 2.0]], dtype=F64)
+    m2, lv2 = mean_field_gaussian(torch.zeros(4, 2, dtype=F64), c2)
+    assert m2.shape == lv2.shape == (4, 2)
+    rho2 = 0.6**2 / 2.0
+    got = kl_divergence(MultivariateNormal(m2[0], torch.diag(lv2[0].exp())), MultivariateNormal(m2[0], c2))
+    assert abs(got.item() + 0.5 * math.log(1 - rho2)) < 1e-14
+
+
+def test_mean_field_gaussian_bad_input():
+    from course_lib.gaussians import mean_field_gaussian
+    with pytest.raises(ValueError, match="mean"):
+        mean_field_gaussian(torch.zeros(3, dtype=F64), torch.eye(2, dtype=F64))
+    with pytest.raises(ValueError, match="cov.*positive definite"):
+        mean_field_gaussian(torch.zeros(2, dtype=F64), torch.zeros(2, 2, dtype=F64))
+
+
+def test_covariance_ellipse_is_the_mahalanobis_contour_for_both_methods():
+    from course_lib.gaussians import covariance_ellipse
+    mu, cov = torch.tensor([0.5, -1.0], dtype=F64), torch.tensor([[2.0, -0.9], [-0.9, 0.8]], dtype=F64)
+    for method in ("eigh", "cholesky"):
+        pts = covariance_ellipse(mu, cov, radius=2.0, num_points=50, method=method)
+        assert pts.shape == (51, 2) and torch.allclose(pts[0], pts[-1])
+        r = pts - mu
+        maha = (r * torch.linalg.solve(cov, r.T).T).sum(1)
+        assert torch.allclose(maha, torch.full_like(maha, 4.0), atol=1e-12)
+    with pytest.raises(ValueError, match="mean"):
+        covariance_ellipse(torch.zeros(3, dtype=F64), cov)
+    with pytest.raises(ValueError, match="radius"):
+        covariance_ellipse(mu, cov, radius=0.0)
+    with pytest.raises(ValueError, match="num_points"):
+        covariance_ellipse(mu, cov, num_points=2)

@@ -772,3 +772,95 @@ def test_decoder_std_sweep_records_kl_and_reconstruction_error():
         torch.testing.assert_close(r.kl_per_dim, per_dim, rtol=1e-4, atol=1e-6)
         assert r.reconstruction_mse == pytest.approx(
             (r.model.reconstruct(data) - data).pow(2).sum((1, 2, 3)).mean().item(), rel=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# full-covariance reparameterization and the decoder's noise
+# ---------------------------------------------------------------------------------------------
+def _cov3():
+    return torch.tensor([[2.0, 0.9, -0.4], [0.9, 1.0, 0.3], [-0.4, 0.3, 0.5]], dtype=D64)
+
+
+def test_reparameterize_full_cholesky_is_multivariate_normal_rsample():
+    """Same global RNG stream: our mu + L w equals torch.distributions' rsample number for number."""
+    mean = torch.tensor([[1.0, -2.0, 0.5]], dtype=D64).expand(6, 3).contiguous()
+    torch.manual_seed(123)
+    ours = V.reparameterize_full(mean, _cov3(), "cholesky")
+    torch.manual_seed(123)
+    ref = torch.distributions.MultivariateNormal(mean, covariance_matrix=_cov3()).rsample()
+    assert torch.allclose(ours, ref, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("method", ["eigh", "cholesky"])
+def test_reparameterize_full_sample_moments_within_standard_errors(method, device):
+    n = 200_000
+    cov, mu = _cov3().to(device), torch.tensor([1.0, -2.0, 0.5], dtype=D64, device=device)
+    x = V.reparameterize_full(mu.expand(n, 3), cov, method, generator=torch.Generator().manual_seed(1))
+    assert x.device.type == torch.device(device).type
+    x = x.cpu()
+    cov = cov.cpu()
+    # each entry of the sample covariance has variance (S_ii S_jj + S_ij^2) / n for Gaussian data
+    se = ((torch.diagonal(cov)[:, None] * torch.diagonal(cov)[None] + cov**2) / n).sqrt()
+    assert ((torch.cov(x.T) - cov).abs() < 5 * se).all()
+    assert ((x.mean(0) - mu.cpu()).abs() < 5 * (torch.diagonal(cov) / n).sqrt()).all()
+    # same distribution: torch.distributions' log-density averages to minus the entropy
+    lp = torch.distributions.MultivariateNormal(mu.cpu(), cov).log_prob(x)
+    ent = torch.distributions.MultivariateNormal(mu.cpu(), cov).entropy()
+    assert abs(lp.mean() + ent) < 5 * lp.std() / math.sqrt(n)
+
+
+def test_reparameterize_full_maps_differ_per_draw_and_reduce_to_diagonal():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(1000, 3, generator=g, dtype=D64)
+    mean = torch.zeros(1000, 3, dtype=D64)
+    a = V.reparameterize_full(mean, _cov3(), "eigh", noise=w)
+    b = V.reparameterize_full(mean, _cov3(), "cholesky", noise=w)
+    assert (a - b).norm(dim=1).mean() > 0.1                     # different points for the same w
+    logvar = torch.log(torch.tensor([0.5, 2.0, 0.1], dtype=D64)).expand(1000, 3)
+    diag = torch.diag_embed(logvar.exp())                        # per-row covariances (N, D, D)
+    expected = mean + torch.exp(0.5 * logvar) * w                # reparameterize's mu + sigma * eps
+    for method in ("eigh", "cholesky"):
+        got = V.reparameterize_full(mean, diag, method, noise=w)
+        assert torch.allclose(got, expected, rtol=0, atol=1e-14)
+
+
+def test_reparameterize_full_gradients_and_bad_input():
+    mean = torch.zeros(4, 3, dtype=D64, requires_grad=True)
+    cov = _cov3().clone().requires_grad_()
+    for method in ("eigh", "cholesky"):
+        x = V.reparameterize_full(mean, cov, method, generator=torch.Generator().manual_seed(0))
+        x.pow(2).sum().backward()
+        assert torch.isfinite(mean.grad).all() and torch.isfinite(cov.grad).all() and cov.grad.abs().sum() > 0
+        mean.grad = cov.grad = None
+    with pytest.raises(ValueError, match="cov"):
+        V.reparameterize_full(torch.zeros(4, 2, dtype=D64), _cov3())
+    with pytest.raises(ValueError, match="cov"):
+        V.reparameterize_full(torch.zeros(4, 3, dtype=D64), _cov3().expand(5, 3, 3))
+    with pytest.raises(ValueError, match="noise"):
+        V.reparameterize_full(torch.zeros(4, 3, dtype=D64), _cov3(), noise=torch.zeros(4, 2, dtype=D64))
+    with pytest.raises(ValueError, match="mean"):
+        V.reparameterize_full(torch.zeros(3, dtype=D64), _cov3())
+    with pytest.raises(ValueError, match="method"):
+        V.reparameterize_full(torch.zeros(4, 3, dtype=D64), _cov3(), "qr")
+
+
+def test_sample_decoder_draws_from_p_x_given_z():
+    torch.manual_seed(0)
+    model = VAE(5, latent_dim=2, hidden_dims=(8,), decoder_std=0.3).double()
+    z = torch.tensor([[0.4, -1.0]], dtype=D64).expand(100_000, 2)
+    x = model.sample_decoder(z, torch.Generator().manual_seed(3))
+    mean = model.decode(z[:1])[0]
+    n = x.shape[0]
+    assert ((x.mean(0) - mean).abs() < 5 * 0.3 / math.sqrt(n)).all()         # E[x | z] = decode(z)
+    se_var = 0.09 * math.sqrt(2 / n)
+    assert ((x.var(0) - 0.09).abs() < 5 * se_var).all()                      # Var = sigma_dec^2
+    off = torch.corrcoef(x.T) - torch.eye(5, dtype=D64)
+    assert off.abs().max() < 5 / math.sqrt(n)                                # diagonal covariance
+    bern = VAE(5, latent_dim=2, hidden_dims=(8,), likelihood="bernoulli").double()
+    xb = bern.sample_decoder(z, torch.Generator().manual_seed(4))
+    p = (bern.decode(z[:1])[0] + 1) / 2
+    assert set(xb.unique().tolist()) <= {-1.0, 1.0}
+    assert (((xb == 1).double().mean(0) - p).abs() < 5 * (p * (1 - p) / n).sqrt()).all()
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)   # sample(add_noise) uses it
+    zz = torch.randn(7, 2, generator=g2, dtype=D64)
+    assert torch.equal(model.sample(7, g1, add_noise=True), model.sample_decoder(zz, g2))

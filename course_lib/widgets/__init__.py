@@ -7,7 +7,7 @@ module                                 what
                                        :func:`explorer` (and :func:`wide`, :func:`plot_defaults`)
 ``course_lib.widgets.divergences``     notebook 00: forward vs reverse KL fits
 ``course_lib.widgets.autoencoders``    notebook 01: denoising, decoding random codes
-``course_lib.widgets.vae``             notebook 02: gradient estimators, decoder-std sweep
+``course_lib.widgets.vae``             notebook 02: gradient estimators, decoder-std sweep, ellipses
 ``course_lib.widgets.gan``             notebook 03: the optimal discriminator and saturation
 ``course_lib.widgets.diffusion``       notebooks 04-05: the scaled chain, noised and reverse marginals
 ``course_lib.widgets.score``           notebook 06: noised score fields, Langevin dynamics

@@ -1,9 +1,11 @@
-"""Notebook 02's figures and explorers: gradient estimators, and the decoder-std sweep.
+"""Notebook 02's figures and explorers: gradient estimators, the decoder-std sweep, posterior ellipses.
 
 (1) The two unbiased estimators of d/dmu E_{z ~ N(mu, sigma^2)}[(z - c)^2] = 2 (mu - c)
 (:func:`course_lib.vae.reparameterization_gradient`, :func:`course_lib.vae.score_function_gradient`),
 computed live from a few thousand samples; (2) a precomputed sweep of the decoder's sigma
-(:func:`course_lib.vae.decoder_std_sweep`): reconstructions, samples, and the KL term falling to 0.
+(:func:`course_lib.vae.decoder_std_sweep`): reconstructions, samples, and the KL term falling to 0;
+(3) ellipses of 2-D Gaussians (:func:`course_lib.gaussians.covariance_ellipse`): a diagonal q(z|x)
+against the exact posterior, and the two square-root maps of :func:`course_lib.vae.reparameterize_full`.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from course_lib.gaussians import covariance_ellipse
 from course_lib.plotting import image_grid
-from course_lib.vae import reparameterization_gradient, score_function_gradient
+from course_lib.vae import reparameterization_gradient, reparameterize_full, score_function_gradient
 from course_lib.widgets.ui import explorer, plot_defaults, slider, wide
 
 __all__ = ["plot_gradient_estimators", "gradient_estimator_explorer", "plot_decoder_std_sweep",
-           "decoder_std_explorer"]
+           "decoder_std_explorer", "plot_posterior_ellipses", "plot_square_root_maps"]
 
 
 def plot_gradient_estimators(sigma: float = 1.0, offset: float = 2.0, num_samples: int = 2000,
@@ -123,3 +126,78 @@ def decoder_std_explorer(sweep) -> W.VBox:
         "(posterior collapse).",
         decoder_std=control,
     )
+
+
+def plot_posterior_ellipses(mean: torch.Tensor, cov: torch.Tensor, approximations: dict,
+                            samples: torch.Tensor | None = None, ax=None):
+    """One- and two-standard-deviation ellipses of a 2-D posterior and of diagonal approximations.
+
+    Parameters
+    ----------
+    mean : tensor (2,)
+        Mean of the exact posterior p(z | x).
+    cov : tensor (2, 2)
+        Its covariance.
+    approximations : dict
+        ``label -> (mean (2,), logvar (2,))`` of diagonal Gaussians q(z | x) (drawn dashed).
+    samples : tensor (M, 2), optional
+        Draws from the exact posterior, scattered.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    Figure
+    """
+    if tuple(mean.shape) != (2,) or tuple(cov.shape) != (2, 2):
+        raise ValueError(f"mean, cov: expected shapes (2,) and (2, 2), got {tuple(mean.shape)} and "
+                         f"{tuple(cov.shape)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 4.6), layout="constrained")
+    if samples is not None:
+        ax.scatter(*samples.detach().cpu().T, s=2, c="0.6", alpha=0.5, label="samples of p(z|x)")
+    for r, lw in ((1.0, 2.0), (2.0, 1.0)):
+        pts = covariance_ellipse(mean, cov, radius=r)
+        ax.plot(*pts.detach().cpu().T, color="k", lw=lw, label="exact p(z|x)" if r == 1 else None)
+    colors = ("tab:red", "tab:blue", "tab:green", "tab:purple")
+    for (label, (m, lv)), color in zip(approximations.items(), colors):
+        diag = torch.diag(lv.exp())
+        for r, lw in ((1.0, 2.0), (2.0, 1.0)):
+            pts = covariance_ellipse(m, diag, radius=r)
+            ax.plot(*pts.detach().cpu().T, ls="--", color=color, lw=lw, label=label if r == 1 else None)
+    ax.plot(*mean.detach().cpu(), "k+", ms=10)
+    ax.set(xlabel="z1", ylabel="z2", aspect="equal", title="posterior and diagonal q(z|x): 1 and 2 std ellipses")
+    ax.legend(fontsize=7, loc="upper right", frameon=False)
+    return ax.figure
+
+
+def plot_square_root_maps(mean: torch.Tensor, cov: torch.Tensor, num_samples: int = 2000,
+                          num_lines: int = 12, seed: int = 0):
+    """The maps w -> mean + Sigma^{1/2} w and w -> mean + L w on the same standard normal draws.
+
+    Left: the draws w ~ N(0, I) (``num_lines`` of them in black). Right: their images under both maps
+    (same ellipse, same cloud), with a segment joining the two images (dark blue: eigh, brown:
+    Cholesky) of each black draw: different points.
+    """
+    if tuple(mean.shape) != (2,) or tuple(cov.shape) != (2, 2):
+        raise ValueError(f"mean, cov: expected shapes (2,) and (2, 2), got {tuple(mean.shape)} and "
+                         f"{tuple(cov.shape)}")
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(num_samples, 2, generator=g, dtype=cov.dtype)
+    means = mean.to(cov.dtype).expand(num_samples, 2)
+    x_eig = reparameterize_full(means, cov, "eigh", noise=w)
+    x_chol = reparameterize_full(means, cov, "cholesky", noise=w)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), layout="constrained")
+    axes[0].scatter(*w.T, s=2, c="0.5")
+    axes[0].scatter(*w[:num_lines].T, s=18, c="k")
+    axes[0].set(title="w ~ N(0, I)", aspect="equal", xlabel="w1", ylabel="w2")
+    axes[1].scatter(*x_eig.T, s=2, c="tab:blue", alpha=0.4, label="mu + Sigma^(1/2) w (eigh)")
+    axes[1].scatter(*x_chol.T, s=2, c="tab:orange", alpha=0.4, label="mu + L w (Cholesky)")
+    for a, b in zip(x_eig[:num_lines], x_chol[:num_lines]):
+        axes[1].plot([a[0], b[0]], [a[1], b[1]], "k-", lw=1.5)
+    axes[1].scatter(*x_eig[:num_lines].T, s=25, c="navy", zorder=3)
+    axes[1].scatter(*x_chol[:num_lines].T, s=25, c="saddlebrown", zorder=3)
+    axes[1].plot(*covariance_ellipse(mean.to(cov.dtype), cov, radius=2.0).T, "k--", lw=1, label="2 std ellipse")
+    axes[1].set(title="same w, two maps:\ndifferent points, same distribution", aspect="equal",
+                xlabel="x1", ylabel="x2")
+    axes[1].legend(fontsize=7, frameon=False, markerscale=4)
+    return fig

@@ -33,3 +33,19 @@ def test_notebook02_widgets_draw_and_redraw():
     box = widgets.gradient_estimator_explorer()
     box.redraw()
     assert set(plt.get_fignums()) == before
+
+
+def test_notebook02_ellipse_figures_draw_and_reject_bad_shapes():
+    d64 = torch.float64
+    mean, cov = torch.tensor([0.5, -0.2], dtype=d64), torch.tensor([[1.0, -0.7], [-0.7, 1.0]], dtype=d64)
+    q = {"diagonal": (mean, torch.log(torch.tensor([0.51, 0.51], dtype=d64)))}
+    fig = widgets.plot_posterior_ellipses(mean, cov, q, samples=torch.randn(50, 2, dtype=d64))
+    assert isinstance(fig, Figure) and len(fig.axes[0].lines) >= 5
+    plt.close(fig)
+    fig = widgets.plot_square_root_maps(mean, cov, num_samples=100, num_lines=5)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match="mean"):
+        widgets.plot_posterior_ellipses(torch.zeros(3, dtype=d64), cov, q)
+    with pytest.raises(ValueError, match="cov"):
+        widgets.plot_square_root_maps(mean, torch.eye(3, dtype=d64))

@@ -9,9 +9,13 @@
 # %% [markdown]
 # # 03 · GANs, the optimal discriminator and the log-D trick
 #
+# Every paper cited here is listed, with full references, in the course's
+# [bibliography](../docs/bibliography.md).
+#
 # **What you will learn**
 #
-# - the minimax game of a generator and a discriminator (Goodfellow et al. 2014), its value
+# - the minimax game of a generator and a discriminator
+#   ([Goodfellow et al. 2014](../docs/bibliography.md#goodfellow2014)), its value
 #   function, and the alternating algorithm with $k$ discriminator steps per generator step;
 # - why every GAN loss is computed from **logits** (softplus), never as `log(sigmoid(...))`;
 # - the **optimal discriminator** $D^* = p_{\mathrm{data}} / (p_{\mathrm{data}} + p_g)$, checked
@@ -19,10 +23,17 @@
 #   checked by quadrature;
 # - **saturation**: the minimax generator loss $\log(1 - D(G(z)))$ has no gradient exactly when the
 #   generator is bad; the **log-D trick** $-\log D(G(z))$ fixes that (gradient magnitudes, the game
-#   against the exact $D^*$ without any randomness, then trained runs with each loss);
+#   against the exact $D^*$ without any randomness, then trained runs with each loss), and why the
+#   log-D trick is a **reverse-KL, mode-seeking** objective
+#   ([Arjovsky & Bottou 2017](../docs/bibliography.md#arjovsky2017a)): it minimizes
+#   $2\,\mathrm{KL}(M\,\|\,p_{\mathrm{data}})$, $M = (p_{\mathrm{data}} + p_g)/2$;
 # - **mode collapse** on the 8-mode ring and the 25-mode grid, measured with the published
-#   VEEGAN / PacGAN protocol over independent runs and put beside their tables;
-# - a stabler objective, **WGAN-GP**, on the same toys with the same metrics; a DCGAN on the digits;
+#   VEEGAN / PacGAN protocol ([Lin et al. 2018](../docs/bibliography.md#lin2018)) over independent
+#   runs and put beside their tables; the loss curves, and the trained discriminator against $D^*$;
+# - a stabler objective, **WGAN-GP** ([Gulrajani et al. 2017](../docs/bibliography.md#gulrajani2017)),
+#   on the same toys with the same metrics; **LSGAN**'s least-squares loss
+#   ([Mao et al. 2017](../docs/bibliography.md#mao2017)) and its Pearson $\chi^2$; a DCGAN on the digits
+#   ([Radford et al. 2016](../docs/bibliography.md#radford2016)) and walks in its latent space;
 # - why a GAN cannot answer $p(x)$ or $p(z \mid x)$.
 #
 # Every derivation is followed by a cell that computes the claim and **asserts** it. A claim that
@@ -33,10 +44,15 @@
 #
 # | here | Goodfellow et al. 2014 |
 # |---|---|
-# | generator $G_\theta: z \mapsto x$, $z \sim p(z) = \mathcal N(0, I)$ | $G(z; \theta_g)$, $p_z(z)$ |
+# | generator $G_\theta: z \mapsto x$, $z \sim p_z(z) = p(z) = \mathcal N(0, I)$ (the noise prior) | $G(z; \theta_g)$, $p_z(z)$ |
 # | discriminator $D_\phi(x) = \sigma(\ell_\phi(x)) \in (0, 1)$, logit $\ell_\phi$ | $D(x; \theta_d)$ |
 # | model distribution $p_g$ (law of $G_\theta(z)$), known only through samples (an *implicit* model) | $p_g$ |
 # | value $V(D, G) = \mathbb E_{p_{\mathrm{data}}}[\log D(x)] + \mathbb E_{p(z)}[\log(1 - D(G(z)))]$ | eq. 1 |
+#
+# **$p_g$ is the model's distribution over $x$, never the noise prior.** Some texts and slides write
+# "noise prior $p_g(z)$" in the training algorithm; Goodfellow et al.'s own Algorithm 1 does so, while
+# their eq. 1 writes $p_z(z)$ for the prior and keeps $p_g$ for the generator's distribution. Here the
+# prior is always $p_z$ (or $p(z)$) and $p_g$ always the law of $G_\theta(z)$.
 #
 # In code: discriminators return logits `(N, 1)`; losses are scalars in nats; 2-D samples are
 # `(N, 2)`; images `(N, 1, 8, 8)` in $[-1, 1]$.
@@ -53,6 +69,7 @@ from scipy import integrate, stats
 from course_lib import (
     course_seed,
     data,
+    divergences,
     gan,
     get_device,
     grading,
@@ -347,7 +364,8 @@ assert grad[True][low].abs().max() < 1e-3 and grad[False][low].abs().min() > 0.9
 # optimality and infinite batches. Since $D^*$ maximizes $V$, the saturating generator's gradient is
 # that of $V(G, D^*) = -\log 4 + 2\,\mathrm{JSD}$, which is flat (close to its maximum $\log 2$, within
 # 2% at the start, asserted) when the two distributions barely overlap; the log-D trick's gradient is that of
-# $\mathrm{KL}(p_g\,\|\,p_{\mathrm{data}}) - 2\,\mathrm{JSD}$ (Arjovsky and Bottou 2017, Theorem 2.5),
+# $\mathrm{KL}(p_g\,\|\,p_{\mathrm{data}}) - 2\,\mathrm{JSD}$
+# ([Arjovsky and Bottou 2017](../docs/bibliography.md#arjovsky2017a), Theorem 2.5),
 # whose KL term keeps pulling. Check of both identities at the start: the first step of each
 # generator against central differences of the divergences (JSD by the quadrature of section 2, KL
 # of two Gaussians in closed form), to $10^{-3}$ of the gradient's norm (the accuracy of the finite
@@ -450,6 +468,226 @@ for b_g, s_g3 in [(0.0, 1.0), (2.0, 0.7), (3.8, 0.6)]:
     assert -1e-12 <= kl_g_m <= math.log(2)
 
 # %% [markdown]
+# ### The log-D trick minimizes a reverse KL: it seeks modes
+#
+# Exercise 2's identity gives the **value** of the log-D trick's loss at $D^*$. The generator
+# follows a **gradient**, taken with the discriminator held fixed: Algorithm 1 updates $G$ against
+# the current $D$. So freeze $D^*$ at the current generator $\theta_0$. With
+# $2\,\mathrm{JSD}(p_{\mathrm{data}}\|p_g) = \mathrm{KL}(p_{\mathrm{data}}\|M) + \mathrm{KL}(p_g\|M)$ and
+# $\mathbb E_{p_{\mathrm{data}}}[\log D^*] = \mathbb E_{p_{\mathrm{data}}}[\log\frac{p_{\mathrm{data}}}{2M}]
+# = \mathrm{KL}(p_{\mathrm{data}}\|M) - \log 2$, Exercise 2's identity becomes
+#
+# $$\mathbb E_{p_g}\big[-\log D^*(x)\big] = \mathrm{KL}(p_g\|p_{\mathrm{data}})
+#   - 2\,\mathrm{JSD}(p_{\mathrm{data}}\|p_g) + 2\log 2
+#   + \mathbb E_{x \sim p_{\mathrm{data}}}\big[\log D^*(x)\big].$$
+#
+# The last term is an expectation over the **data**, so with $D^*$ frozen it does not depend on
+# $\theta$ and has no gradient. Hence Arjovsky and Bottou's Theorem 2.5:
+#
+# $$\nabla_\theta\,\mathbb E_{p_\theta}\big[-\log D^*_{\theta_0}(x)\big]\Big|_{\theta_0}
+#   = \nabla_\theta\Big[\mathrm{KL}(p_\theta\|p_{\mathrm{data}})
+#   - 2\,\mathrm{JSD}(p_{\mathrm{data}}\|p_\theta)\Big]_{\theta_0}.$$
+#
+# This is a statement about gradients. As a statement about values,
+# "$\mathbb E_{p_g}[-\log D^*] = \mathrm{KL}(p_g\|p_{\mathrm{data}}) - 2\,\mathrm{JSD} + 2\log 2$" is
+# **false**, because it drops $\mathbb E_{p_{\mathrm{data}}}[\log D^*] \in [-\log 2, 0]$. At
+# $p_g = p_{\mathrm{data}}$, for example, $D^* = 1/2$ and the loss is $\log 2$, not $2\log 2$.
+#
+# **The bracket is a reverse KL.** Write both divergences as integrals and collect the terms:
+#
+# $$\mathrm{KL}(p_g\|p_{\mathrm{data}}) - 2\,\mathrm{JSD}
+#   = \int p_g\log\frac{p_g}{p_{\mathrm{data}}} - \int p_{\mathrm{data}}\log\frac{p_{\mathrm{data}}}{M}
+#     - \int p_g\log\frac{p_g}{M}
+#   = \int (p_{\mathrm{data}} + p_g)\log\frac{M}{p_{\mathrm{data}}}
+#   = 2\,\mathrm{KL}\big(M\,\big\|\,p_{\mathrm{data}}\big),$$
+#
+# with $M = \frac12(p_{\mathrm{data}} + p_g)$. Against an optimal discriminator, the log-D trick's
+# generator descends $2\,\mathrm{KL}(M\|p_{\mathrm{data}})$ (`gan.non_saturating_objective`). This
+# divergence is 0 only at $p_g = p_{\mathrm{data}}$, and the model's side comes first, as in
+# notebook 00's reverse KL $\mathrm{KL}(q\|p)$. It treats the two kinds of error very differently:
+#
+# - **mass where there are no data** ($p_g > 0$, $p_{\mathrm{data}} \approx 0$) makes
+#   $M/p_{\mathrm{data}}$ huge. The cost is unbounded ("zero forcing"): off-data samples are never
+#   worth it;
+# - **a data mode with no samples** has $M = p_{\mathrm{data}}/2$ there and contributes
+#   $\int \frac{p_{\mathrm{data}}}{2}\log\frac12 < 0$. The cost of dropping a mode is bounded. Take two
+#   far-apart modes of weight $\frac12$ and $p_g$ equal to one of them. Then
+#   $M = \frac34(\text{kept}) + \frac14(\text{dropped})$ and
+#   $2\,\mathrm{KL}(M\|p_{\mathrm{data}}) \to \frac32\log\frac32 - \frac12\log 2 \approx 0.26$ nats,
+#   however far apart the modes are.
+#
+# Maximum likelihood, $\mathrm{KL}(p_{\mathrm{data}}\|p_g)$, works the other way round: a dropped
+# mode costs without bound, and mass between the modes is cheap. That is what mode covering means.
+#
+# **Checks by quadrature** (float64; data: notebook 00's two unit-variance modes at $\pm 3$). For
+# three generators (one mode, a wide Gaussian covering both, one in between):
+# `gan.generator_loss_at_optimum` (trapezoid rule) against `scipy.integrate.quad` of
+# $\mathbb E_{p_g}[-\log D^*]$; the value identity above, with the missing term
+# $\mathbb E_{p_{\mathrm{data}}}[\log D^*]$ by `quad`; and
+# $2\,\mathrm{KL}(M\|p_{\mathrm{data}}) = \mathrm{KL}(p_g\|p_{\mathrm{data}}) - 2\,\mathrm{JSD}$ (KL and
+# JSD by `course_lib.divergences`). All three agree to $10^{-8}$ nats, the accuracy of the two
+# quadratures. Then Theorem 2.5 on this bimodal target: the frozen-$D^*$ gradient in
+# $(b, a)$ of $p_g = \mathcal N(b, a^2)$, computed by `quad` as
+# $\int \partial_\theta p_g\,(-\log D^*_{\theta_0})$, against central differences of
+# $2\,\mathrm{KL}(M\|p_{\mathrm{data}})$ (relative $10^{-5}$, the finite differences' accuracy).
+
+# %%
+D6 = 6.0
+p_bi = toy.bimodal_1d(D6, 1.0, dtype=torch.float64)              # 0.5 N(-3, 1) + 0.5 N(3, 1)
+log_pd_bi = lambda x: np.logaddexp(stats.norm.logpdf(x, -D6 / 2), stats.norm.logpdf(x, D6 / 2)) - math.log(2)
+
+
+def on_grid(mean, std):
+    """log p_data, log p_g on a quadrature grid covering both, for p_g = N(mean, std^2)."""
+    q = toy.GaussianMixture(torch.tensor([[mean]], dtype=torch.float64), torch.tensor([std], dtype=torch.float64))
+    xg = divergences.quadrature_grid(p_bi, q)
+    return p_bi.log_prob(xg[:, None]), q.log_prob(xg[:, None]), xg
+
+
+def quad_bi(f, mean, std):
+    lo, hi = min(-D6 / 2 - 12, mean - 12 * std), max(D6 / 2 + 12, mean + 12 * std)
+    return integrate.quad(f, lo, hi, limit=400, epsabs=1e-13)[0]
+
+
+for mean, std in [(3.0, 1.0), (0.0, math.sqrt(10.0)), (0.5, 1.5)]:
+    lp_b, lq_b, x_b = on_grid(mean, std)
+    pg_b = stats.norm(mean, std)
+    loss_ns = gan.generator_loss_at_optimum(lp_b, lq_b, x_b)
+    loss_quad = quad_bi(lambda t: pg_b.pdf(t) * np.logaddexp(0.0, pg_b.logpdf(t) - log_pd_bi(t)), mean, std)
+    kl_gd = divergences.kl_divergence_1d(lq_b, lp_b, x_b)
+    jsd_b = divergences.js_divergence_1d(lp_b, lq_b, x_b)
+    e_log_dstar = quad_bi(lambda t: -np.exp(log_pd_bi(t)) * np.logaddexp(0.0, pg_b.logpdf(t) - log_pd_bi(t)),
+                          mean, std)                              # E_{p_data}[log D*], in [-log 2, 0]
+    two_kl_m = gan.non_saturating_objective(lp_b, lq_b, x_b)
+    print(f"p_g = N({mean:.2f}, {std:.2f}^2): E[-log D*] = {loss_ns:.9f} (quad {loss_quad:.9f}); "
+          f"KL - 2 JSD + 2 log 2 = {kl_gd - 2 * jsd_b + 2 * math.log(2):.6f}, + E_data[log D*] ({e_log_dstar:.6f}) "
+          f"= {kl_gd - 2 * jsd_b + 2 * math.log(2) + e_log_dstar:.9f}; 2 KL(M || p_data) = {two_kl_m:.6f}")
+    assert abs(loss_ns - loss_quad) < 1e-8
+    assert abs(loss_ns - (kl_gd - 2 * jsd_b + 2 * math.log(2) + e_log_dstar)) < 1e-8
+    assert -math.log(2) <= e_log_dstar <= 0 and abs(e_log_dstar) > 1e-3   # the dropped term is not 0
+    assert abs(two_kl_m - (kl_gd - 2 * jsd_b)) < 1e-8 and two_kl_m > 0
+
+lp_b, _, x_b = on_grid(0.0, 1.0)
+same = gan.generator_loss_at_optimum(lp_b, lp_b, x_b)                # p_g = p_data: D* = 1/2
+print(f"p_g = p_data: E[-log D*] = {same:.12f} = log 2; the value form without E_data[log D*] would give "
+      f"2 log 2 = {2 * math.log(2):.4f}")
+assert abs(same - math.log(2)) < 1e-12 and abs(gan.non_saturating_objective(lp_b, lp_b, x_b)) < 1e-12
+
+b0, a0, h_fd = 0.5, 1.5, 1e-4                                          # Theorem 2.5 on the bimodal target
+pg0 = stats.norm(b0, a0)
+neg_log_dstar0 = lambda t: np.logaddexp(0.0, pg0.logpdf(t) - log_pd_bi(t))   # -log D*, frozen at theta_0
+frozen = np.array([quad_bi(lambda t: pg0.pdf(t) * (t - b0) / a0 ** 2 * neg_log_dstar0(t), b0, a0),
+                   quad_bi(lambda t: pg0.pdf(t) * ((t - b0) ** 2 / a0 ** 3 - 1 / a0) * neg_log_dstar0(t), b0, a0)])
+obj = lambda b, a: gan.non_saturating_objective(*on_grid(b, a))
+central_fd = np.array([(obj(b0 + h_fd, a0) - obj(b0 - h_fd, a0)) / (2 * h_fd),
+                       (obj(b0, a0 + h_fd) - obj(b0, a0 - h_fd)) / (2 * h_fd)])
+print(f"gradient (d/db, d/da) against the frozen D*: {np.round(frozen, 7).tolist()}; "
+      f"of 2 KL(M || p_data): {np.round(central_fd, 7).tolist()}")
+assert np.allclose(central_fd, frozen, rtol=1e-5, atol=1e-8)
+
+# %% [markdown]
+# **One Gaussian fitted to two modes, four ways.** This is notebook 00's experiment: fit
+# $q = \mathcal N(\mu, \sigma^2)$ to the two modes at $\pm 3$ by minimizing a divergence over
+# $(\mu, \sigma)$ (`divergences.gaussian_fits`, L-BFGS-B on the quadrature). Each divergence is
+# minimized from two starts, one on a mode and one at the moment-matched Gaussian that covers both
+# modes, and the better of the two minima wins. The four divergences:
+#
+# - forward $\mathrm{KL}(p_{\mathrm{data}}\|q)$: maximum likelihood;
+# - $\mathrm{JSD}$: what the minimax (saturating) generator descends against $D^*$, since
+#   $V(G, D^*) = -\log 4 + 2\,\mathrm{JSD}$;
+# - notebook 00's reverse $\mathrm{KL}(q\|p_{\mathrm{data}})$;
+# - $2\,\mathrm{KL}(M\|p_{\mathrm{data}})$: the log-D trick.
+#
+# In the idealized game (the optimal discriminator at every step, infinite batches), the generator
+# moves by gradient steps on its objective. So the local minima below are where it can stop.
+#
+# Claims, asserted (deterministic: quadrature and an optimizer, margins far above their
+# tolerances):
+#
+# - **at separation 6**, maximum likelihood and the JSD cover both modes (best $\mu = 0$), while
+#   the reverse KL and the log-D trick lock onto one mode ($\mu \approx 3$, $\sigma \approx 1$);
+# - **at separation 5**, the log-D trick already locks onto a mode while notebook 00's reverse KL
+#   still covers. On this target it is even more mode seeking;
+# - **at separation 4.5**, covering is the log-D trick's global minimum, but a generator sitting on
+#   one mode is a local minimum and stays there. This is mode collapse in its idealized form: with
+#   a perfect discriminator and no sampling noise, gradient steps do not move the generator towards
+#   the mode it misses.
+
+# %%
+fit_starts = lambda d: [(d / 2, 1.0), (0.0, math.sqrt(1 + d * d / 4))]   # on a mode; covering both
+reverse_kl_div = lambda lp, lq, x: divergences.kl_divergence_1d(lq, lp, x)
+OBJECTIVES = {"forward KL(p_data || q)": lambda lp, lq, x: divergences.kl_divergence_1d(lp, lq, x),
+              "JSD (minimax generator)": divergences.js_divergence_1d,
+              "reverse KL(q || p_data)": reverse_kl_div,
+              "2 KL(M || p_data) (log-D trick)": gan.non_saturating_objective}
+fits6 = {name: divergences.gaussian_fits(p_bi, f, fit_starts(D6)) for name, f in OBJECTIVES.items()}
+best6 = {name: min(fs, key=lambda f: f.kl) for name, fs in fits6.items()}
+for name, (on_mode, covering) in fits6.items():
+    print(f"d = 6, {name:>32}: from a mode -> (mu, sigma) = ({on_mode.mean:+.3f}, {on_mode.std:.3f}), "
+          f"{on_mode.kl:.4f} nats; from covering -> ({covering.mean:+.3f}, {covering.std:.3f}), {covering.kl:.4f} nats")
+mu_fwd, sd_fwd = divergences.forward_kl_fit(p_bi)
+for name in ("forward KL(p_data || q)", "JSD (minimax generator)"):            # covering
+    on_mode, covering = fits6[name]      # the start on a mode ends covering, or at a worse local minimum
+    assert abs(best6[name].mean) < 1e-3 and best6[name].std > 2.5 and on_mode.kl >= covering.kl
+    assert abs(on_mode.mean) < 1e-3 or on_mode.kl > covering.kl + 0.05
+assert abs(best6["forward KL(p_data || q)"].std - sd_fwd) < 1e-3                   # moment matching
+for name in ("reverse KL(q || p_data)", "2 KL(M || p_data) (log-D trick)"):   # locked onto a mode
+    on_mode, covering = fits6[name]
+    assert abs(best6[name].mean - D6 / 2) < 0.05 and abs(best6[name].std - 1) < 0.05
+    assert covering.kl > on_mode.kl + 0.1
+
+p5 = toy.bimodal_1d(5.0, 1.0, dtype=torch.float64)
+ns5 = divergences.gaussian_fits(p5, gan.non_saturating_objective, fit_starts(5.0))
+rkl5 = divergences.gaussian_fits(p5, reverse_kl_div, fit_starts(5.0))
+p45 = toy.bimodal_1d(4.5, 1.0, dtype=torch.float64)
+ns45 = divergences.gaussian_fits(p45, gan.non_saturating_objective, fit_starts(4.5))
+for d, name, (on_mode, covering) in [(5.0, "log-D trick", ns5), (5.0, "reverse KL", rkl5), (4.5, "log-D trick", ns45)]:
+    print(f"d = {d}, {name:>11}: on a mode ({on_mode.mean:+.3f}, {on_mode.std:.3f}) {on_mode.kl:.4f} nats, "
+          f"covering ({covering.mean:+.3f}, {covering.std:.3f}) {covering.kl:.4f} nats")
+assert ns5[0].kl < ns5[1].kl - 0.01 and ns5[0].mean > 2.0           # d = 5: the log-D trick locks on
+assert rkl5[1].kl < rkl5[0].kl - 0.01 and abs(rkl5[1].mean) < 1e-3    # ... the reverse KL still covers
+assert ns45[1].kl < ns45[0].kl - 0.01 and ns45[0].mean > 1.5          # d = 4.5: covering is better, yet
+assert abs(ns45[1].mean) < 1e-3                                       # the fit on a mode stays on it
+
+# %%
+widgets.plot_gaussian_fits(p_bi, best6, title="two modes at -3 and +3: the best Gaussian for each divergence");
+
+# %% [markdown]
+# **What each divergence charges for dropping a mode, and for covering the gap.** The same two
+# modes at separations 4, 8 and 16, and two candidate generators: $q$ on one mode, $\mathcal N(d/2, 1)$
+# (a collapsed generator), and the moment-matched $q$ that covers both modes and the gap between
+# them. The asserted limits are exact once the modes no longer overlap (at $d = 16$ the overlap is
+# below $e^{-32}$). Dropping a mode costs maximum likelihood $d^2/4 - \log 2$, without bound. It costs
+# the reverse KL $\log 2$, the JSD $\frac34\log\frac43$, and the log-D trick
+# $\frac32\log\frac32 - \frac12\log 2$, whatever $d$. Covering the gap costs the log-D trick and the
+# reverse KL more and more as $d$ grows. So once a generator has collapsed onto some modes, the
+# log-D trick's pull towards the missing ones is weak (section 4 measures mode collapse in training).
+
+# %%
+cost_rows = []
+for d in (4.0, 8.0, 16.0):
+    p_d = toy.bimodal_1d(d, 1.0, dtype=torch.float64)
+    for label, (mean, std) in (("drop a mode", (d / 2, 1.0)), ("cover", divergences.forward_kl_fit(p_d))):
+        q = toy.GaussianMixture(torch.tensor([[mean]], dtype=torch.float64), torch.tensor([std], dtype=torch.float64))
+        xg = divergences.quadrature_grid(p_d, q)
+        lp_d, lq_d = p_d.log_prob(xg[:, None]), q.log_prob(xg[:, None])
+        cost_rows.append((d, label, {name: f(lp_d, lq_d, xg) for name, f in OBJECTIVES.items()}))
+print(f"{'d':>4}  {'q':<12}" + "".join(f"{name:>34}" for name in OBJECTIVES))
+for d, label, costs in cost_rows:
+    print(f"{d:4.0f}  {label:<12}" + "".join(f"{v:34.6f}" for v in costs.values()))
+costs = {(d, label): c for d, label, c in cost_rows}
+drop16 = costs[(16.0, "drop a mode")]
+limits = {"forward KL(p_data || q)": 16.0 ** 2 / 4 - math.log(2),
+          "JSD (minimax generator)": 0.75 * math.log(4 / 3),
+          "reverse KL(q || p_data)": math.log(2),
+          "2 KL(M || p_data) (log-D trick)": 1.5 * math.log(1.5) - 0.5 * math.log(2)}
+for name, limit in limits.items():
+    assert abs(drop16[name] - limit) < 1e-8, (name, drop16[name], limit)
+for name in ("reverse KL(q || p_data)", "2 KL(M || p_data) (log-D trick)"):      # covering costs grow with d
+    cover = [costs[(d, "cover")][name] for d in (4.0, 8.0, 16.0)]
+    assert cover[0] < cover[1] < cover[2] and cover[2] > 10 * drop16[name]
+
+# %% [markdown]
 # **The same problem, trained.** Now the discriminator is a trained MLP (one Adam step per generator
 # step, $k = 1$) and the expectations are minibatches of 256: Algorithm 1 as it is used. Training is
 # random, so we run it **12 times per loss** (one `gan.MLPEnsemble` of 12 affine generators and one of
@@ -511,7 +749,8 @@ for ax, title in zip(axes, ("against D* (plain gradient descent, deterministic)"
 # A generator can make $D$ happy by producing a few modes well and ignoring the rest (**mode
 # collapse**). The standard 2-D benchmarks are the **ring** (8 Gaussians on the unit circle, std
 # 0.01) and the **grid** (25 Gaussians on $\{-4, -2, 0, 2, 4\}^2$, std 0.05), with the protocol of
-# VEEGAN (Srivastava et al. 2017) and PacGAN (Lin et al. 2018):
+# VEEGAN ([Srivastava et al. 2017](../docs/bibliography.md#srivastava2017)) and PacGAN
+# ([Lin et al. 2018](../docs/bibliography.md#lin2018)):
 #
 # - draw **2500** samples from the trained generator;
 # - a sample is **high quality** if it is within **3 standard deviations** of its nearest mode
@@ -671,11 +910,18 @@ grading.check("high_quality_counts", high_quality_counts)
 #   = \sup_{\lVert f\rVert_L \le 1} \mathbb E_{p_{\mathrm{data}}}[f(x)] - \mathbb E_{p_g}[f(x)],$$
 #
 # so a **critic** $f$ (no sigmoid) maximizes $\mathbb E[f(x)] - \mathbb E[f(G(z))]$ and $G$
-# minimizes $-\mathbb E[f(G(z))]$ (Arjovsky et al. 2017). WGAN-GP (Gulrajani et al. 2017, eq. 3)
+# minimizes $-\mathbb E[f(G(z))]$ ([Arjovsky et al. 2017](../docs/bibliography.md#arjovsky2017b)).
+# WGAN-GP ([Gulrajani et al. 2017](../docs/bibliography.md#gulrajani2017), eq. 3)
 # enforces the 1-Lipschitz constraint softly, with a penalty $\lambda\,\mathbb E_{\hat x}
 # [(\lVert\nabla_{\hat x} f(\hat x)\rVert - 1)^2]$ at random interpolates
-# $\hat x = u x + (1 - u) G(z)$, $\lambda = 10$, and $k = 5$ critic steps per generator step,
-# Adam $\beta = (0.5, 0.9)$.
+# $\hat x = u x + (1 - u) G(z)$. Gulrajani et al.'s Algorithm 1 uses $\lambda = 10$,
+# $n_{\mathrm{critic}} = 5$ critic steps per generator step, and Adam with learning rate
+# $\alpha = 10^{-4}$ and $(\beta_1, \beta_2) = (0, 0.9)$. We keep $\lambda = 10$ and
+# $n_{\mathrm{critic}} = 5$; the optimizer settings are **the course's choice, not the paper's**: the
+# learning rate $10^{-3}$ of every toy run here (our runs are 1500 critic steps, not the paper's
+# hundreds of thousands) and $(\beta_1, \beta_2) = (0.5, 0.9)$, i.e. DCGAN's $\beta_1 = 0.5$
+# (Radford et al. 2016) with the paper's $\beta_2 = 0.9$. Both differ from the paper's
+# ($\alpha$ 10 times larger, $\beta_1 = 0.5$ instead of 0).
 #
 # Check of the critic loss on a case with a known answer: for $p_{\mathrm{data}} = \delta_0$ and
 # $p_g = \delta_c$, $W_1 = |c|$ and the best 1-Lipschitz critic is linear, $f(x) = -\mathrm{sign}(c)\,x$,
@@ -798,6 +1044,7 @@ assert prediction == "c", "the runs below: not clearly more modes, under 10% of 
 ### END HIDDEN TESTS
 
 # %%
+# the course's Adam settings (lr 1e-3, betas (0.5, 0.9)); Gulrajani et al. use lr 1e-4, betas (0, 0.9)
 runs[("grid", "wgan-gp")] = train_toy(grid, "wgan-gp", 20, num_steps=300, d_steps=5, betas=(0.5, 0.9))
 results[("grid", "wgan-gp")] = protocol("grid", runs[("grid", "wgan-gp")][0])
 r = results[("grid", "wgan-gp")]
@@ -914,12 +1161,14 @@ assert abs(md - 1) + 3 * md_se < 0.2 and fr - 3 * fr_se > 0.85
 fr, fr_se = slope["GAN discriminator logit"]["near 1"]
 assert fr + 3 * fr_se < 0.65
 
+# %% [markdown]
 # ## 6. A DCGAN on the digits
 #
-# The DCGAN guidelines (Radford et al. 2016): no pooling (strided convolutions in $D$,
-# fractionally-strided ones in $G$), batch normalization in both, no fully connected hidden layers,
-# ReLU in $G$ with a tanh output, LeakyReLU in $D$. `gan.DCGANGenerator` maps $z \in \mathbb R^{16}$ to
-# a $2\times 2$ feature map and up to $8 \times 8$; `gan.DCGANDiscriminator` mirrors it.
+# The DCGAN guidelines ([Radford et al. 2016](../docs/bibliography.md#radford2016)): no pooling
+# (strided convolutions in $D$, fractionally-strided ones in $G$), batch normalization in both, no
+# fully connected hidden layers, ReLU in $G$ with a tanh output, LeakyReLU in $D$.
+# `gan.DCGANGenerator` maps $z \in \mathbb R^{16}$ to a $2\times 2$ feature map and up to
+# $8 \times 8$; `gan.DCGANDiscriminator` mirrors it.
 # A short run with the non-saturating loss:
 
 # %%

@@ -881,9 +881,11 @@ assert pm <= 3 * pse
 # to 0. A discriminator that cannot tell data from samples ($D = 1/2$, logit 0) has
 # $\mathcal L_D = \log 4$ and gives the generator $\log 2$ (log-D trick) or $-\log 2$ (minimax).
 # The curves below are those of the three settings above. Each value is the mean over the 10 runs
-# of an ensemble, drawn with a 50-step moving average. They flatten early, yet the runs do not get
-# the modes right: few samples are of high quality. A flat loss curve says the game is stuck, not
-# that the generator has learned the data.
+# of an ensemble, drawn with a 50-step moving average. Read them with care. Section 4's runs end
+# with few samples of high quality. Below, on fresh samples, the trained discriminator's loss is
+# under $\log 4$, and a plug-in estimate of $D^*$ scores far lower: the trained $D$, and so the
+# loss curve, says little about how far the samples are from the data. A GAN's loss curve does not
+# measure sample quality.
 #
 # **The trained discriminator against $D^*$.** Here $p_{\mathrm{data}}$ is known exactly and $p_g$
 # is not: the generator is an MLP. We estimate $p_g$ by a Gaussian kernel density estimate
@@ -901,10 +903,11 @@ assert pm <= 3 * pse
 #
 # - the trained $D$ beats chance: $\mathcal L_D < \log 4$;
 # - it is far from optimal: the plug-in $\hat D^*$, a crude estimate, has a loss lower by more than
-#   0.3 nats (paired over the runs). On the data, $D^*$ is near 1 and $D$ is barely above 1/2.
+#   0.3 nats (paired over the runs).
 #
-# The discriminator gets one Adam step per generator step. It tracks a moving target and stays
-# close to $1/2$, far from the $D^*$ that the analysis of sections 2-3 assumes.
+# The printout also gives the mean of $D$ and of $\hat D^*$ on the data points. The discriminator
+# gets one Adam step per generator step and tracks a moving target. The analysis of sections 2-3
+# assumes $D = D^*$; these runs are far from that regime.
 
 # %%
 widgets.plot_gan_losses({f"{name}, {loss}": runs[(name, loss)][4] for name, loss in runs},
@@ -1360,7 +1363,8 @@ assert nn_fake.median() > nn_real.median() and nn_fake.min() > 0.25 * nn_real.me
 # ### Walking in the latent space
 #
 # Radford et al. (2016, Section 6.1) walk in the latent space. Along a path from $z_0$ to $z_1$ the
-# images should change gradually; sharp transitions would suggest memorization. `gan.interpolate`
+# images should change gradually; they argue that sharp transitions would be a sign of
+# memorization. `gan.interpolate`
 # gives two kinds of path:
 #
 # - **linear**, $(1 - t)z_0 + t z_1$;

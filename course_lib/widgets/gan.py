@@ -276,6 +276,8 @@ def plot_discriminator_vs_optimal(points, d_trained, d_optimal, data=None, sampl
             a.scatter(*torch.as_tensor(data).cpu().T.numpy(), s=1, color="0.3", alpha=0.4)
         if samples is not None:
             a.scatter(*torch.as_tensor(samples).cpu().T.numpy(), s=1, color="C3", alpha=0.4)
+        a.set_xlim(extent[:2])
+        a.set_ylim(extent[2:])
         a.set_title(title, fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.8, label="D(x)")
     return fig

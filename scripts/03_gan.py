@@ -656,12 +656,14 @@ widgets.plot_gaussian_fits(p_bi, best6, title="two modes at -3 and +3: the best 
 # **What each divergence charges for dropping a mode, and for covering the gap.** The same two
 # modes at separations 4, 8 and 16, and two candidate generators: $q$ on one mode, $\mathcal N(d/2, 1)$
 # (a collapsed generator), and the moment-matched $q$ that covers both modes and the gap between
-# them. The asserted limits are exact once the modes no longer overlap (at $d = 16$ the overlap is
-# below $e^{-32}$). Dropping a mode costs maximum likelihood $d^2/4 - \log 2$, without bound. It costs
-# the reverse KL $\log 2$, the JSD $\frac34\log\frac43$, and the log-D trick
-# $\frac32\log\frac32 - \frac12\log 2$, whatever $d$. Covering the gap costs the log-D trick and the
-# reverse KL more and more as $d$ grows. So once a generator has collapsed onto some modes, the
-# log-D trick's pull towards the missing ones is weak (section 4 measures mode collapse in training).
+# them. Once the modes no longer overlap, dropping a mode costs maximum likelihood
+# $d^2/4 - \log 2$, without bound. It costs the reverse KL $\log 2$, the JSD $\frac34\log\frac43$ and
+# the log-D trick $\frac32\log\frac32 - \frac12\log 2$, however far apart the modes are. These limits
+# are asserted at $d = 16$, where the overlap is below $e^{-32}$, to $10^{-8}$. Covering the gap
+# costs the log-D trick and the reverse KL more and more as $d$ grows (asserted). So a generator
+# that has collapsed onto some modes gains little under the log-D trick by reaching for the missing
+# ones, and pays for every sample in the gap on the way. Section 4 measures mode collapse in
+# training.
 
 # %%
 cost_rows = []

@@ -20,6 +20,10 @@ References
   GANs" (DCGAN), ICLR 2016, Section 3 (architecture guidelines).
 - I. Gulrajani et al., "Improved training of Wasserstein GANs", NeurIPS 2017 (eq. 3, Algorithm 1).
 - A. Srivastava et al., "VEEGAN", NeurIPS 2017; Z. Lin et al., "PacGAN", NeurIPS 2018 (Table 1).
+- M. Arjovsky, L. Bottou, "Towards principled methods for training generative adversarial networks",
+  ICLR 2017 (Theorem 2.5: the log-D trick's gradient against D*).
+- X. Mao et al., "Least squares generative adversarial networks" (LSGAN), ICCV 2017.
+- T. White, "Sampling generative networks", arXiv:1609.04468, 2016 (spherical latent interpolation).
 """
 
 from __future__ import annotations
@@ -812,3 +816,401 @@ def optimal_discriminator_value(log_p_data, log_p_model, x) -> float:
 
 
 __all__ += ["optimal_discriminator_value"]
+
+
+# ----------------------------------------------------------------------------------------------
+# what the generator minimizes against D*, by quadrature (1-D): the log-D trick as a reverse KL
+# ----------------------------------------------------------------------------------------------
+def generator_loss_at_optimum(log_p_data, log_p_model, x, saturating: bool = False) -> float:
+    r"""The generator's loss against the optimal discriminator, :math:`\mathbb E_{p_g}[\mathrm{loss}(D^*(x))]`, in 1-D.
+
+    - non-saturating (log-D trick): :math:`\mathbb E_{p_g}[-\log D^*(x)] = \int p_g\,\mathrm{softplus}(-\ell^*)`;
+    - saturating (minimax): :math:`\mathbb E_{p_g}[\log(1 - D^*(x))] = -\int p_g\,\mathrm{softplus}(\ell^*)`,
+
+    with the optimal logit :math:`\ell^* = \log p_{data} - \log p_g` (Goodfellow et al. 2014,
+    Proposition 1), by the trapezoid rule on the grid ``x``. This is the *value*; writing
+    :math:`M = (p_{data} + p_g)/2`, the non-saturating one equals
+    :math:`\mathrm{KL}(p_g\|p_{data}) - \mathrm{KL}(p_g\|M) + \log 2` (notebook 03, Exercise 2). The
+    gradient the generator follows against a *frozen* :math:`D^*` is that of
+    :func:`non_saturating_objective` instead.
+
+    Parameters
+    ----------
+    log_p_data, log_p_model : tensor or array (N,)
+        Log-densities at the grid points (finite, or ``-inf`` where a density is zero).
+    x : tensor or array (N,)
+        Strictly increasing grid covering both densities' mass (e.g.
+        :func:`course_lib.divergences.quadrature_grid`).
+    saturating : bool
+        The minimax loss :math:`\log(1 - D)` instead of the log-D trick :math:`-\log D`.
+
+    Returns
+    -------
+    float
+        Nats. The non-saturating value is >= 0 (it is :math:`\log 2` when :math:`p_g = p_{data}`);
+        the saturating one is <= 0 (:math:`-\log 2` when :math:`p_g = p_{data}`).
+
+    Raises
+    ------
+    ValueError
+        As :func:`optimal_discriminator_value` (shapes, NaN or ``+inf``, grid not increasing).
+
+    References
+    ----------
+    Goodfellow et al. (2014), Proposition 1 and Section 3; Arjovsky and Bottou (2017), Section 2.2.
+    """
+    x, lp, lq = check_log_densities_on_grid(x, log_p_data=log_p_data, log_p_model=log_p_model)
+    q = torch.exp(lq)
+    logit = (lp - lq).nan_to_num(0.0)
+    per_point = -F.softplus(logit) if saturating else F.softplus(-logit)
+    integrand = torch.where(q > 0, q * per_point, torch.zeros_like(q))
+    return float(torch.trapezoid(integrand, x))
+
+
+def non_saturating_objective(log_p_data, log_p_model, x) -> float:
+    r"""What the log-D trick's generator descends against a frozen :math:`D^*`: :math:`2\,\mathrm{KL}(M\|p_{data})`.
+
+    Arjovsky and Bottou (2017, Theorem 2.5): with :math:`D^*` the optimal discriminator for the
+    current generator :math:`p_{\theta_0}`, held fixed,
+
+    .. math::  \mathbb E_z\big[-\nabla_\theta \log D^*(G_\theta(z))\big]_{\theta_0}
+               = \nabla_\theta\big[\mathrm{KL}(p_\theta\|p_{data})
+                 - 2\,\mathrm{JSD}(p_{data}\|p_\theta)\big]_{\theta_0}.
+
+    The bracket simplifies: with :math:`M = (p_{data} + p_g)/2`,
+    :math:`\mathrm{KL}(p_g\|p_{data}) - 2\,\mathrm{JSD} = \int (p_{data} + p_g)\log\frac{M}{p_{data}}
+    = 2\,\mathrm{KL}(M\,\|\,p_{data})`, a reverse KL (the model's side first) that is 0 exactly when
+    :math:`p_g = p_{data}`. It is what this function returns, by the trapezoid rule:
+    :math:`2\int M(\log M - \log p_{data})`, with :math:`\log M` from ``logaddexp`` (no underflow).
+
+    Parameters
+    ----------
+    log_p_data, log_p_model : tensor or array (N,)
+        Log-densities at the grid points (finite, or ``-inf`` where a density is zero).
+    x : tensor or array (N,)
+        Strictly increasing grid covering both densities' mass.
+
+    Returns
+    -------
+    float
+        Nats, >= 0 (``inf`` where :math:`p_{data} = 0` on the support of :math:`p_g`).
+
+    Raises
+    ------
+    ValueError
+        As :func:`optimal_discriminator_value`.
+
+    References
+    ----------
+    M. Arjovsky, L. Bottou, "Towards principled methods for training generative adversarial
+    networks", ICLR 2017, Theorem 2.5.
+    """
+    x, lp, lq = check_log_densities_on_grid(x, log_p_data=log_p_data, log_p_model=log_p_model)
+    log_m = torch.logaddexp(lp, lq) - math.log(2.0)
+    m = torch.exp(log_m)
+    integrand = torch.where(m > 0, m * (log_m - lp), torch.zeros_like(m))
+    return float(2.0 * torch.trapezoid(integrand, x))
+
+
+# ----------------------------------------------------------------------------------------------
+# LSGAN: least-squares losses (Mao et al. 2017)
+# ----------------------------------------------------------------------------------------------
+def _lsgan_targets(**targets) -> dict:
+    out = {}
+    for name, v in targets.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{name}: expected a finite number (an LSGAN target), got {v!r}")
+        out[name] = float(v)
+    return out
+
+
+def lsgan_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor,
+                             a: float = -1.0, b: float = 1.0) -> torch.Tensor:
+    r"""LSGAN discriminator loss :math:`\tfrac12\mathbb E_x[(D(x) - b)^2] + \tfrac12\mathbb E_z[(D(G(z)) - a)^2]`.
+
+    Mao et al. (2017), eq. 2: the discriminator regresses its raw output (a score, no sigmoid) to
+    ``b`` on data and to ``a`` on samples. Its minimizer for a fixed generator is
+    :func:`lsgan_optimal_discriminator`. The defaults ``a = -1, b = 1`` with ``c = 0`` in
+    :func:`lsgan_generator_loss` satisfy ``b - c = 1``, ``b - a = 2`` (Mao et al., Section 3.2), under
+    which the generator minimizes a Pearson :math:`\chi^2` divergence (:func:`lsgan_generator_value`).
+
+    Parameters
+    ----------
+    real_scores : tensor (N,) or (N, 1)
+        Discriminator outputs on data.
+    fake_scores : tensor (M,) or (M, 1)
+        Discriminator outputs on generated samples.
+    a, b : float
+        Targets for fake and real data (finite, ``a != b``).
+
+    Returns
+    -------
+    tensor
+        Scalar (squared score units).
+
+    Raises
+    ------
+    ValueError
+        Wrong shapes, non-finite targets, or ``a == b`` (then D has nothing to separate).
+
+    References
+    ----------
+    X. Mao et al., "Least squares generative adversarial networks", ICCV 2017, eq. 2.
+    """
+    t = _lsgan_targets(a=a, b=b)
+    if t["a"] == t["b"]:
+        raise ValueError(f"a and b: expected different targets for fake and real data, got a = b = {a!r}")
+    real_scores = _logits("real_scores", real_scores)
+    fake_scores = _logits("fake_scores", fake_scores)
+    return 0.5 * (real_scores - t["b"]).pow(2).mean() + 0.5 * (fake_scores - t["a"]).pow(2).mean()
+
+
+def lsgan_generator_loss(fake_scores: torch.Tensor, c: float = 0.0) -> torch.Tensor:
+    r"""LSGAN generator loss :math:`\tfrac12\mathbb E_z[(D(G(z)) - c)^2]` (Mao et al. 2017, eq. 2).
+
+    ``c`` is the value the generator wants the discriminator to believe for its samples (default 0,
+    with ``a = -1``, ``b = 1``: the Pearson :math:`\chi^2` setting of Mao et al., Section 3.2).
+
+    Parameters
+    ----------
+    fake_scores : tensor (M,) or (M, 1)
+        Discriminator outputs on generated samples.
+    c : float
+        Finite target.
+
+    Returns
+    -------
+    tensor
+        Scalar.
+
+    Raises
+    ------
+    ValueError
+        Wrong shape, non-finite ``c``.
+    """
+    t = _lsgan_targets(c=c)
+    return 0.5 * (_logits("fake_scores", fake_scores) - t["c"]).pow(2).mean()
+
+
+def lsgan_optimal_discriminator(p_data, p_model, a: float = -1.0, b: float = 1.0,
+                                log_densities: bool = False) -> torch.Tensor:
+    r"""LSGAN's optimal discriminator :math:`D^*(x) = \frac{b\,p_{data}(x) + a\,p_g(x)}{p_{data}(x) + p_g(x)}`.
+
+    Mao et al. (2017), Section 3.2: at every ``x`` the discriminator loss
+    :math:`\tfrac12[p_{data}(D - b)^2 + p_g(D - a)^2]` is a parabola in ``D`` with this minimum.
+    Equivalently :math:`D^* = a + (b - a)\,D^*_{GAN}` with the GAN's
+    :func:`optimal_discriminator`; that form is used (stable from log densities too). Where both
+    densities vanish the midpoint ``(a + b) / 2`` is returned.
+
+    Parameters
+    ----------
+    p_data, p_model : tensor, same shape
+        Density values, or log densities with ``log_densities=True``.
+    a, b : float
+        The targets of :func:`lsgan_discriminator_loss` (finite, ``a != b``).
+    log_densities : bool
+
+    Returns
+    -------
+    tensor
+        Same shape as the inputs, between ``a`` and ``b``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`optimal_discriminator`, non-finite targets, or ``a == b``.
+
+    References
+    ----------
+    Mao et al. (2017), Section 3.2 (the optimal discriminator of the extended objective).
+    """
+    t = _lsgan_targets(a=a, b=b)
+    if t["a"] == t["b"]:
+        raise ValueError(f"a and b: expected different targets for fake and real data, got a = b = {a!r}")
+    d = optimal_discriminator(p_data, p_model, log_densities=log_densities)
+    return t["a"] + (t["b"] - t["a"]) * d
+
+
+def lsgan_generator_value(log_p_data, log_p_model, x, a: float = -1.0, b: float = 1.0,
+                          c: float = 0.0) -> float:
+    r"""The LSGAN generator's objective at the optimal discriminator, by the trapezoid rule in 1-D.
+
+    Mao et al. (2017), Section 3.2: the generator's loss of eq. 2 extended by a term that does not depend on the
+    generator, :math:`C(G) = \tfrac12\mathbb E_{p_{data}}[(D^*(x) - c)^2] + \tfrac12\mathbb E_{p_g}[(D^*(x) - c)^2]`,
+    with :math:`D^*` of :func:`lsgan_optimal_discriminator`. For ``b - c = 1`` and ``b - a = 2``
+
+
+    .. math::  2\,C(G) = \int \frac{\big(2p_g - (p_{data} + p_g)\big)^2}{p_{data} + p_g}\,dx
+               = \chi^2_{\mathrm{Pearson}}(p_{data} + p_g\,\|\,2p_g),
+
+    in Mao et al.'s convention :math:`\chi^2_{\mathrm{Pearson}}(P\|Q) = \int (Q - P)^2 / P`; that is,
+    :math:`C(G) = \tfrac12\int (p_{data} - p_g)^2 / (p_{data} + p_g)`. Computed here from the definition
+    (the squares of :math:`D^* - c`), not from that formula.
+
+    Parameters
+    ----------
+    log_p_data, log_p_model : tensor or array (N,)
+        Log-densities at the grid points.
+    x : tensor or array (N,)
+        Strictly increasing grid covering both densities' mass.
+    a, b, c : float
+        LSGAN targets (finite, ``a != b``).
+
+    Returns
+    -------
+    float
+        Squared score units; for ``b - c = 1``, ``b - a = 2`` in :math:`[0, 1]` (0 iff
+        :math:`p_g = p_{data}`, 1 for disjoint supports).
+
+    Raises
+    ------
+    ValueError
+        As :func:`optimal_discriminator_value`; non-finite targets or ``a == b``.
+
+    References
+    ----------
+    Mao et al., "Least squares generative adversarial networks", ICCV 2017, Section 3.2.
+    """
+    t = _lsgan_targets(a=a, b=b, c=c)
+    x, lp, lq = check_log_densities_on_grid(x, log_p_data=log_p_data, log_p_model=log_p_model)
+    d_star = lsgan_optimal_discriminator(lp, lq, a=t["a"], b=t["b"], log_densities=True)
+    total = torch.exp(lp) + torch.exp(lq)
+    return float(0.5 * torch.trapezoid(total * (d_star - t["c"]).pow(2), x))
+
+
+# ----------------------------------------------------------------------------------------------
+# latent interpolation and a kernel density estimate (for D* where p_g is only sampled)
+# ----------------------------------------------------------------------------------------------
+def interpolate(start: torch.Tensor, end: torch.Tensor, num_points: int,
+                method: str = "linear") -> torch.Tensor:
+    r"""Points on a path from ``start`` to ``end``: linear or spherical (slerp), endpoints exact.
+
+    With :math:`t_j = j/(n-1)`, :math:`j = 0, \ldots, n-1`:
+
+    - ``"linear"``: :math:`(1 - t)\,z_0 + t\,z_1`;
+    - ``"slerp"`` (Shoemake 1985; for GAN latents White 2016):
+      :math:`\frac{\sin((1-t)\Omega)}{\sin\Omega} z_0 + \frac{\sin(t\Omega)}{\sin\Omega} z_1` with
+      :math:`\cos\Omega = \langle z_0, z_1\rangle / (\lVert z_0\rVert\lVert z_1\rVert)`: a great-circle
+      arc when the norms are equal. Where :math:`\sin\Omega` is below ``1e-6`` (parallel or
+      antiparallel vectors, no unique plane) the linear path is returned.
+
+    The endpoints are ``start`` and ``end`` bitwise (:math:`1\cdot z_0 + 0\cdot z_1`), so a
+    generator maps them to exactly ``G(start)`` and ``G(end)``. Linear interpolation of two
+    independent :math:`N(0, I_d)` latents passes, at :math:`t = 1/2`, through norms near
+    :math:`\sqrt{d/2}`, far inside the shell of radius :math:`\approx\sqrt d` where the prior's mass
+    is; slerp stays near the shell (Radford et al. 2016 interpolate linearly; White 2016 argues for
+    slerp).
+
+    Parameters
+    ----------
+    start, end : tensor (N, ...) or (D,)
+        Same shape, floating; a batch of ``N`` pairs, each flattened to a vector for slerp's angle.
+    num_points : int
+        Points on each path (>= 2), including both endpoints.
+    method : {"linear", "slerp"}
+
+    Returns
+    -------
+    tensor (N, num_points, ...) (or (num_points, D) for 1-D inputs)
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, ``num_points < 2``, an unknown ``method``, non-finite values.
+    TypeError
+        Non-floating inputs.
+
+    References
+    ----------
+    K. Shoemake, "Animating rotation with quaternion curves", SIGGRAPH 1985; T. White, "Sampling
+    generative networks", arXiv:1609.04468, 2016; Radford et al. (2016), Section 6.1.
+    """
+    check_tensor("start", start, floating=True)
+    check_tensor("end", end, floating=True)
+    if start.shape != end.shape:
+        raise ValueError(f"start and end: expected the same shape, got {tuple(start.shape)} and "
+                         f"{tuple(end.shape)}")
+    if start.dim() == 0:
+        raise ValueError("start: expected a vector (D,) or a batch (N, ...), got a scalar")
+    num_points = check_int("num_points", num_points, minimum=2)
+    if method not in ("linear", "slerp"):
+        raise ValueError(f"method: expected 'linear' or 'slerp', got {method!r}")
+    if not bool(torch.isfinite(start).all() & torch.isfinite(end).all()):
+        raise ValueError("start, end: expected finite values, got NaN or inf")
+    single = start.dim() == 1
+    z0, z1 = (start[None], end[None]) if single else (start, end)
+    n = z0.shape[0]
+    a0, a1 = z0.reshape(n, -1), z1.reshape(n, -1)
+    t = torch.linspace(0.0, 1.0, num_points, dtype=z0.dtype, device=z0.device)
+    t[0], t[-1] = 0.0, 1.0                                          # exact, whatever linspace rounds
+    w0 = (1 - t)[None, :].expand(n, num_points)                      # (N, T)
+    w1 = t[None, :].expand(n, num_points)
+    if method == "slerp":
+        norms = a0.norm(dim=1) * a1.norm(dim=1)
+        cos = ((a0 * a1).sum(dim=1) / torch.where(norms > 0, norms, torch.ones_like(norms))).clamp(-1, 1)
+        omega = torch.arccos(cos)                                    # (N,)
+        sin = torch.sin(omega)
+        curved = sin > 1e-6
+        safe_sin = torch.where(curved, sin, torch.ones_like(sin))[:, None]
+        s0 = torch.sin((1 - t)[None, :] * omega[:, None]) / safe_sin
+        s1 = torch.sin(t[None, :] * omega[:, None]) / safe_sin
+        s0[:, 0], s1[:, 0], s0[:, -1], s1[:, -1] = 1.0, 0.0, 0.0, 1.0   # endpoints bitwise
+        w0 = torch.where(curved[:, None], s0, w0)
+        w1 = torch.where(curved[:, None], s1, w1)
+    path = w0[:, :, None] * a0[:, None, :] + w1[:, :, None] * a1[:, None, :]   # (N, T, D)
+    path = path.reshape(n, num_points, *z0.shape[1:])
+    return path[0] if single else path
+
+
+def kde_log_prob(x: torch.Tensor, samples: torch.Tensor, bandwidth: float,
+                 chunk_size: int = 2048) -> torch.Tensor:
+    r"""Log-density of an isotropic Gaussian kernel density estimate, :math:`\log\frac1n\sum_i N(x; x_i, h^2 I)`.
+
+    Used to estimate :math:`D^*` where the generator's :math:`p_g` is known only through samples
+    (notebook 03: the trained discriminator against :math:`\hat D^* = \sigma(\log p_{data} -
+    \log\hat p_g)` on the 2-D runs). Computed with ``logsumexp`` in chunks of ``chunk_size``
+    query points (memory ``chunk_size * n``).
+
+    Parameters
+    ----------
+    x : tensor (M, D)
+        Query points.
+    samples : tensor (n, D)
+        The sample the estimate is built from (``n >= 1``).
+    bandwidth : float
+        Kernel standard deviation ``h > 0`` (same units as ``x``).
+    chunk_size : int
+
+    Returns
+    -------
+    tensor (M,)
+        Nats, in ``x``'s dtype.
+
+    Raises
+    ------
+    ValueError
+        Shapes that are not ``(M, D)`` and ``(n, D)``, no samples, ``bandwidth <= 0``.
+
+    References
+    ----------
+    B. W. Silverman, *Density Estimation for Statistics and Data Analysis*, 1986, Section 4.2.
+    """
+    check_tensor("x", x, ndim=2, floating=True)
+    check_tensor("samples", samples, ndim=2, floating=True)
+    if samples.shape[0] < 1 or samples.shape[1] != x.shape[1]:
+        raise ValueError(f"samples: expected shape (n >= 1, {x.shape[1]}) like x's columns, got "
+                         f"{tuple(samples.shape)}")
+    check_positive("bandwidth", bandwidth)
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    samples = samples.to(x)
+    n, dim = samples.shape
+    h = float(bandwidth)
+    const = -math.log(n) - 0.5 * dim * math.log(2 * math.pi * h * h)
+    out = [torch.logsumexp(-0.5 * torch.cdist(xc, samples).pow(2) / (h * h), dim=1) + const
+           for xc in x.split(chunk_size)]
+    return torch.cat(out) if out else x.new_zeros(0)
+
+
+__all__ += ["generator_loss_at_optimum", "non_saturating_objective", "lsgan_discriminator_loss",
+            "lsgan_generator_loss", "lsgan_optimal_discriminator", "lsgan_generator_value",
+            "interpolate", "kde_log_prob"]

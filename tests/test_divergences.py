@@ -167,3 +167,28 @@ def test_reverse_fit_covers_when_modes_overlap():
 def test_reverse_fits_from_given_starts():
     fits = divergences.reverse_kl_fits(_bimodal(10.0, 0.5), inits=[(-4.0, 2.0)])
     assert len(fits) == 1 and abs(fits[0].mean + 5.0) < 1e-3
+
+
+def test_gaussian_fits_recover_the_forward_and_reverse_fits():
+    """gaussian_fits with the forward KL finds the moment-matching closed form; with the reverse KL on a
+    well-separated mixture it locks onto each mode as reverse_kl_fits does (an independent quadrature)."""
+    p = toy.bimodal_1d(8.0, 1.0, weights=torch.tensor([0.3, 0.7], dtype=torch.float64), dtype=torch.float64)
+    mean, std = divergences.forward_kl_fit(p)
+    (fwd,) = divergences.gaussian_fits(p, lambda lp, lq, x: divergences.kl_divergence_1d(lp, lq, x),
+                                       inits=[(1.0, 2.0)])
+    assert abs(fwd.mean - mean) < 1e-4 and abs(fwd.std - std) < 1e-4
+    starts = [(-4.0, 1.0), (4.0, 1.0)]
+    rev = divergences.gaussian_fits(p, lambda lp, lq, x: divergences.kl_divergence_1d(lq, lp, x), inits=starts)
+    ref = divergences.reverse_kl_fits(p, inits=starts)
+    for got, want in zip(rev, ref):
+        assert abs(got.mean - want.mean) < 1e-3 and abs(got.std - want.std) < 1e-3 and abs(got.kl - want.kl) < 1e-6
+
+
+def test_gaussian_fits_bad_input():
+    p = toy.bimodal_1d(4.0, 1.0, dtype=torch.float64)
+    with pytest.raises(TypeError, match="divergence"):
+        divergences.gaussian_fits(p, "kl")
+    with pytest.raises(ValueError, match="std_bounds"):
+        divergences.gaussian_fits(p, divergences.js_divergence_1d, std_bounds=(1.0, 0.5))
+    with pytest.raises(ValueError, match="std"):
+        divergences.gaussian_fits(p, divergences.js_divergence_1d, inits=[(0.0, -1.0)])

@@ -514,3 +514,245 @@ def test_optimal_discriminator_value_rejects_bad_input():
         gan.optimal_discriminator_value(torch.zeros(5), torch.zeros(4), x)
     with pytest.raises(ValueError, match="x"):
         gan.optimal_discriminator_value(torch.zeros(5), torch.zeros(5), x.flip(0))
+
+
+# ----------------------------------------------------------------------------------------------
+# the generator's objective at D*: the log-D trick as 2 KL(M || p_data); LSGAN's Pearson chi^2
+# ----------------------------------------------------------------------------------------------
+def _bimodal_and_gaussian(d, mean, std):
+    """Data: the equal-weight bimodal mixture at -+d/2 (unit stds); model N(mean, std^2); a grid."""
+    from course_lib import divergences, toy
+
+    f64 = torch.float64
+    p = toy.bimodal_1d(d, 1.0, dtype=f64)
+    q = toy.GaussianMixture(torch.tensor([[mean]], dtype=f64), torch.tensor([std], dtype=f64))
+    x = divergences.quadrature_grid(p, q)
+    return p, q, p.log_prob(x[:, None]), q.log_prob(x[:, None]), x
+
+
+def _scipy_log_bimodal(d):
+    """log of 0.5 N(-d/2, 1) + 0.5 N(d/2, 1), in log space (finite in the far tails)."""
+    return lambda t: np.logaddexp(stats.norm.logpdf(t, -d / 2, 1), stats.norm.logpdf(t, d / 2, 1)) - math.log(2)
+
+
+def _quad(f, lo, hi):
+    return integrate.quad(f, lo, hi, limit=500, epsabs=1e-13, epsrel=1e-12)[0]
+
+
+def _range(d, mean, std):
+    """Where all the mass of both densities is (12 standard deviations beyond each)."""
+    return min(-d / 2 - 12, mean - 12 * std), max(d / 2 + 12, mean + 12 * std)
+
+
+@pytest.mark.parametrize("d,mean,std", [(6.0, 3.0, 1.0), (6.0, 0.0, 3.2), (2.0, -0.5, 0.6), (0.0, 0.0, 1.0)])
+def test_generator_losses_at_optimum_match_adaptive_quadrature(d, mean, std):
+    """E_pg[-log D*] and E_pg[log(1 - D*)] (trapezoid) against scipy's quad of their definitions, and
+    the value identity E_pg[-log D*] = KL(p_g || p_data) - KL(p_g || M) + log 2."""
+    _, _, lp, lq, x = _bimodal_and_gaussian(d, mean, std)
+    log_pd, pg = _scipy_log_bimodal(d), stats.norm(mean, std)
+    lo, hi = _range(d, mean, std)
+    # -log D* = log(1 + p_g / p_data), -log(1 - D*) = log(1 + p_data / p_g)
+    ns_ref = _quad(lambda t: pg.pdf(t) * np.logaddexp(0.0, pg.logpdf(t) - log_pd(t)), lo, hi)
+    sat_ref = _quad(lambda t: -pg.pdf(t) * np.logaddexp(0.0, log_pd(t) - pg.logpdf(t)), lo, hi)
+    ns = gan.generator_loss_at_optimum(lp, lq, x)
+    sat = gan.generator_loss_at_optimum(lp, lq, x, saturating=True)
+    assert abs(ns - ns_ref) < 1e-8 and abs(sat - sat_ref) < 1e-8
+    kl_g_d = _quad(lambda t: pg.pdf(t) * (pg.logpdf(t) - log_pd(t)), lo, hi)
+    kl_g_m = _quad(lambda t: pg.pdf(t) * (pg.logpdf(t) - np.logaddexp(log_pd(t), pg.logpdf(t)) + math.log(2)),
+                   lo, hi)
+    assert abs(ns - (kl_g_d - kl_g_m + math.log(2))) < 1e-8
+    if d == 0.0:   # p_g = p_data: D* = 1/2, the losses are log 2 and -log 2
+        assert abs(ns - math.log(2)) < 1e-10 and abs(sat + math.log(2)) < 1e-10
+
+
+@pytest.mark.parametrize("d,mean,std", [(6.0, 3.0, 1.0), (6.0, 0.0, 3.2), (2.0, -0.5, 0.6), (4.0, 1.0, 1.5)])
+def test_non_saturating_objective_is_kl_minus_2jsd(d, mean, std):
+    """2 KL(M || p_data) (trapezoid) = KL(p_g || p_data) - 2 JSD, each term by scipy's quad."""
+    _, _, lp, lq, x = _bimodal_and_gaussian(d, mean, std)
+    log_pd, pg = _scipy_log_bimodal(d), stats.norm(mean, std)
+    lo, hi = _range(d, mean, std)
+    log_m = lambda t: np.logaddexp(log_pd(t), pg.logpdf(t)) - math.log(2)  # noqa: E731
+    kl = _quad(lambda t: pg.pdf(t) * (pg.logpdf(t) - log_pd(t)), lo, hi)
+    jsd = 0.5 * _quad(lambda t: np.exp(log_pd(t)) * (log_pd(t) - log_m(t)), lo, hi) \
+        + 0.5 * _quad(lambda t: pg.pdf(t) * (pg.logpdf(t) - log_m(t)), lo, hi)
+    assert abs(gan.non_saturating_objective(lp, lq, x) - (kl - 2 * jsd)) < 1e-8
+    assert gan.non_saturating_objective(lp, lp, x) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_non_saturating_objective_gradient_is_the_frozen_dstar_gradient():
+    """Arjovsky & Bottou (2017), Theorem 2.5 on a bimodal target: d/dtheta E_{p_theta}[-log D*_0] with D*
+    frozen at theta_0 (scipy quad of the score-function form) = central differences of 2 KL(M || p_data)."""
+    d, b, a, h = 6.0, 1.0, 1.5, 1e-4
+    log_pd, pg0 = _scipy_log_bimodal(d), stats.norm(b, a)
+    lo, hi = _range(d, b, a)
+    neg_log_dstar0 = lambda t: np.logaddexp(0.0, pg0.logpdf(t) - log_pd(t))  # noqa: E731  -log D*_0
+    frozen = np.array([
+        _quad(lambda t: pg0.pdf(t) * (t - b) / a ** 2 * neg_log_dstar0(t), lo, hi),
+        _quad(lambda t: pg0.pdf(t) * ((t - b) ** 2 / a ** 3 - 1 / a) * neg_log_dstar0(t), lo, hi)])
+
+    def objective(bb, aa):
+        _, _, lp, lq, x = _bimodal_and_gaussian(d, bb, aa)
+        return gan.non_saturating_objective(lp, lq, x)
+
+    central = np.array([(objective(b + h, a) - objective(b - h, a)) / (2 * h),
+                        (objective(b, a + h) - objective(b, a - h)) / (2 * h)])
+    np.testing.assert_allclose(central, frozen, rtol=1e-5, atol=1e-7)
+
+
+def test_generator_objectives_bad_input():
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    for f in (gan.generator_loss_at_optimum, gan.non_saturating_objective, gan.lsgan_generator_value):
+        with pytest.raises(ValueError, match="log_p_model"):
+            f(torch.zeros(5), torch.zeros(4), x)
+        with pytest.raises(ValueError, match="log_p_data"):
+            f(torch.full((5,), math.nan), torch.zeros(5), x)
+        with pytest.raises(ValueError, match="x"):
+            f(torch.zeros(5), torch.zeros(5), x.flip(0))
+
+
+def test_lsgan_losses_match_definition():
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(7, generator=g, dtype=torch.float64), torch.randn(5, 1, generator=g, dtype=torch.float64)
+    want_d = 0.5 * np.mean((real.numpy() - 0.7) ** 2) + 0.5 * np.mean((fake.numpy() + 0.2) ** 2)
+    assert gan.lsgan_discriminator_loss(real, fake, a=-0.2, b=0.7).item() == pytest.approx(want_d, rel=1e-12)
+    assert gan.lsgan_generator_loss(fake, c=0.3).item() == pytest.approx(0.5 * np.mean((fake.numpy() - 0.3) ** 2),
+                                                                         rel=1e-12)
+    # a discriminator that outputs b on data and a on samples has loss 0; large scores stay finite
+    assert gan.lsgan_discriminator_loss(torch.ones(3), -torch.ones(4)).item() == 0.0
+    assert torch.isfinite(gan.lsgan_discriminator_loss(torch.tensor([1e4]), torch.tensor([-1e4])))
+
+
+def test_lsgan_bad_input():
+    with pytest.raises(ValueError, match="a and b"):
+        gan.lsgan_discriminator_loss(torch.zeros(3), torch.zeros(3), a=1.0, b=1.0)
+    with pytest.raises(ValueError, match="a and b"):
+        gan.lsgan_optimal_discriminator(torch.ones(3), torch.ones(3), a=0.5, b=0.5)
+    with pytest.raises(ValueError, match="c"):
+        gan.lsgan_generator_loss(torch.zeros(3), c=math.inf)
+    with pytest.raises(ValueError, match="b"):
+        gan.lsgan_discriminator_loss(torch.zeros(3), torch.zeros(3), b="1")
+    with pytest.raises(ValueError, match="fake_scores"):
+        gan.lsgan_generator_loss(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="p_data"):
+        gan.lsgan_optimal_discriminator(torch.tensor([-1.0]), torch.tensor([1.0]))
+
+
+@given(st.floats(0.0, 5.0), st.floats(0.0, 5.0), st.floats(-3, 3), st.floats(0.5, 4))
+def test_lsgan_optimal_discriminator_minimizes_the_pointwise_loss(p, q, a, gap):
+    """At each x the loss p (D - b)^2 + q (D - a)^2 is minimized at D* (scipy's scalar minimizer)."""
+    from scipy.optimize import minimize_scalar
+
+    b = a + gap
+    d_star = gan.lsgan_optimal_discriminator(torch.tensor([p], dtype=torch.float64),
+                                             torch.tensor([q], dtype=torch.float64), a=a, b=b).item()
+    if p + q == 0:
+        assert d_star == pytest.approx((a + b) / 2)
+        return
+    res = minimize_scalar(lambda y: p * (y - b) ** 2 + q * (y - a) ** 2, bounds=(a - 1, b + 1), method="bounded",
+                          options={"xatol": 1e-12})
+    assert d_star == pytest.approx(res.x, abs=1e-6) and a - 1e-12 <= d_star <= b + 1e-12
+
+
+@pytest.mark.parametrize("abc", [(-1.0, 1.0, 0.0), (0.0, 2.0, 1.0), (-3.0, -1.0, -2.0)])
+@pytest.mark.parametrize("d,mean,std", [(6.0, 3.0, 1.0), (2.0, -0.5, 0.6), (0.0, 0.0, 1.0)])
+def test_lsgan_generator_value_is_half_pearson_chi2(abc, d, mean, std):
+    """Mao et al. (2017): for b - c = 1, b - a = 2, C(G) at D* = 1/2 chi2_Pearson(p_d + p_g || 2 p_g)
+    = 1/2 int (2 p_g - (p_d + p_g))^2 / (p_d + p_g), the latter by scipy's quad."""
+    a, b, c = abc
+    _, _, lp, lq, x = _bimodal_and_gaussian(d, mean, std)
+    log_pd, pg = _scipy_log_bimodal(d), stats.norm(mean, std)
+
+    def integrand(t):   # (2 p_g - (p_d + p_g))^2 / (p_d + p_g), written with s = p_d + p_g in log space
+        log_s = np.logaddexp(log_pd(t), pg.logpdf(t))
+        return math.exp(log_s) * (2 * math.exp(pg.logpdf(t) - log_s) - 1) ** 2
+
+    chi2 = _quad(integrand, *_range(d, mean, std))
+    value = gan.lsgan_generator_value(lp, lq, x, a=a, b=b, c=c)
+    assert abs(value - 0.5 * chi2) < 1e-8 and 0.0 <= value <= 1.0
+    if d == 0.0:
+        assert abs(value) < 1e-12
+
+
+def test_lsgan_generator_value_other_targets_is_not_chi2():
+    """The chi2 identity needs b - c = 1, b - a = 2: with Mao et al.'s 0-1 coding (a = 0, b = c = 1) the
+    value is 1/2 int p_g^2 / (p_d + p_g), another quantity (scipy's quad)."""
+    _, _, lp, lq, x = _bimodal_and_gaussian(2.0, -0.5, 0.6)
+    log_pd, pg = _scipy_log_bimodal(2.0), stats.norm(-0.5, 0.6)
+    want = 0.5 * _quad(lambda t: math.exp(2 * pg.logpdf(t) - np.logaddexp(log_pd(t), pg.logpdf(t))),
+                       *_range(2.0, -0.5, 0.6))
+    assert abs(gan.lsgan_generator_value(lp, lq, x, a=0.0, b=1.0, c=1.0) - want) < 1e-8
+
+
+# ----------------------------------------------------------------------------------------------
+# interpolation and the kernel density estimate
+# ----------------------------------------------------------------------------------------------
+def test_interpolate_endpoints_are_exact_and_linear_is_affine():
+    g = torch.Generator().manual_seed(1)
+    z0, z1 = torch.randn(4, 16, generator=g), torch.randn(4, 16, generator=g)
+    for method in ("linear", "slerp"):
+        path = gan.interpolate(z0, z1, 7, method=method)
+        assert path.shape == (4, 7, 16)
+        assert torch.equal(path[:, 0], z0) and torch.equal(path[:, -1], z1)
+    lin = gan.interpolate(z0.double(), z1.double(), 5)
+    for j, t in enumerate(np.linspace(0, 1, 5)):
+        torch.testing.assert_close(lin[:, j], (1 - t) * z0.double() + t * z1.double(), rtol=0, atol=1e-15)
+    images = torch.randn(2, 1, 8, 8, generator=g)
+    assert gan.interpolate(images[:1], images[1:], 3).shape == (1, 3, 1, 8, 8)
+    assert gan.interpolate(z0[0], z1[0], 3).shape == (3, 16)
+
+
+def test_slerp_is_a_great_circle_arc():
+    """Equal norms: the slerp path is r (cos(t W) u + sin(t W) v), with u, v an orthonormal basis of the
+    plane of z0, z1 built by Gram-Schmidt, W the angle between them (independent construction)."""
+    g = torch.Generator().manual_seed(2)
+    z0, z1 = torch.randn(16, generator=g, dtype=torch.float64), torch.randn(16, generator=g, dtype=torch.float64)
+    z1 = z1 / z1.norm() * z0.norm()
+    r = z0.norm()
+    u = z0 / r
+    v = z1 - (z1 @ u) * u
+    v = v / v.norm()
+    omega = math.atan2(float(z1 @ v), float(z1 @ u))
+    path = gan.interpolate(z0, z1, 9, method="slerp")
+    for j, t in enumerate(np.linspace(0, 1, 9)):
+        torch.testing.assert_close(path[j], r * (math.cos(t * omega) * u + math.sin(t * omega) * v),
+                                   rtol=0, atol=1e-12)
+    torch.testing.assert_close(path.norm(dim=1), torch.full((9,), float(r), dtype=torch.float64), rtol=1e-13, atol=0)
+    # parallel and antiparallel latents: no plane, the linear path, no NaN
+    for other in (2 * z0, -z0):
+        par = gan.interpolate(z0, other, 5, method="slerp")
+        assert torch.isfinite(par).all()
+        torch.testing.assert_close(par, gan.interpolate(z0, other, 5))
+
+
+def test_interpolate_bad_input():
+    z = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match="start and end"):
+        gan.interpolate(z, torch.zeros(3, 5), 4)
+    with pytest.raises(ValueError, match="num_points"):
+        gan.interpolate(z, z, 1)
+    with pytest.raises(ValueError, match="method"):
+        gan.interpolate(z, z, 3, method="cubic")
+    with pytest.raises(ValueError, match="finite"):
+        gan.interpolate(z, torch.full((3, 4), math.nan), 3)
+    with pytest.raises(TypeError, match="start"):
+        gan.interpolate(torch.zeros(3, 4, dtype=torch.long), z, 3)
+
+
+def test_kde_log_prob_matches_a_gaussian_mixture():
+    """An isotropic Gaussian KDE is the equal-weight mixture of N(x_i, h^2 I): compare with
+    torch.distributions (MixtureSameFamily), chunked or not."""
+    g = torch.Generator().manual_seed(3)
+    samples, x = torch.randn(50, 2, generator=g, dtype=torch.float64), 3 * torch.randn(40, 2, generator=g,
+                                                                                        dtype=torch.float64)
+    h = 0.3
+    mix = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(torch.ones(50, dtype=torch.float64)),
+        torch.distributions.Independent(torch.distributions.Normal(samples, h), 1))
+    for chunk in (7, 2048):
+        torch.testing.assert_close(gan.kde_log_prob(x, samples, h, chunk_size=chunk), mix.log_prob(x),
+                                   rtol=1e-12, atol=1e-12)
+    assert torch.isfinite(gan.kde_log_prob(torch.full((1, 2), 50.0, dtype=torch.float64), samples, 0.01)).all()
+    with pytest.raises(ValueError, match="samples"):
+        gan.kde_log_prob(x, samples[:, :1], h)
+    with pytest.raises(ValueError, match="bandwidth"):
+        gan.kde_log_prob(x, samples, 0.0)

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from course_lib import divergences, gan, toy
+from course_lib import divergences, gan, plotting, toy
 from course_lib.widgets.ui import explorer, slider
 
-__all__ = ["plot_optimal_discriminator", "optimal_discriminator_explorer"]
+__all__ = ["plot_optimal_discriminator", "optimal_discriminator_explorer", "plot_gaussian_fits",
+           "plot_gan_losses", "plot_discriminator_vs_optimal", "plot_latent_interpolation"]
 
 _F64 = torch.float64
 
@@ -141,3 +142,183 @@ def optimal_discriminator_explorer() -> W.VBox:
         shift=slider("generator shift", -6.0, 6.0, 0.25),
         scale=slider("generator std", 0.25, 3.0, 0.25),
     )
+
+
+def plot_gaussian_fits(p: toy.GaussianMixture, fits: dict, ax=None, title: str | None = None):
+    """A 1-D mixture ``p`` and Gaussians fitted to it, one curve each (notebook 03, the log-D trick).
+
+    Parameters
+    ----------
+    p : course_lib.toy.GaussianMixture
+        A 1-D mixture (the data).
+    fits : dict[str, course_lib.divergences.GaussianFit or (mean, std)]
+        Label -> the fitted Gaussian (e.g. from :func:`course_lib.divergences.gaussian_fits`).
+    ax : matplotlib.axes.Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure or matplotlib.axes.Axes
+        One line per fit after the shaded data density.
+
+    Raises
+    ------
+    ValueError
+        ``fits`` empty, or a standard deviation that is not positive.
+    """
+    if not fits:
+        raise ValueError("fits: expected a non-empty dict {label: (mean, std)}")
+    spans = [(float(f[0]), float(f[1])) for f in fits.values()]
+    for label, (_, std) in zip(fits, spans):
+        if not std > 0:
+            raise ValueError(f"fits[{label!r}]: expected a standard deviation > 0, got {std!r}")
+    mu = p.means[:, 0].to(_F64)
+    lo = min(float(mu.min()) - 4.0, *(m - 3.5 * s for m, s in spans))
+    hi = max(float(mu.max()) + 4.0, *(m + 3.5 * s for m, s in spans))
+    x = np.linspace(lo, hi, 800)
+    curves = {"data p": _log_density(p, x).exp().numpy()}
+    for label, (m, s_) in zip(fits, spans):
+        curves[label] = _log_density(_gaussian(m, s_), x).exp().numpy()
+    out = plotting.plot_1d_densities(x, curves, ax=ax, title=title)
+    axes = out if ax is not None else out.axes[0]
+    axes.lines[0].set(color="0.5", lw=4, alpha=0.4)
+    for i, line in enumerate(axes.lines[1:]):     # fits that coincide stay visible: solid, then dashed
+        line.set(lw=2, ls="-" if i % 2 == 0 else "--")
+    axes.legend(fontsize=8, frameon=False)
+    return out
+
+
+def plot_gan_losses(histories: dict, smooth: int = 50, saturating_labels=()):
+    """GAN loss curves: the discriminator's and the generator's loss per generator step, with the
+    values of a discriminator that cannot tell (``D = 1/2``, logit 0), computed by
+    :func:`course_lib.gan.discriminator_loss` and :func:`course_lib.gan.generator_loss`.
+
+    Parameters
+    ----------
+    histories : dict[str, course_lib.gan.GANHistory]
+        Label -> the history returned by :func:`course_lib.gan.train_gan` (with an ensemble of runs,
+        each value is the mean over the runs).
+    smooth : int
+        Width of the trailing moving average (raw values drawn faintly behind).
+    saturating_labels : iterable of str
+        Labels trained with the saturating (minimax) generator loss, whose reference at ``D = 1/2``
+        is ``-log 2`` instead of ``log 2``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels: discriminator losses (reference ``log 4``) and generator losses.
+
+    Raises
+    ------
+    ValueError
+        ``histories`` empty.
+    """
+    if not histories:
+        raise ValueError("histories: expected a non-empty dict {label: GANHistory}")
+    half = torch.zeros(1, dtype=_F64)                            # logit 0: D = 1/2
+    d_ref = float(gan.discriminator_loss(half, half))
+    g_ref = {False: float(gan.generator_loss(half)), True: float(gan.generator_loss(half, saturating=True))}
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.4), layout="constrained")
+    plotting.loss_curve({k: h.d_losses for k, h in histories.items()}, ax=ax, smooth=smooth, show_raw=True,
+                        xlabel="generator step", ylabel="discriminator loss (nats)")
+    plotting.loss_curve({k: h.g_losses for k, h in histories.items()}, ax=bx, smooth=smooth, show_raw=True,
+                        xlabel="generator step", ylabel="generator loss (nats)")
+    ax.axhline(d_ref, color="k", ls=":", lw=1, label=f"D = 1/2: log 4 = {d_ref:.3f}")
+    sat = set(saturating_labels)
+    for saturating in sorted({k in sat for k in histories}):
+        bx.axhline(g_ref[saturating], color="k", ls=":", lw=1,
+                   label=f"D = 1/2: {'-log 2' if saturating else 'log 2'} = {g_ref[saturating]:.3f}")
+    for a in (ax, bx):
+        a.legend(fontsize=7, frameon=False)
+    return fig
+
+
+def plot_discriminator_vs_optimal(points, d_trained, d_optimal, data=None, samples=None, titles=None):
+    """A trained discriminator beside an (estimated) optimal one, as two maps over the same 2-D points.
+
+    Parameters
+    ----------
+    points : tensor (H * W, 2)
+        A regular grid of points, row-major (``W`` points per row, ``H`` rows; ``H = W``).
+    d_trained, d_optimal : tensor (H * W,)
+        Discriminator outputs in [0, 1] at those points.
+    data, samples : tensor (N, 2), optional
+        Scattered on both maps (data grey, generator samples red).
+    titles : (str, str), optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not match, or a non-square grid.
+    """
+    pts = torch.as_tensor(points).detach().cpu()
+    n = pts.shape[0]
+    side = int(round(n ** 0.5))
+    if pts.dim() != 2 or pts.shape[1] != 2 or side * side != n:
+        raise ValueError(f"points: expected a square grid (H * H, 2), got shape {tuple(pts.shape)}")
+    maps = []
+    for name, v in (("d_trained", d_trained), ("d_optimal", d_optimal)):
+        v = torch.as_tensor(v).detach().cpu()
+        if tuple(v.shape) != (n,):
+            raise ValueError(f"{name}: expected shape ({n},), got {tuple(v.shape)}")
+        maps.append(v.reshape(side, side).numpy())
+    extent = (float(pts[:, 0].min()), float(pts[:, 0].max()), float(pts[:, 1].min()), float(pts[:, 1].max()))
+    titles = titles or ("trained D", "optimal D*")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), layout="constrained")
+    for a, m, title in zip(axes, maps, titles):
+        im = a.imshow(m, origin="lower", extent=extent, vmin=0, vmax=1, cmap="RdBu_r", aspect="equal")
+        if data is not None:
+            a.scatter(*torch.as_tensor(data).cpu().T.numpy(), s=1, color="0.3", alpha=0.4)
+        if samples is not None:
+            a.scatter(*torch.as_tensor(samples).cpu().T.numpy(), s=1, color="C3", alpha=0.4)
+        a.set_xlim(extent[:2])
+        a.set_ylim(extent[2:])
+        a.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="D(x)")
+    return fig
+
+
+def plot_latent_interpolation(generator, start, end, num_points: int = 9, pixel_row: bool = True):
+    """Images along latent paths from ``start`` to ``end`` (:func:`course_lib.gan.interpolate`): one row
+    linear, one spherical (slerp), and, for comparison, the pixel-space blend of the two end images.
+
+    Parameters
+    ----------
+    generator : callable
+        ``z (N, latent_dim) -> images (N, 1, H, W)`` in [-1, 1] (in eval mode, no gradient needed).
+    start, end : tensor (latent_dim,)
+        The two latents.
+    num_points : int
+        Images per row (>= 2).
+    pixel_row : bool
+        Add the row ``(1 - t) G(z0) + t G(z1)``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        As :func:`course_lib.gan.interpolate`.
+    """
+    rows, labels = [], []
+    with torch.no_grad():
+        for method in ("linear", "slerp"):
+            path = gan.interpolate(start, end, num_points, method=method)
+            rows.append(generator(path).detach().cpu())
+            labels.append(f"latent, {method}")
+        if pixel_row:
+            ends = rows[0][[0, -1]]
+            rows.append(gan.interpolate(ends[:1], ends[1:], num_points)[0])
+            labels.append("pixels, linear")
+    fig, axes = plt.subplots(len(rows), 1, figsize=(num_points * 0.75, 1.05 * len(rows)), layout="constrained")
+    for a, images, label in zip(np.atleast_1d(axes), rows, labels):
+        plotting.image_grid(images, nrow=num_points, ax=a)
+        a.set_title(label, fontsize=8, loc="left")
+    return fig

@@ -35,7 +35,6 @@ __all__ = ["GaussianFit", "quadrature_grid", "kl_divergence_1d", "js_divergence_
            "forward_kl_fit", "reverse_kl", "reverse_kl_fits"]
 
 _F64 = torch.float64
-HERMITE_NODES = 160  # Gauss-Hermite nodes of reverse_kl: error < 1e-6 nats (tested against quad)
 
 
 class GaussianFit(NamedTuple):
@@ -210,15 +209,18 @@ def forward_kl_fit(p) -> tuple[float, float]:
     return float(mean), float(var.clamp_min(0.0).sqrt())
 
 
-def reverse_kl(p, mean: float, std: float, num_nodes: int = HERMITE_NODES) -> float:
+def reverse_kl(p, mean: float, std: float) -> float:
     r""":math:`\mathrm{KL}(q\,\|\,p)` for :math:`q = \mathcal N(\mathrm{mean}, \mathrm{std}^2)`,
-    by Gauss-Hermite quadrature.
+    by adaptive quadrature.
 
     .. math::  \mathrm{KL}(q\|p) = E_q[\log q] - E_q[\log p], \qquad
-               E_q[\log q] = -\tfrac12\log(2\pi e\,\sigma^2), \qquad
-               E_q[\log p] \approx \frac{1}{\sqrt\pi}\sum_i h_i \log p(\mu + \sqrt2\,\sigma\,z_i)
+               E_q[\log q] = -\tfrac12\log(2\pi e\,\sigma^2),
 
-    with Gauss-Hermite nodes :math:`z_i` and weights :math:`h_i`.
+    with :math:`E_q[\log p]` by ``scipy.integrate.quad`` over :math:`\mu \pm 12\sigma`, split at
+    p's component means and at the midpoints between neighbouring means. The split matters: between
+    two narrow, well separated components :math:`\log p` bends sharply (it follows the larger of
+    two parabolas), and a fixed Gauss-Hermite rule, smooth-function quadrature, misses that bend by
+    up to 0.01 nats already for unit-variance modes 8 apart under a wide q.
 
     Parameters
     ----------
@@ -228,45 +230,59 @@ def reverse_kl(p, mean: float, std: float, num_nodes: int = HERMITE_NODES) -> fl
         Mean of q.
     std : float
         Standard deviation of q (> 0).
-    num_nodes : int
-        Gauss-Hermite nodes (160: error below 1e-6 nats for q up to 50 times wider than p's
-        components, tested against ``scipy.integrate.quad``).
 
     Returns
     -------
     float
-        Nats, >= 0 up to the quadrature error.
+        Nats, >= 0 up to the quadrature error (below 1e-8 nats, tested against a dense trapezoid
+        rule for q up to 100 times wider than p's components).
 
     Raises
     ------
     ValueError
-        ``std <= 0``, ``num_nodes < 1``, ``p`` not a 1-D mixture.
+        ``std <= 0``, ``p`` not a 1-D mixture.
 
     References
     ----------
-    Bishop (2006), Section 10.1.2 and Fig. 10.3 (reverse KL on a bimodal target); Abramowitz &
-    Stegun (1964), 25.4.46 (Gauss-Hermite quadrature).
+    Bishop (2006), Section 10.1.2 and Fig. 10.3 (reverse KL on a bimodal target); Piessens et al.,
+    *QUADPACK* (1983) (``scipy.integrate.quad``).
     """
     p = _check_mixture_1d("p", p)
     check_positive("std", std)
-    nodes, weights = _hermite(check_int("num_nodes", num_nodes, minimum=1))
-    return _reverse_kl(p, float(mean), math.log(float(std)), nodes, weights)
+    return _reverse_kl(_MixtureLogDensity(p), float(mean), math.log(float(std)))
 
 
-def _hermite(num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.polynomial.hermite.hermgauss(num_nodes)
+class _MixtureLogDensity:
+    """log p of a 1-D mixture in NumPy float64, and the points where quadrature should split."""
+
+    def __init__(self, p):
+        self.means = p.means[:, 0].to(_F64).cpu().numpy()
+        self.stds = p.stds[:, 0].to(_F64).cpu().numpy()
+        self.log_w = np.log(p.weights.to(_F64).cpu().numpy())
+        m = np.sort(self.means)
+        self.breaks = np.concatenate([m, (m[1:] + m[:-1]) / 2])
+
+    def __call__(self, x: float) -> float:
+        z = (x - self.means) / self.stds
+        terms = self.log_w - 0.5 * z * z - np.log(self.stds) - 0.5 * math.log(2 * math.pi)
+        top = terms.max()
+        return float(top + math.log(np.exp(terms - top).sum()))
 
 
-def _reverse_kl(p, mean: float, log_std: float, nodes: np.ndarray, weights: np.ndarray) -> float:
+def _reverse_kl(log_p: _MixtureLogDensity, mean: float, log_std: float) -> float:
+    from scipy.integrate import quad
+
     std = math.exp(log_std)
-    x = torch.from_numpy(mean + math.sqrt(2.0) * std * nodes)
+    lo, hi = mean - 12 * std, mean + 12 * std
+    inside = [b for b in log_p.breaks if lo < b < hi]
+    norm = 1 / (std * math.sqrt(2 * math.pi))
+    expected_log_p = quad(lambda x: norm * math.exp(-0.5 * ((x - mean) / std) ** 2) * log_p(x), lo, hi,
+                          points=inside or None, limit=400, epsabs=1e-12, epsrel=1e-12)[0]
     neg_entropy = -0.5 * math.log(2 * math.pi * math.e * std ** 2)       # E_q[log q], closed form
-    expected_log_p = float(np.dot(weights, _log_density(p, x).cpu().numpy())) / math.sqrt(math.pi)
     return neg_entropy - expected_log_p
 
 
-def reverse_kl_fits(p, inits: Sequence[tuple[float, float]] | None = None,
-                    num_nodes: int = HERMITE_NODES) -> list[GaussianFit]:
+def reverse_kl_fits(p, inits: Sequence[tuple[float, float]] | None = None) -> list[GaussianFit]:
     r"""Local minimisers of the reverse KL :math:`\mathrm{KL}(q\,\|\,p)` over Gaussians q, one per start.
 
     The reverse KL of a multimodal p has several local minima (q locked onto one mode, or covering
@@ -280,9 +296,6 @@ def reverse_kl_fits(p, inits: Sequence[tuple[float, float]] | None = None,
     inits : sequence of (mean, std), optional
         Starting Gaussians. Default: one on each component (its mean and standard deviation), then
         the forward-KL (moment-matching, mode-covering) fit of :func:`forward_kl_fit`.
-    num_nodes : int
-        Gauss-Hermite nodes of :func:`reverse_kl`.
-
     Returns
     -------
     list of GaussianFit
@@ -301,14 +314,14 @@ def reverse_kl_fits(p, inits: Sequence[tuple[float, float]] | None = None,
     from scipy.optimize import minimize
 
     p = _check_mixture_1d("p", p)
-    nodes, weights = _hermite(check_int("num_nodes", num_nodes, minimum=1))
+    log_p = _MixtureLogDensity(p)
     if inits is None:  # on each mode, and on the moment-matching (mode-covering) Gaussian
         mu, s = p.means[:, 0].to(_F64).cpu().tolist(), p.stds[:, 0].to(_F64).cpu().tolist()
         inits = list(zip(mu, s)) + [forward_kl_fit(p)]
     fits = []
     for i, (mean0, std0) in enumerate(inits):
         check_positive(f"inits[{i}] std", std0)
-        res = minimize(lambda v: _reverse_kl(p, float(v[0]), float(v[1]), nodes, weights),
+        res = minimize(lambda v: _reverse_kl(log_p, float(v[0]), float(v[1])),
                        x0=np.array([float(mean0), math.log(float(std0))]), method="L-BFGS-B",
                        bounds=[(None, None), (math.log(0.05), math.log(50.0))])
         fits.append(GaussianFit(float(res.x[0]), float(np.exp(res.x[1])), float(res.fun)))

@@ -38,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -141,10 +142,29 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:60] or "section"
 
 
+TEX_TEXT = {"mid": "|", "|": "‖", ",": " ", ";": " ", "!": "", "quad": " ", "to": "→", "le": "≤", "ge": "≥",
+            "approx": "≈", "sim": "~", "nabla": "∇", "infty": "∞", "cdot": "·", "times": "×"}
+
+
+def _tex_plain(tex: str) -> str:
+    """Inline TeX as readable text (``q(x_t \\mid x_0)`` -> ``q(x_t | x_0)``, Greek as Greek)."""
+    def command(m: re.Match) -> str:
+        name = m.group(1)
+        if name in TEX_TEXT:
+            return TEX_TEXT[name]
+        try:
+            return unicodedata.lookup(f"GREEK SMALL LETTER {name.upper()}")
+        except KeyError:
+            return ""  # \hat, \mathcal, \mathrm, ...: the argument stays
+    t = re.sub(r"\\([a-zA-Z]+|[|,;!])", command, tex)
+    return re.sub(r"[{}]", "", t)
+
+
 def plain_title(md: str) -> str:
-    """A heading as plain text fit for a reST link title."""
+    """A heading as plain text fit for a reST link title (no markup, math as readable text)."""
     t = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", md)
-    t = re.sub(r"[`*_$\\<>{}]", "", t)
+    t = re.sub(r"\$([^$]*)\$", lambda m: _tex_plain(m.group(1)), t)
+    t = re.sub(r"[`*$\\<>]", "", t)
     return re.sub(r"\s+", " ", t).strip()
 
 
@@ -343,7 +363,7 @@ def stage_notebook(executed: Path, source: Path, dest: Path, number: str, linker
     nb.get("metadata", {}).pop("widgets", None)
     finder.aliases = {}
     used_here: list[str] = []
-    section = (f"nb{number}", source.stem)
+    section = (None, source.stem)  # before the first heading: the page itself
     cells = []
     for cell in nb["cells"]:
         src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
@@ -360,7 +380,8 @@ def stage_notebook(executed: Path, source: Path, dest: Path, number: str, linker
         elif cell["cell_type"] == "code":
             names = finder.cell(src)
             for name in names:
-                entry = {"notebook": source.stem[:2], "label": section[0], "title": section[1]}
+                entry = {"notebook": number, "doc": f"/notebooks/{source.stem}", "label": section[0],
+                         "title": section[1]}
                 if entry not in usage.setdefault(name, []):
                     usage[name].append(entry)
                 if name not in used_here:

@@ -155,7 +155,10 @@ def _api_usage(app, what, name, obj, options, lines):
         return
     lines += ["", ".. rubric:: Used in the notebooks", ""]
     for use in uses:
-        lines.append(f"- :ref:`{use['notebook']}: {use['title']} <{use['label']}>`")
+        if use["label"]:
+            lines.append(f"- :ref:`{use['notebook']} · {use['title']} <{use['label']}>`")
+        else:
+            lines.append(f"- :doc:`{use['notebook']} · {use['title']} <{use['doc']}>`")
     lines.append("")
 
 

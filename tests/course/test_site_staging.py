@@ -115,7 +115,8 @@ def test_explorer_becomes_its_starting_figure_with_a_note():
         "row": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_s"]}},
         "s": {"model_name": "FloatSliderModel", "state": {"description": "sigma", "value": 0.3}},
         "out": {"model_name": "OutputModel", "state": {"outputs": [
-            {"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVBOR", "text/plain": "<Figure>"}}]}},
+            {"output_type": "display_data", "metadata": {},
+             "data": {"image/png": "iVBOR", "text/plain": "<Figure>"}}]}},
         "bar": {"model_name": "FloatProgressModel", "state": {"value": 1.0}},
     }
     view = {"output_type": "display_data", "data": {site.WIDGET_VIEW: {"model_id": "box"}, "text/plain": "VBox()"}}

@@ -84,7 +84,7 @@ html_last_updated_fmt = None
 html_theme_options = {
     "show_toc_level": 2,
     "navigation_with_keys": False,
-    "use_download_button": True,
+    "use_download_button": False,  # each notebook page links its source notebook itself
     "use_fullscreen_button": False,
     "home_page_in_toc": True,
 }

@@ -186,3 +186,16 @@ def test_search_returns_results(page, server):
     hrefs = " ".join(a.get_attribute("href") or "" for a in results.locator("a").all())
     assert "notebooks/" in hrefs and "api/" in hrefs, f"search finds no notebook page or no API entry: {hrefs[:500]}"
     page.screenshot(path=str(ARTIFACTS / "site-search.png"))
+
+
+@pytest.mark.parametrize("path, heading", [("self-study.html", "Studying on your own"),
+                                           ("instructors.html", "For instructors"),
+                                           ("docs/bibliography.html", "Bibliography")])
+def test_guides_and_bibliography(page, server, path, heading):
+    _goto(page, server, path)
+    assert heading in page.locator("main h1").first.inner_text()
+    if path.startswith("docs/"):
+        entries = page.locator("[id^='bib-']")
+        assert entries.count() >= 10, f"only {entries.count()} bibliography entries with a link target"
+    else:
+        assert page.locator("main pre").count() >= 1, f"{path}: no commands shown"

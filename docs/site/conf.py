@@ -13,6 +13,7 @@ name without a docstring, or with undocumented parameters, one.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import warnings
@@ -41,10 +42,16 @@ root_doc = "index"
 # Pages are staged from notebooks and the README: the stager links what exists, and a reference
 # that does not resolve fails the build.
 nitpicky = True
-# Types named in docstrings from outside course_lib (torch.Tensor, numpy arrays, "tensor (N, D)",
-# "callable", ...) have no inventory offline (intersphinx needs the network): only references to
-# course_lib's own names are checked.
-nitpick_ignore_regex = [(r"py:.*", r"(?!course_lib\.).*")]
+# Names from outside course_lib (torch.Tensor, numpy, matplotlib, builtins) have no inventory
+# offline (intersphinx needs the network): every other reference must resolve. A docstring may name
+# what its own module imports (``slider`` in course_lib.widgets, ``train.fit``): _importable below
+# links it to where it is documented.
+nitpick_ignore_regex = [
+    (r"py:.*", r"(torch|numpy|np|scipy|matplotlib|sklearn|ipywidgets|IPython|collections|typing|functools"
+               r"|builtins|int|float|str|bool|tuple|list|dict|None|True|False|object|callable)(\..*)?"),
+    # course_lib's private helpers (``_extract``) are named in docstrings but not documented.
+    (r"py:.*", r"(.*\.)?_[^.]*(\..*)?"),
+]
 suppress_warnings = [
     # myst-nb: a figure's text/plain fallback ("<Figure size ...>") next to its PNG.
     "mystnb.unknown_mime_type",
@@ -60,7 +67,6 @@ myst_dmath_double_inline = True
 # -- API reference (autodoc + autosummary + numpydoc) -------------------------------------------
 autosummary_generate = True
 autosummary_imported_members = False
-autodoc_default_options = {"members": False}
 autodoc_typehints = "none"          # numpydoc's Parameters section already gives types and shapes
 autodoc_member_order = "bysource"
 add_module_names = False
@@ -146,6 +152,37 @@ _autosummary.extract_summary = _whole_first_paragraph(_autosummary.extract_summa
 
 
 # -- "Used in": each API entry names the notebook sections whose code uses it --------------------
+def _importable(app, env, node, contnode):
+    """Resolve a Python reference that names an object through the module the docstring is in
+    (a re-export or an imported module) to the object's documented home."""
+    if node.get("refdomain") != "py" or not node.get("py:module"):
+        return None
+    target = node["reftarget"].lstrip("~.")
+    try:
+        obj = importlib.import_module(node["py:module"])
+    except ImportError:
+        return None
+    for part in target.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    home, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not (isinstance(home, str) and home.startswith("course_lib") and qualname) or f"{home}.{qualname}" == target:
+        return None
+    canonical = f"{home}.{qualname}"
+    new = node.deepcopy()
+    new["reftarget"] = canonical
+    return env.get_domain("py").resolve_xref(env, node["refdoc"], app.builder, node["reftype"], canonical,
+                                             new, contnode)
+
+
+def _skip_namedtuple_fields(app, what, name, obj, skip, options):
+    """A NamedTuple's fields are documented in its own docstring, not as "Alias for field number 0"."""
+    if (getattr(obj, "__doc__", None) or "").startswith("Alias for field number"):
+        return True
+    return None
+
+
 _USAGE: dict[str, list[dict]] = {}
 
 
@@ -166,6 +203,8 @@ def setup(app):
     usage_file = Path(app.srcdir) / "_usage.json"
     _USAGE.update(json.loads(usage_file.read_text()) if usage_file.exists() else {})
     app.connect("autodoc-process-docstring", _shapes_section, priority=400)
+    app.connect("autodoc-skip-member", _skip_namedtuple_fields)
+    app.connect("missing-reference", _importable)
     # After numpydoc (priority 500) has turned the docstring into reST.
     app.connect("autodoc-process-docstring", _api_usage, priority=600)
     return {"parallel_read_safe": True}

@@ -478,7 +478,8 @@ def stage(src: Path, executed: Path, repo_url: str) -> None:
         shutil.copy(nb, src / "_sources_nb" / nb.name)
         stage_notebook(executed / nb.name, nb, src / "notebooks" / nb.name, nb.stem[:2], linker, finder,
                        usage, labels, repo_url)
-    (src / "_usage.json").write_text(json.dumps(usage, indent=1, sort_keys=True))
+    (src / "_usage.json").write_text(json.dumps({"documented": sorted(documented), "usage": usage},
+                                                indent=1, sort_keys=True))
 
     # Home page and guides, from the README.
     readme = readme_sections((ROOT / "README.md").read_text())

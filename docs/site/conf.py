@@ -184,13 +184,17 @@ def _skip_namedtuple_fields(app, what, name, obj, skip, options):
 
 
 _USAGE: dict[str, list[dict]] = {}
+_DOCUMENTED: set[str] = set()
 
 
 def _api_usage(app, what, name, obj, options, lines):
-    uses = _USAGE.get(name)
-    if not uses or what == "module":
+    if what == "module" or name not in _DOCUMENTED:
         return
+    uses = _USAGE.get(name)
     lines += ["", ".. rubric:: Used in the notebooks", ""]
+    if not uses:
+        lines += ["No notebook's code calls it directly (it serves other functions, the exercises or the tests).", ""]
+        return
     for use in uses:
         if use["label"]:
             lines.append(f"- :ref:`{use['notebook']} · {use['title']} <{use['label']}>`")
@@ -201,7 +205,9 @@ def _api_usage(app, what, name, obj, options, lines):
 
 def setup(app):
     usage_file = Path(app.srcdir) / "_usage.json"
-    _USAGE.update(json.loads(usage_file.read_text()) if usage_file.exists() else {})
+    staged = json.loads(usage_file.read_text()) if usage_file.exists() else {}
+    _USAGE.update(staged.get("usage", {}))
+    _DOCUMENTED.update(staged.get("documented", []))
     app.connect("autodoc-process-docstring", _shapes_section, priority=400)
     app.connect("autodoc-skip-member", _skip_namedtuple_fields)
     app.connect("missing-reference", _importable)

@@ -67,6 +67,8 @@ myst_dmath_double_inline = True
 # -- API reference (autodoc + autosummary + numpydoc) -------------------------------------------
 autosummary_generate = True
 autosummary_imported_members = False
+# A method without its own docstring (an nn.Module's forward) is not documented with torch's.
+autodoc_inherit_docstrings = False
 autodoc_typehints = "none"          # numpydoc's Parameters section already gives types and shapes
 autodoc_member_order = "bysource"
 add_module_names = False
@@ -152,20 +154,34 @@ _autosummary.extract_summary = _whole_first_paragraph(_autosummary.extract_summa
 
 
 # -- "Used in": each API entry names the notebook sections whose code uses it --------------------
+def _lookup(module: str, dotted: str):
+    """``module``'s attribute ``dotted``, importing submodules on the way; None if there is none."""
+    parts = dotted.split(".")
+    for i in range(len(parts), -1, -1):  # the longest importable module prefix first
+        try:
+            obj = importlib.import_module(".".join([module, *parts[:i]]))
+        except ImportError:
+            continue
+        for part in parts[i:]:
+            obj = getattr(obj, part, None)
+            if obj is None:
+                return None
+        return obj
+    return None
+
+
 def _importable(app, env, node, contnode):
     """Resolve a Python reference that names an object through the module the docstring is in
     (a re-export or an imported module) to the object's documented home."""
     if node.get("refdomain") != "py" or not node.get("py:module"):
         return None
     target = node["reftarget"].lstrip("~.")
-    try:
-        obj = importlib.import_module(node["py:module"])
-    except ImportError:
+    for base in (node["py:module"], "course_lib"):  # the docstring's module, then the package's
+        obj = _lookup(base, target)
+        if obj is not None:
+            break
+    else:
         return None
-    for part in target.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return None
     home, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
     if not (isinstance(home, str) and home.startswith("course_lib") and qualname) or f"{home}.{qualname}" == target:
         return None

@@ -13,6 +13,7 @@ Usage (from the repository root, with any Python >= 3.10 and nothing else instal
     python3 course.py mutations         # plant textbook mistakes in course_lib; what catches each
     python3 course.py release [NB ...]  # instructors: student versions into build/nbgrader/release/
     python3 course.py grade SUBMISSIONS # instructors: autograde with nbgrader (sandboxed), scores as CSV
+    python3 course.py site              # the course as a static website in build/site/ (offline)
     python3 course.py setup             # only set up .venv
 
 Setup is idempotent: it creates ``.venv`` beside this file, installs PyTorch first and then
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -46,6 +48,7 @@ STAMP = VENV / ".course-installed"
 TESTED_TORCH = "torch==2.13.0"
 FALLBACK_TORCH = "torch>=2.2"
 EXTRAS = "course,homework,test"
+SITE_EXTRAS = "site"  # only for `course.py site` (Sphinx and its extensions), installed on demand
 NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build"
 
@@ -71,23 +74,27 @@ def check(cmd: list[str], **kw) -> None:
         sys.exit(rc)
 
 
-def install_fingerprint() -> str:
+def install_fingerprint(extras: str = EXTRAS) -> str:
     h = hashlib.sha256()
     h.update((ROOT / "pyproject.toml").read_bytes())
     h.update(os.environ.get("COURSE_TORCH", TESTED_TORCH).encode())
-    h.update(EXTRAS.encode())
+    h.update(extras.encode())
     return h.hexdigest()
 
 
-def setup() -> Path:
-    """Create .venv (if needed) and install torch, course_lib and its extras into it."""
+def setup(extras: str = EXTRAS) -> Path:
+    """Create .venv (if needed) and install torch, course_lib and its extras into it.
+
+    The stamp file lists one fingerprint per set of extras installed since pyproject.toml last
+    changed, so ``site`` (which adds its extra) and ``test`` do not reinstall each other's."""
     if sys.version_info < (3, 10):
         sys.exit(f"course.py needs Python >= 3.10; this is {sys.version.split()[0]}")
     py = venv_python()
     if not py.exists():
         say(f"creating a virtual environment in {VENV}")
         check([sys.executable, "-m", "venv", VENV])
-    if STAMP.exists() and STAMP.read_text().strip() == install_fingerprint():
+    stamps = STAMP.read_text().split() if STAMP.exists() else []
+    if install_fingerprint(extras) in stamps:
         say(f"environment up to date ({VENV})")
         return py
     pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
@@ -98,9 +105,13 @@ def setup() -> Path:
         if run(pip + torch_spec) != 0:
             say(f"{' '.join(torch_spec)} is not available here; trying the range {FALLBACK_TORCH}")
             check(pip + [FALLBACK_TORCH])
-    say(f"installing course_lib (editable) with extras [{EXTRAS}]")
-    check(pip + ["-e", f"{ROOT}[{EXTRAS}]"])
-    STAMP.write_text(install_fingerprint() + "\n")
+    say(f"installing course_lib (editable) with extras [{extras}]")
+    check(pip + ["-e", f"{ROOT}[{extras}]"])
+    # What is installed now: these extras, and the course's own set if they include it.
+    fresh = [install_fingerprint(extras)]
+    if extras != EXTRAS and set(EXTRAS.split(",")) <= set(extras.split(",")):
+        fresh.append(install_fingerprint(EXTRAS))
+    STAMP.write_text("\n".join(dict.fromkeys(fresh)) + "\n")
     check([py, "-c", "import torch, course_lib; "
                      "print('torch', torch.__version__, '| device:', course_lib.get_device())"])
     return py
@@ -154,13 +165,14 @@ def notebooks() -> list[Path]:
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def headless(py: Path) -> int:
-    """Execute every notebook in course order; write executed notebooks and HTML to build/."""
+def headless(py: Path, only: list[Path] | None = None) -> int:
+    """Execute every notebook (or those in ``only``) in course order; write executed notebooks and
+    HTML to build/."""
     out_nb, out_html = BUILD / "notebooks", BUILD / "html"
     out_nb.mkdir(parents=True, exist_ok=True)
     out_html.mkdir(parents=True, exist_ok=True)
     failed = []
-    for nb in notebooks():
+    for nb in (notebooks() if only is None else only):
         t0 = time.perf_counter()
         # The kernel client of verification/kernel_client.py (importable: `-m` puts the working
         # folder, ROOT, on sys.path): jupyter_client's own can lose the wake-up of a reply while
@@ -181,6 +193,41 @@ def headless(py: Path) -> int:
         say("FAILED: " + ", ".join(failed))
         return 1
     return 0
+
+
+def _cell_sources(path: Path) -> list[str]:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells]
+
+
+def executed_is_fresh(nb: Path) -> bool:
+    """Whether ``build/notebooks/`` holds a fresh executed copy of ``nb`` (as ``lab --headless``
+    writes it): the same cells' sources, and written after the notebook and every file of
+    course_lib last changed."""
+    done = BUILD / "notebooks" / nb.name
+    if not done.exists():
+        return False
+    try:
+        if _cell_sources(done) != _cell_sources(nb):
+            return False
+    except (ValueError, KeyError):
+        return False
+    newest = max([nb.stat().st_mtime] + [p.stat().st_mtime for p in (ROOT / "course_lib").rglob("*.py")])
+    return done.stat().st_mtime >= newest
+
+
+def site(py: Path) -> int:
+    """The website: execute the notebooks without a fresh executed copy, then stage and build."""
+    stale = [nb for nb in notebooks() if not executed_is_fresh(nb)]
+    if stale:
+        say("executing the notebooks without a fresh copy in build/notebooks/: "
+            + ", ".join(nb.stem for nb in stale))
+        rc = headless(py, stale)
+        if rc != 0:
+            return rc
+    else:
+        say("every notebook has a fresh executed copy in build/notebooks/ (from lab --headless): reused")
+    return run([py, ROOT / "docs" / "site" / "build_site.py"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("test", help="lint with ruff, then run the whole test suite (unit tests + every "
                    "notebook under nbval); further arguments go to pytest, e.g. `test -k gaussian -x`")
     sub.add_parser("bench", help="time every notebook on this machine")
+    sub.add_parser("site", help="build the course website into build/site/ (executed notebooks, "
+                   "guides, bibliography, API reference), offline, warnings as errors")
     sub.add_parser("mutations", help="plant textbook mistakes in course_lib one at a time and report "
                    "the unit test and the notebook assert that catch each (arguments go to "
                    "verification/mutations.py, e.g. `mutations --list`)")
@@ -231,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.cmd not in ("test", "robustness", "mutations"):
         ap.error(f"unrecognized arguments: {' '.join(extra)}")
 
-    py = setup()
+    py = setup(f"{EXTRAS},{SITE_EXTRAS}" if args.cmd == "site" else EXTRAS)
+    if args.cmd == "site":
+        return site(py)
     if args.cmd == "setup":
         return 0
     if args.cmd == "lab" and args.student:

@@ -749,11 +749,11 @@ class HierarchicalVAE(nn.Module):
 
     Generative model p(x, z1, z2) = p(z2) p(z1 | z2) p(x | z1), p(z2) = N(0, I),
     p(z1 | z2) = N(mu(z2), diag exp(lv(z2))), p(x | z1) = N(decode(z1), sigma_dec^2 I);
-    inference model q(z1, z2 | x) = q(z1 | x) q(z2 | z1), both diagonal Gaussians. The ELBO is
+    inference model q(z1, z2 | x) = q(z1 | x) q(z2 | z1), both diagonal Gaussians. The ELBO is::
 
-    ELBO(x) = E_q[log p(x | z1) + log p(z1 | z2) + log p(z2) - log q(z1 | x) - log q(z2 | z1)]
-            = E_{q(z1|x)}[log p(x | z1) - log q(z1 | x) + B(z1)],
-    B(z1)   = E_{q(z2|z1)}[log p(z1 | z2)] - KL(q(z2 | z1) || p(z2))  <=  log p(z1),
+        ELBO(x) = E_q[log p(x | z1) + log p(z1 | z2) + log p(z2) - log q(z1 | x) - log q(z2 | z1)]
+                = E_{q(z1|x)}[log p(x | z1) - log q(z1 | x) + B(z1)],
+        B(z1)   = E_{q(z2|z1)}[log p(z1 | z2)] - KL(q(z2 | z1) || p(z2))  <=  log p(z1),
 
     where p(z1) = integral p(z1 | z2) p(z2) dz2 is the *learned prior* of z1: the two-level ELBO is
     a flat VAE's ELBO (estimator A, Kingma & Welling 2014 eq. 6) with log N(z1; 0, I) replaced by

@@ -151,14 +151,14 @@ register(Exercise(
 # SURE of soft thresholding
 # ------------------------------------------------------------------------------------------------
 def soft_threshold(y: torch.Tensor, threshold: float) -> torch.Tensor:
-    """sign(y) max(|y| - threshold, 0), elementwise."""
+    """``sign(y) max(|y| - threshold, 0)``, elementwise."""
     return torch.sign(y) * torch.relu(y.abs() - threshold)
 
 
 def sure_soft_threshold_reference(y: torch.Tensor, sigma: float, threshold: float) -> torch.Tensor:
     """Per-example SURE (N,) of f(y) = soft_threshold(y, threshold) for noise std sigma.
 
-    SURE = ||f(y) - y||^2 - D sigma^2 + 2 sigma^2 div f(y), with div f(y) = #{i : |y_i| > threshold}
+    SURE = ||f(y) - y||^2 - D sigma^2 + 2 sigma^2 div f(y), with div f(y) = ``#{i : |y_i| > threshold}``
     (Donoho & Johnstone 1995, SureShrink). Computed by ``course_lib.score.sure`` with the exact
     (autograd) divergence.
     """

@@ -6,7 +6,7 @@ Goodfellow et al. 2014, Prop. 1); the value V(G, D*) (:func:`course_lib.gan.opti
 and -log 4 + 2 JSD (:func:`course_lib.divergences.js_divergence_1d`, Theorem 1) are computed
 independently by quadrature. The right panel is the saturation plot of Goodfellow et al. (2014),
 Section 3: both generator losses
-as functions of D(G(z)) and the magnitude of their gradient in the logit, |d loss / d l| = D
+as functions of D(G(z)) and the magnitude of their gradient in the logit, ``|d loss / d l|`` = D
 (minimax) and 1 - D (log-D trick), with the generator's samples' values of D*(G(z)) underneath.
 A few milliseconds per redraw.
 """

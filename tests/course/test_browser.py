@@ -21,69 +21,32 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from verification.limits import NOTEBOOK_TIMEOUT
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from verification.limits import NOTEBOOK_TIMEOUT  # noqa: E402
+
+from browser_fixtures import (  # noqa: E402  (the shared Chromium setup, beside this file)
+    chromium_or_skip,
+    free_port,
+    launch_browser,
+    stop,
+    wait_http,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 ARTIFACTS = ROOT / "build" / "browser"
-CHROMIUM = os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                  "--window-size=1400,1000"]
 RUN_TIMEOUT_S = 600  # Run All of one notebook: its 3-minute budget, 3 times over for a loaded machine
 
 pytestmark = pytest.mark.browser
 
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright for Python is not installed (it is in the [test] extra)")
-if not (Path(CHROMIUM).exists() and os.access(CHROMIUM, os.X_OK)):
-    pytest.skip(f"browser test skipped: no Chromium at {CHROMIUM} (install Debian's `chromium` "
-                "package; .ci/run installs it with apt when it can)", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited early with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except Exception:
-            time.sleep(0.5)
-    raise TimeoutError(f"{what} did not answer at {url} within {timeout:.0f} s")
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    """Stop a process we started, and its process group, by pid."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
+playwright_api = chromium_or_skip()
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +64,7 @@ def lab(tmp_path_factory):
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings),
                JUPYTERLAB_WORKSPACES_DIR=str(work / "workspaces"), MPLBACKEND="module://matplotlib_inline.backend_inline")
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
@@ -111,32 +74,17 @@ def lab(tmp_path_factory):
     log = open(work / "jupyterlab.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", 90, proc, "JupyterLab")
+        wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", 90, proc, "JupyterLab")
         yield {"url": f"http://127.0.0.1:{port}", "token": token, "log": work / "jupyterlab.log"}
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """Headless Chromium started by pid (remote debugging), driven by Playwright over CDP."""
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    port = _free_port()
-    proc = subprocess.Popen([CHROMIUM, *CHROMIUM_FLAGS, f"--remote-debugging-port={port}",
-                             "--remote-debugging-address=127.0.0.1", f"--user-data-dir={profile}",
-                             "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/json/version", 60, proc, "Chromium")
-        with playwright_api.sync_playwright() as p:
-            b = p.chromium.connect_over_cdp(f"http://127.0.0.1:{port}")
-            try:
-                yield b
-            finally:
-                b.close()
-    finally:
-        _stop(proc)
+    yield from launch_browser(playwright_api, tmp_path_factory.mktemp("chromium-profile"))
 
 
 def _accept_kernel_dialog(page) -> None:

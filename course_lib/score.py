@@ -790,10 +790,10 @@ def tweedie_cumulants(log_prob_fn: Callable[[torch.Tensor], torch.Tensor], y: to
 
     References
     ----------
-    Efron, "Tweedie's formula and selection bias", JASA 2011, Eqs. 2.8-2.10 (the cumulants of
-    the posterior as derivatives of :math:`\log p_\sigma + y^2/(2\sigma^2)`); Meng, Song, Li,
-    Ermon, "Estimating high order gradients of the data distribution by denoising", NeurIPS 2021,
-    Theorem 1.
+    Efron, "Tweedie's formula and selection bias", JASA 2011, Sec. 2 (the posterior as an
+    exponential family, its cumulants as derivatives of :math:`\log p_\sigma + y^2/(2\sigma^2)`);
+    Meng, Song, Li, Ermon, "Estimating high order gradients of the data distribution by
+    denoising", NeurIPS 2021 (the higher-order Tweedie formulas in D dimensions).
     """
     _check_callable("log_prob_fn", log_prob_fn)
     y = _check_points("y", y)

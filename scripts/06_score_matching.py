@@ -938,7 +938,8 @@ grading.check("sure_soft_threshold", sure_soft_threshold)
 # %% [markdown]
 # ## 7. Diffusion models are score models
 #
-# In DDPM, $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$ (Ho et al. 2020). Tweedie for
+# In DDPM, $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$
+# ([Ho et al. 2020](../docs/bibliography.md#ho2020)). Tweedie for
 # the scaled variable gives $\nabla\log q_t(x_t) = -E[\varepsilon\mid x_t]/\sqrt{1-\bar\alpha_t}$:
 # the optimal noise predictor **is a scaled score**, and $L_\text{simple}$ is denoising score
 # matching with weight $1-\bar\alpha_t$. Check with the exact $E[\varepsilon\mid x_t]$ of the mixture

@@ -554,12 +554,13 @@ for d in (2, 16, 64, 256):
 # %%
 REPS = 1000
 Ms = [1, 4, 16, 64]
+g_probe = torch.Generator().manual_seed(SEED * 1000 + 910)   # its own draws: the cells after it draw as before
 net_v = small_net(2)                                  # the network of the check above, fixed
 exact_v = sm.score_matching_loss(net_v, xs5, reduction="none").detach()        # J_ISM per point (8,)
 var_one = sm.sliced_score_matching_variance(net_v, xs5)                          # 2 tr(B^2) per point
 var_hat, var_se = torch.empty(len(Ms), 8, dtype=f64), torch.empty(len(Ms), 8, dtype=f64)
 for i, M in enumerate(Ms):
-    est = sm.sliced_score_matching_loss(net_v, xs5.repeat(REPS, 1), num_projections=M, generator=gen,
+    est = sm.sliced_score_matching_loss(net_v, xs5.repeat(REPS, 1), num_projections=M, generator=g_probe,
                                         reduction="none").detach().reshape(REPS, 8)
     dev = est - est.mean(0)
     var_hat[i] = (dev ** 2).mean(0)
@@ -749,7 +750,7 @@ for sigma in sigmas_tw:
     assert rel_err < 1e-11
     tw_cumulants.append(k_tw)
     bayes_cumulants.append(k_bayes)
-y2 = 3 * torch.randn(300, 2, generator=gen, dtype=f64)
+y2 = 3 * torch.randn(300, 2, generator=torch.Generator().manual_seed(SEED * 1000 + 911), dtype=f64)
 for sigma in (0.3, 1.0):
     k3_tw = sm.tweedie_cumulants(mix.convolve(sigma).log_prob, y2, sigma, order=3)[2]               # (N, D)
     k3_bayes = mix.posterior_third_central_moment(y2, sigma)
@@ -897,8 +898,9 @@ assert min(range(len(factors)), key=lambda i: scan[i]) == factors.index(1.0)
 # $\pm 2$ standard errors; the diagonal is SURE = MSE.
 
 # %%
+g_sure = torch.Generator().manual_seed(SEED * 1000 + 912)       # its own draws
 for sigma_s in (0.2, 1.0):
-    y_s = x_clean + sigma_s * torch.randn(x_clean.shape, generator=gen, dtype=f64)
+    y_s = x_clean + sigma_s * torch.randn(x_clean.shape, generator=g_sure, dtype=f64)
     for name, f in denoisers.items():
         if name.startswith("network"):
             continue
@@ -1013,7 +1015,8 @@ plotting.scatter_samples(samples, title="DDPM sampling driven by the exact score
 NUM_EPS = 3
 eval_idx = [0, 4, 19, 49, 99, 199, 499, 999]                          # 0-based indices; the paper's t = i + 1
 sched32 = schedule.to(dtype=torch.float32)
-data32 = mix.to(torch.float32).sample(20000, generator=gen)
+g_eps = torch.Generator().manual_seed(SEED * 1000 + 913)        # its own draws: the cells after it draw as before
+data32 = mix.to(torch.float32).sample(20000, generator=g_eps)
 
 
 def eps_loss(model, xb, generator=None):
@@ -1026,10 +1029,10 @@ for r in range(NUM_EPS):
     net_e = nets.TimeConditionedMLP(2, hidden=64, num_layers=2)
     opt = torch.optim.Adam(net_e.parameters(), lr=3e-3)
     hist_e = fit(net_e, eps_loss, data32, num_steps=500, batch_size=256, optimizer=opt, device=device,
-                 generator=gen, desc=f"L_simple training, model {r + 1}")
+                 generator=g_eps, desc=f"L_simple training, model {r + 1}")
     for group in opt.param_groups:
         group["lr"] = 3e-4
-    fit(net_e, eps_loss, data32, num_steps=200, batch_size=256, optimizer=opt, device=device, generator=gen,
+    fit(net_e, eps_loss, data32, num_steps=200, batch_size=256, optimizer=opt, device=device, generator=g_eps,
         desc=f"L_simple training, model {r + 1}, lr / 10")
     eps_nets.append(net_e.eval())
 

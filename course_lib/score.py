@@ -58,7 +58,8 @@ __all__ = [
     "langevin_dynamics", "annealed_langevin_dynamics", "geometric_sigmas",
     "score_matching_loss", "sliced_score_matching_loss", "denoising_score_matching_loss",
     "annealed_denoising_score_matching_loss", "explicit_score_matching_loss",
-    "tweedie_denoise", "tweedie_covariance", "divergence", "sure",
+    "tweedie_denoise", "tweedie_covariance", "tweedie_cumulants", "divergence", "sure",
+    "sliced_score_matching_variance",
     "NoiseConditionalScoreNet", "score_error",
 ]
 
@@ -508,6 +509,75 @@ def sliced_score_matching_loss(score_fn: ScoreFn, x: torch.Tensor, num_projectio
     return _reduce(per if create_graph else per.detach(), reduction)
 
 
+def _jacobian(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    r"""Row-wise Jacobians :math:`J_n = \partial \mathrm{out}_n / \partial x_n`, (N, D, D), by D backward passes."""
+    rows = [torch.autograd.grad(out[:, i].sum(), x, retain_graph=True)[0] for i in range(x.shape[1])]
+    return torch.stack(rows, 1)                                   # J[n, i, j] = d out_i / d x_j
+
+
+def sliced_score_matching_variance(score_fn: ScoreFn, x: torch.Tensor, num_projections: int = 1,
+                                   probe: str = "gaussian",
+                                   variance_reduction: bool = False) -> torch.Tensor:
+    r"""Exact variance, over the probes, of the per-example sliced score matching estimate.
+
+    For one example the sliced term is a quadratic form in the probe,
+    :math:`q(v) = v^\top J v + \tfrac12 (v^\top s)^2 = v^\top B v` with
+    :math:`B = \tfrac12 (J + J^\top) + \tfrac12 s s^\top` (:math:`J = \nabla_x s(x)`,
+    :math:`s = s(x)`; with ``variance_reduction`` the second term is the constant
+    :math:`\tfrac12\|s\|^2` and :math:`B = \tfrac12(J + J^\top)`). For a standard Gaussian
+    probe :math:`\mathrm{Var}[v^\top B v] = 2\,\mathrm{tr}(B^2)`; for a Rademacher probe
+    (:math:`v_i^2 = 1`) the diagonal does not vary and :math:`\mathrm{Var} = 2\sum_{i\ne j} B_{ij}^2`.
+    The estimate of :func:`sliced_score_matching_loss` averages ``num_projections`` = M
+    independent terms, so its variance is that divided by M, and its mean is Hyvärinen's
+    :func:`score_matching_loss` for every M.
+
+    Parameters
+    ----------
+    score_fn : callable
+        ``score_fn(x) -> (N, D)``, rows independent.
+    x : tensor (N, D)
+    num_projections : int
+        M >= 1.
+    probe : {"gaussian", "rademacher"}
+    variance_reduction : bool
+        As in :func:`sliced_score_matching_loss` (SSM-VR).
+
+    Returns
+    -------
+    tensor (N,)
+        Per-example variance of ``sliced_score_matching_loss(score_fn, x, M, reduction="none")``
+        over the probe draws, the network fixed; detached. Costs D backward passes (the Jacobian).
+
+    Raises
+    ------
+    ValueError
+        ``num_projections < 1``, bad ``probe``, wrong output shape.
+
+    References
+    ----------
+    Song, Garg, Shi, Ermon, "Sliced score matching", UAI 2019, Eqs. 7-8; the variances of
+    quadratic forms in Gaussian and Rademacher vectors: Hutchinson (1990); Avron & Toledo,
+    "Randomized algorithms for estimating the trace of an implicit symmetric positive
+    semi-definite matrix", J. ACM 2011.
+    """
+    _check_callable("score_fn", score_fn)
+    x = _check_points("x", x)
+    num_projections = check_int("num_projections", num_projections, minimum=1)
+    _check_probe_kind("probe", probe)
+    with torch.enable_grad():
+        xx = x.detach().requires_grad_(True)
+        s = call_checked("score_fn", score_fn, xx)
+        jac = _jacobian(s, xx)
+    s = s.detach()
+    b = 0.5 * (jac + jac.transpose(1, 2))                         # symmetric part of J
+    if not variance_reduction:
+        b = b + 0.5 * s[:, :, None] * s[:, None, :]               # + 1/2 s s^T
+    var = 2 * (b ** 2).sum((1, 2))                                # 2 tr(B^2) = 2 ||B||_F^2
+    if probe == "rademacher":
+        var = var - 2 * (b.diagonal(dim1=1, dim2=2) ** 2).sum(1)  # v_i^2 = 1: no diagonal term
+    return var / num_projections
+
+
 def denoising_score_matching_loss(score_fn: ScoreFn, x: torch.Tensor, sigma,
                                   generator: torch.Generator | None = None,
                                   reduction: str = "mean") -> torch.Tensor:
@@ -664,6 +734,87 @@ def tweedie_covariance(hessian: torch.Tensor, sigma) -> torch.Tensor:
     s2 = _sigma_column(sigma, hessian[:, :, 0]) ** 2                              # (N|1, 1)
     eye = torch.eye(d, dtype=hessian.dtype, device=hessian.device)
     return s2[:, :, None] * (eye + s2[:, :, None] * hessian)   # sigma^2 (I + sigma^2 H)
+
+
+def _grad_or_zero(out: torch.Tensor, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    """d out / d x, or zeros where ``out`` no longer depends on ``x`` (a polynomial differentiated past its degree)."""
+    if not out.requires_grad:
+        return torch.zeros_like(x)
+    (g,) = torch.autograd.grad(out, x, create_graph=create_graph, retain_graph=True, allow_unused=True,
+                               materialize_grads=True)
+    return g
+
+
+def tweedie_cumulants(log_prob_fn: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, sigma,
+                      order: int = 3) -> torch.Tensor:
+    r"""Posterior cumulants of :math:`x` given :math:`y = x + \sigma\varepsilon`, from :math:`\log p_\sigma`.
+
+    The posterior :math:`p(x\mid y) \propto p(x)\,e^{-\|x\|^2/(2\sigma^2)}\,e^{x^\top y/\sigma^2}`
+    is an exponential family in :math:`x` with natural parameter :math:`\eta = y/\sigma^2` and
+    log-partition function
+    :math:`A(\eta) = \log p_\sigma(y) + \|y\|^2/(2\sigma^2) + \tfrac D2\log(2\pi\sigma^2)`.
+    The k-th derivative of a log-partition function in :math:`\eta` is the k-th cumulant, and
+    :math:`\partial/\partial\eta = \sigma^2\,\partial/\partial y`, so
+
+    .. math::  \kappa_k[x_i \mid y] = \sigma^{2k}\,\frac{\partial^k}{\partial y_i^k}
+               \Big[\log p_\sigma(y) + \frac{\|y\|^2}{2\sigma^2}\Big]:
+
+    k = 1 is Tweedie's :math:`E[x\mid y] = y + \sigma^2\nabla\log p_\sigma`, k = 2 the diagonal
+    of :func:`tweedie_covariance`, k = 3 the third central moment
+    :math:`\sigma^6\,\partial^3\log p_\sigma/\partial y_i^3` (the quadratic term no longer
+    contributes from k = 3 on). In D dimensions the k-th cumulant is a tensor with D^k entries;
+    this returns its **diagonal** :math:`\kappa_{i\cdots i}` (all of it for D = 1), by repeated
+    autograd: ``order * D`` backward passes.
+
+    Parameters
+    ----------
+    log_prob_fn : callable
+        ``log_prob_fn(y) -> (N,)``: :math:`\log p_\sigma` of the **noisy** law (any additive
+        constant, e.g. an unknown normalizer, drops out), ``order`` times differentiable, rows
+        independent. E.g. ``mixture.convolve(sigma).log_prob``.
+    y : tensor (N, D)
+    sigma : float, 0-d tensor or tensor (N,)
+        Noise standard deviation, > 0.
+    order : int
+        Highest cumulant, >= 1.
+
+    Returns
+    -------
+    tensor (order, N, D)
+        ``[k - 1, n, i]`` = :math:`\kappa_k[x_i\mid y_n]`; detached.
+
+    Raises
+    ------
+    ValueError
+        ``order < 1``, ``sigma <= 0``, ``log_prob_fn`` not returning shape (N,).
+
+    References
+    ----------
+    Efron, "Tweedie's formula and selection bias", JASA 2011, Sec. 2 (the posterior as an
+    exponential family, its cumulants as derivatives of :math:`\log p_\sigma + y^2/(2\sigma^2)`);
+    Meng, Song, Li, Ermon, "Estimating high order gradients of the data distribution by
+    denoising", NeurIPS 2021 (the higher-order Tweedie formulas in D dimensions).
+    """
+    _check_callable("log_prob_fn", log_prob_fn)
+    y = _check_points("y", y)
+    s2 = _sigma_column(sigma, y) ** 2                                            # (N|1, 1)
+    order = check_int("order", order, minimum=1)
+    with torch.enable_grad():
+        yy = y.detach().requires_grad_(True)
+        lp = log_prob_fn(yy)
+        if not isinstance(lp, torch.Tensor) or lp.shape != (y.shape[0],):
+            got = tuple(lp.shape) if isinstance(lp, torch.Tensor) else type(lp).__name__
+            raise ValueError(f"log_prob_fn: expected log_prob_fn(y) to return shape ({y.shape[0]},), "
+                             f"got {got}")
+        lam = lp + 0.5 * (yy ** 2).sum(1) / s2[:, 0]                              # log-partition in y
+        (deriv,) = torch.autograd.grad(lam.sum(), yy, create_graph=order > 1)    # (N, D), k = 1
+        out = [deriv.detach()]
+        for k in range(2, order + 1):
+            cols = [_grad_or_zero(deriv[:, i].sum(), yy, k < order)[:, i] for i in range(y.shape[1])]
+            deriv = torch.stack(cols, 1)                                         # d^k lam / dy_i^k
+            out.append(deriv.detach())
+    powers = s2 ** torch.arange(1, order + 1, dtype=y.dtype, device=y.device)[:, None, None]
+    return powers * torch.stack(out)                                             # sigma^{2k} d^k lam
 
 
 def sure(denoiser: ScoreFn, y: torch.Tensor, sigma, num_probes: int | None = None,

@@ -480,6 +480,45 @@ class GaussianMixture:
         within = torch.diag_embed((resp[..., None] * post_var).sum(1))
         return within + between
 
+    def posterior_third_central_moment(self, y: torch.Tensor, sigma) -> torch.Tensor:
+        r"""Diagonal of the posterior's third central moment, :math:`E[(x_i - m_i)^3 \mid y]`.
+
+        The posterior of a Gaussian mixture under Gaussian noise is again a Gaussian mixture, with
+        weights :math:`r_k`, means :math:`m_k` and variances :math:`v_k` (see
+        :meth:`posterior_covariance`). With :math:`m = E[x\mid y]` and :math:`c_k = m_k - m`, each
+        component contributes :math:`E[(c_k + \sqrt{v_k} z)^3] = c_k^3 + 3 v_k c_k` (odd moments
+        of :math:`z` vanish), so per coordinate
+
+        .. math::  E[(x_i - m_i)^3\mid y] = \sum_k r_k\,\big(c_{k,i}^3 + 3\,v_{k,i}\,c_{k,i}\big).
+
+        The third central moment is the third cumulant, which the higher-order Tweedie formula
+        gives as :math:`\sigma^6\,\partial^3 \log p_\sigma(y)/\partial y_i^3`
+        (:func:`course_lib.score.tweedie_cumulants`); this Bayes-rule form is its independent
+        reference. In D dimensions the full third cumulant is a D x D x D tensor; this is its
+        diagonal :math:`\kappa_{iii}` (all of it for D = 1).
+
+        Parameters
+        ----------
+        y : tensor (N, D)
+            Noisy observations :math:`y = x + \sigma\varepsilon`.
+        sigma : float, 0-d tensor or tensor (N,)
+            As in :meth:`posterior_mean` (``sigma = 0`` gives 0).
+
+        Returns
+        -------
+        tensor (N, D)
+            Zero for a single Gaussian component (a Gaussian posterior); its sign is the skewness's.
+
+        References
+        ----------
+        Efron, "Tweedie's formula and selection bias", JASA 2011, Sec. 2; Meng, Song, Li, Ermon,
+        "Estimating high order gradients of the data distribution by denoising", NeurIPS 2021.
+        """
+        resp, post_mean, post_var = self._posterior_components(y, sigma)
+        m = (resp[..., None] * post_mean).sum(1)                                    # (N, D)
+        c = post_mean - m[:, None, :]                                               # (N, K, D)
+        return (resp[..., None] * (c ** 3 + 3 * post_var * c)).sum(1)
+
 
 # ------------------------------------------------------------------------------------------------
 # benchmark mixtures

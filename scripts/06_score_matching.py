@@ -7,7 +7,7 @@
 # ---
 
 # %% [markdown]
-# # 05 · Tweedie, SURE and score matching
+# # 06 · Tweedie, SURE and score matching
 #
 # **What you will learn**
 #
@@ -15,14 +15,23 @@
 #   likelihood hard, and why the **score** $\nabla_x \log p(x)$ does not see $Z$ at all;
 # - score fields of the toys, and of the toys blurred by Gaussian noise of level $\sigma$;
 # - Langevin dynamics: sampling with the score only; its failure to find the right **weights** of
-#   separated modes, and annealed Langevin (NCSN) that fixes it;
-# - learning a score: explicit score matching $\to$ implicit (integration by parts) $\to$ sliced
-#   (random projections) $\to$ denoising score matching, and why they have the same minimizer;
-# - Tweedie's formula $E[x\mid y] = y + \sigma^2\nabla\log p_\sigma(y)$ and its second-order
-#   version for $\mathrm{Cov}[x\mid y]$, checked exactly on mixtures;
-# - SURE: the mean squared error of a denoiser estimated **without clean data**, and the
-#   equivalence of denoising, score matching and SURE;
-# - diffusion models as score models: $\varepsilon$-prediction is a scaled score.
+#   separated modes, and annealed Langevin (NCSN, [Song & Ermon 2019](../docs/bibliography.md#song2019))
+#   that fixes it;
+# - learning a score: explicit score matching $\to$ implicit
+#   ([Hyvärinen 2005](../docs/bibliography.md#hyvarinen2005), integration by parts) $\to$ sliced
+#   ([Song et al. 2019](../docs/bibliography.md#song2019b), random projections, and how their
+#   variance falls with their number) $\to$ denoising score matching
+#   ([Vincent 2011](../docs/bibliography.md#vincent2011)), and why they have the same minimizer;
+# - Tweedie's formula $E[x\mid y] = y + \sigma^2\nabla\log p_\sigma(y)$
+#   ([Efron 2011](../docs/bibliography.md#efron2011)), its second-order version for
+#   $\mathrm{Cov}[x\mid y]$ and the higher cumulants from the exponential-family view
+#   ([Meng et al. 2021](../docs/bibliography.md#meng2021)), checked exactly on mixtures up to the third;
+# - SURE ([Stein 1981](../docs/bibliography.md#stein1981)): the mean squared error of a denoiser
+#   estimated **without clean data**, and the equivalence of denoising, score matching and SURE;
+# - diffusion models as score models: $\varepsilon$-prediction is a scaled score, and what a trained
+#   noise predictor's score is worth at each step.
+#
+# Sources: the [bibliography](../docs/bibliography.md).
 #
 # Notation: data $x \sim p$, noise $\varepsilon \sim \mathcal N(0, I)$, noisy
 # $y = \tilde x = x + \sigma\varepsilon$ with law $p_\sigma = p * \mathcal N(0, \sigma^2 I)$.
@@ -43,6 +52,7 @@ from course_lib import (
     get_device,
     grading,
     metrics,
+    nets,
     plotting,
     seed_everything,
     set_num_threads,
@@ -289,7 +299,7 @@ assert prediction == "b", "plain Langevin keeps the particles in the half they s
 # *see* the weights near a mode: there $\nabla\log p \approx \nabla\log \mathcal N(\mu_k, s_k^2)$,
 # independent of $w_k$.
 #
-# The NCSN toy (REFERENCES A5): $p = 0.8\,\mathcal N((5,5), I) + 0.2\,\mathcal N((-5,-5), I)$,
+# The toy of Song & Ermon (2019): $p = 0.8\,\mathcal N((5,5), I) + 0.2\,\mathcal N((-5,-5), I)$,
 # 1280 particles from $U[-8, 8]^2$, plain Langevin with $\eta = 0.05$ (NCSN's $\mathrm{lr} = 0.1$
 # in the $\mathrm{lr}/2$ form). **Annealed** Langevin runs the same chain on
 # $p_{\sigma_1}, \dots, p_{\sigma_L}$ with $\sigma$ decreasing geometrically from 20 to 1, step
@@ -519,6 +529,57 @@ for d in (2, 16, 64, 256):
     assert math.isclose(passes["exact"], 1.0 + d, rel_tol=1e-9)   # forward + D backward
 
 # %% [markdown]
+# **The variance of sliced score matching, against the number of projections.** For one example
+# and a fixed network, the sliced term is a quadratic form in the probe:
+# $v^\top J v + \tfrac12(v^\top s)^2 = v^\top B v$ with $J = \nabla_x s_\theta(x)$, $s = s_\theta(x)$
+# and the symmetric $B = \tfrac12(J + J^\top) + \tfrac12 ss^\top$. For $v \sim \mathcal N(0, I)$,
+# $E[v^\top Bv] = \mathrm{tr}B = J_{\mathrm{ISM}}(x)$ and (by Isserlis' theorem,
+# $E[v_iv_jv_kv_l] = \delta_{ij}\delta_{kl} + \delta_{ik}\delta_{jl} + \delta_{il}\delta_{jk}$)
+#
+# $$\mathrm{Var}_v\big[v^\top B v\big] = 2\,\mathrm{tr}(B^2) = 2\|B\|_F^2 .$$
+#
+# (Rademacher probes have $v_i^2 = 1$, so the diagonal of $B$ does not vary: $2\sum_{i\ne j}B_{ij}^2$.)
+# The estimate with $M$ projections averages $M$ independent terms: its mean stays the exact
+# $J_{\mathrm{ISM}}(x)$ and its variance is $2\,\mathrm{tr}(B^2)/M$: the standard error falls
+# like $1/\sqrt M$, and halving it costs four times the projections
+# (`sm.sliced_score_matching_variance`, which computes $B$ from the exact Jacobian).
+#
+# **Check** on the 8 points above, the network fixed: for $M = 1, 4, 16, 64$, `REPS` independent
+# draws of the $M$-projection estimate per point. Asserted for every point and every $M$: the
+# sample variance is $2\,\mathrm{tr}(B^2)/M$ within 5 of its standard errors (delta method,
+# $\mathrm{se}(s^2) \approx \sqrt{(m_4 - s^4)/R}$ with $m_4$ the fourth central sample moment),
+# the sample mean is the exact implicit loss within 5 standard errors, and the fitted slope of
+# $\log s^2$ against $\log M$ (weighted least squares) is $-1$ within 5 of its standard errors.
+
+# %%
+REPS = 1000
+Ms = [1, 4, 16, 64]
+g_probe = torch.Generator().manual_seed(SEED * 1000 + 910)   # its own draws: the cells after it draw as before
+net_v = small_net(2)                                  # the network of the check above, fixed
+exact_v = sm.score_matching_loss(net_v, xs5, reduction="none").detach()        # J_ISM per point (8,)
+var_one = sm.sliced_score_matching_variance(net_v, xs5)                          # 2 tr(B^2) per point
+var_hat, var_se = torch.empty(len(Ms), 8, dtype=f64), torch.empty(len(Ms), 8, dtype=f64)
+for i, M in enumerate(Ms):
+    est = sm.sliced_score_matching_loss(net_v, xs5.repeat(REPS, 1), num_projections=M, generator=g_probe,
+                                        reduction="none").detach().reshape(REPS, 8)
+    dev = est - est.mean(0)
+    var_hat[i] = (dev ** 2).mean(0)
+    var_se[i] = ((dev ** 4).mean(0) - var_hat[i] ** 2).sqrt() / math.sqrt(REPS)    # delta method
+    assert ((var_hat[i] - var_one / M).abs() <= 5 * var_se[i]).all(), M
+    assert ((est.mean(0) - exact_v).abs() <= 5 * (var_one / M / REPS).sqrt()).all(), M
+# slope of log variance against log M per point, weights 1 / se(log s^2)^2 = (s^2 / se)^2
+u = torch.log(torch.tensor(Ms, dtype=f64))[:, None]
+w_ls = (var_hat / var_se) ** 2
+u_bar = (w_ls * u).sum(0) / w_ls.sum(0)
+slope = (w_ls * (u - u_bar) * var_hat.log()).sum(0) / (w_ls * (u - u_bar) ** 2).sum(0)
+slope_se = 1 / (w_ls * (u - u_bar) ** 2).sum(0).sqrt()
+print(f"exact 2 tr(B^2) per point: {var_one[:4].numpy().round(3)} ...")
+print(f"measured variance x M, point 0: {(var_hat[:, 0] * torch.tensor(Ms)).numpy().round(3)} (flat = 1/M)")
+print(f"slopes of log variance vs log M: {slope.numpy().round(3)} (s.e. about {slope_se.mean():.3f})")
+assert ((slope + 1).abs() <= 5 * slope_se).all()
+widgets.plot_sliced_variance(Ms, var_hat, var_se, var_one);
+
+# %% [markdown]
 # **Denoising score matching** (Vincent 2011) avoids derivatives of $s_\theta$ altogether. Perturb
 # the data, $\tilde x = x + \sigma\varepsilon$, and regress on the score of the perturbation kernel,
 # $\nabla_{\tilde x}\log q(\tilde x\mid x) = -(\tilde x - x)/\sigma^2 = -\varepsilon/\sigma$:
@@ -585,7 +646,12 @@ def dsm_loss(score_at_x_tilde, x, x_tilde, sigma):
 grading.check("dsm_loss", dsm_loss)
 
 # %% [markdown]
-# ## 5. Tweedie's formula, first and second order
+# ## 5. Tweedie's formula: first, second and third order
+#
+# **Notation.** Here $x$ is the clean value and $y = x + \sigma\varepsilon$ the noisy one.
+# Efron (2011) writes $\mu$ for the clean value and $z$ for the noisy one, and some texts write
+# $\theta$ (the unknown parameter) and $x$ (the observation), as in estimation theory: their
+# $E[\theta\mid x]$ is our $E[x\mid y]$, and their $x$ is our $y$, not our $x$.
 #
 # With $y = x + \sigma\varepsilon$, $p_\sigma(y) = \int p(x)\,\mathcal N(y; x, \sigma^2 I)\,dx$.
 # Differentiate under the integral, using $\nabla_y \mathcal N(y;x,\sigma^2 I) = -\frac{y-x}{\sigma^2}\mathcal N$:
@@ -597,7 +663,8 @@ grading.check("dsm_loss", dsm_loss)
 # The posterior mean (the minimum mean squared error denoiser) needs only the score of the
 # **noisy** law, not the prior. Differentiating once more (the Gaussian is an exponential family in
 # $x$ with natural parameter $y/\sigma^2$, and the derivatives of its log-partition function are the
-# posterior cumulants; Efron 2011, Meng et al. 2021):
+# posterior cumulants, derived below; Efron 2011,
+# [Meng et al. 2021](../docs/bibliography.md#meng2021)):
 #
 # $$\mathrm{Cov}[x\mid y] = \sigma^2 \frac{\partial E[x\mid y]}{\partial y}
 #   = \sigma^2\big(I + \sigma^2\nabla^2\log p_\sigma(y)\big).$$
@@ -629,6 +696,91 @@ print(f"E[x | y = (0.5, 0)]: Tweedie {tw.numpy().round(4)}, "
 assert ((tw - mc).abs() <= 5 * mc_se).all()
 
 # %% [markdown]
+# ### Every cumulant from one function: the exponential-family view
+#
+# Write the posterior with Bayes' rule and expand the Gaussian likelihood,
+# $\mathcal N(y; x, \sigma^2 I) \propto e^{-\|y\|^2/2\sigma^2}\,e^{x^\top y/\sigma^2}\,e^{-\|x\|^2/2\sigma^2}$:
+#
+# $$p(x\mid y) = \underbrace{p(x)\,e^{-\|x\|^2/2\sigma^2}}_{h(x)}\;
+#   \exp\big(\eta^\top x - A(\eta)\big), \qquad \eta = \frac{y}{\sigma^2},\qquad
+#   A(\eta) = \log p_\sigma(y) + \frac{\|y\|^2}{2\sigma^2} + \frac D2\log(2\pi\sigma^2).$$
+#
+# For fixed $\sigma$ this is an **exponential family in $x$** with natural parameter $\eta$, base
+# measure $h$ (the prior, damped) and log-partition function $A(\eta) = \log\int h(x)e^{\eta^\top x}dx$
+# (the normalization forces it). $A$ is the cumulant generating function of the posterior shifted to
+# $\eta$: $\log E[e^{u^\top x}\mid y] = A(\eta + u) - A(\eta)$, so its derivatives at $\eta$ are the
+# posterior cumulants. With $\partial/\partial\eta = \sigma^2\,\partial/\partial y$ and
+# $\lambda(y) = \log p_\sigma(y) + \|y\|^2/2\sigma^2$:
+#
+# $$\kappa_1 = \sigma^2\nabla\lambda = y + \sigma^2\nabla\log p_\sigma,\qquad
+#   \kappa_2 = \sigma^4\nabla^2\lambda = \sigma^2(I + \sigma^2\nabla^2\log p_\sigma),\qquad
+#   \kappa_3 = \sigma^6\nabla^3\lambda = \sigma^6\,\nabla^3\log p_\sigma ,$$
+#
+# and $\kappa_k = \sigma^{2k}\nabla^k\log p_\sigma$ for every $k \ge 3$ (the quadratic term is gone).
+# The third cumulant is the third central moment, $E[(x - E[x\mid y])^{\otimes 3}\mid y]$: it
+# measures the posterior's **skewness**, which a Gaussian posterior does not have. In $D$ dimensions
+# $\kappa_3$ is a $D\times D\times D$ tensor; we check its diagonal $\kappa_{iii}$ (one entry per
+# coordinate, all of it in one dimension). `sm.tweedie_cumulants(log_prob, y, sigma, order)` returns
+# the diagonal of $\kappa_1, \dots, \kappa_k$ by repeated autograd of $\lambda$.
+#
+# **An independent reference.** Under Gaussian noise the posterior of a Gaussian mixture is again a
+# Gaussian mixture (weights $r_k(y)$, means $m_k$, variances $v_k$: Bayes' rule per component), so
+# with $m = E[x\mid y]$ and $c_k = m_k - m$, its third central moment is, per coordinate,
+# $\sum_k r_k\,(c_k^3 + 3v_kc_k)$ (`GaussianMixture.posterior_third_central_moment`; no
+# derivative of $\log p_\sigma$ involved). **Check**, in float64: on a 1-D two-component
+# mixture over a grid of $y$ and on the 2-D toy's diagonal, the three Tweedie cumulants match the
+# posterior mixture's mean, variance and third central moment to $10^{-11}$ relative to the largest
+# value at each $\sigma$ (float64 rounding, amplified by three rounds of differentiation, is
+# $10^{-15}$ to $10^{-12}$ here).
+
+# %%
+mix1d = toy.GaussianMixture(torch.tensor([[-2.0], [1.5]], dtype=f64), torch.tensor([0.5, 0.3], dtype=f64),
+                            torch.tensor([0.3, 0.7], dtype=f64))
+y_grid = torch.linspace(-5, 5, 201, dtype=f64)[:, None]
+sigmas_tw = [0.3, 1.0, 2.0]
+tw_cumulants, bayes_cumulants = [], []
+for sigma in sigmas_tw:
+    k_tw = sm.tweedie_cumulants(mix1d.convolve(sigma).log_prob, y_grid, sigma, order=3)[:, :, 0]   # (3, P)
+    k_bayes = torch.stack([mix1d.posterior_mean(y_grid, sigma)[:, 0],
+                           mix1d.posterior_covariance(y_grid, sigma)[:, 0, 0],
+                           mix1d.posterior_third_central_moment(y_grid, sigma)[:, 0]])
+    rel_err = ((k_tw - k_bayes).abs().amax(1) / k_bayes.abs().amax(1)).max().item()
+    print(f"1-D, sigma = {sigma}: largest |kappa_3| = {k_bayes[2].abs().max():.4f}, "
+          f"max relative difference Tweedie vs Bayes' rule (orders 1-3) = {rel_err:.1e}")
+    assert rel_err < 1e-11
+    tw_cumulants.append(k_tw)
+    bayes_cumulants.append(k_bayes)
+y2 = 3 * torch.randn(300, 2, generator=torch.Generator().manual_seed(SEED * 1000 + 911), dtype=f64)
+for sigma in (0.3, 1.0):
+    k3_tw = sm.tweedie_cumulants(mix.convolve(sigma).log_prob, y2, sigma, order=3)[2]               # (N, D)
+    k3_bayes = mix.posterior_third_central_moment(y2, sigma)
+    rel_err = ((k3_tw - k3_bayes).abs().max() / k3_bayes.abs().max()).item()
+    print(f"2-D toy, sigma = {sigma}: diagonal kappa_iii, max relative difference = {rel_err:.1e}")
+    assert rel_err < 1e-11
+widgets.plot_tweedie_cumulants(y_grid[:, 0], torch.stack(tw_cumulants), torch.stack(bayes_cumulants), sigmas_tw);
+
+# %% [markdown]
+# Read the third panel. Where both components share the posterior it is a two-bump mixture with
+# unequal weights, skewed toward the smaller bump: $\kappa_3 > 0$ where the left component (at $-2$)
+# holds most of the posterior, $\kappa_3 < 0$ where the right one does, and it changes sign near the
+# $y$ where the two are equally responsible. Where one component takes all the weight the posterior
+# is Gaussian and $\kappa_3 \to 0$. **Check**, from the responsibilities under $p_\sigma$
+# (`convolve(sigma).responsibilities`): at every grid point where $|\kappa_3|$ exceeds $10^{-6}$ of
+# its largest value, its sign is $+$ where the left component's responsibility exceeds 0.6 and $-$
+# where it is below 0.4; and for $\sigma = 0.3$, $|\kappa_3| < 10^{-6}\max|\kappa_3|$ at $y = \pm 5$.
+
+# %%
+for sigma, k_b in zip(sigmas_tw, bayes_cumulants):
+    k3 = k_b[2]
+    r_left = mix1d.convolve(sigma).responsibilities(y_grid)[:, 0]
+    big = k3.abs() > 1e-6 * k3.abs().max()
+    assert (k3[big & (r_left > 0.6)] > 0).all() and (k3[big & (r_left < 0.4)] < 0).all(), sigma
+k3_sharp = bayes_cumulants[0][2]
+print(f"sigma = {sigmas_tw[0]}: kappa_3 at y = -5, 5: {k3_sharp[0]:.1e}, {k3_sharp[-1]:.1e} "
+      f"(largest {k3_sharp.abs().max():.3f})")
+assert (k3_sharp[[0, -1]].abs() < 1e-6 * k3_sharp.abs().max()).all()
+
+# %% [markdown]
 # ### Worked example: Tweedie's denoiser
 #
 # Tweedie's formula is one line, $y + \sigma^2 s$; it is the final step of annealed Langevin
@@ -648,8 +800,9 @@ torch.testing.assert_close(tweedie_denoise(y, mix.convolve(0.5).score(y), 0.5), 
 # ## 6. SURE: the error of a denoiser without clean data
 #
 # A denoiser $f$ maps $y$ to $\hat x = f(y)$; its quality is $\mathrm{MSE}(f) = E\|f(y) - x\|^2$,
-# which needs $x$. Stein's lemma (integration by parts against the Gaussian,
-# $E[\varepsilon^\top g(y)] = \sigma E[\nabla\cdot g(y)]$) gives, with $f(y) - x = f(y) - y + \sigma\varepsilon$,
+# which needs $x$. Stein's lemma ([Stein 1981](../docs/bibliography.md#stein1981); integration by
+# parts against the Gaussian, $E[\varepsilon^\top g(y)] = \sigma E[\nabla\cdot g(y)]$) gives, with
+# $f(y) - x = f(y) - y + \sigma\varepsilon$,
 #
 # $$E\|f(y) - x\|^2
 #   = E\big[\underbrace{\|f(y) - y\|^2 - D\sigma^2 + 2\sigma^2\,\nabla\cdot f(y)}_{\mathrm{SURE}(f;\,y)}\big],$$
@@ -683,12 +836,14 @@ denoisers = {"identity f(y) = y": lambda v: v,
              "soft threshold 0.3": lambda v: torch.sign(v) * torch.relu(v.abs() - 0.3),
              "network trained by SURE": denoiser_net,
              "Bayes E[x|y] (Tweedie)": lambda v: mix.posterior_mean(v, sigma)}
-results, sure_per = {}, {}
+results, sure_per, true_per, sure_summary = {}, {}, {}, []
 for name, f in denoisers.items():
     sure_per[name] = sm.sure(f, y_noisy, sigma).detach()
     true_se = ((f(y_noisy) - x_clean) ** 2).sum(1).detach()
+    true_per[name] = true_se
     ok, _, se_ = within(sure_per[name] - true_se, 0.0)
     results[name] = (sure_per[name].mean().item(), true_se.mean().item())
+    sure_summary.append((name, sigma, *results[name], se_))
     print(f"{name:26s} SURE {results[name][0]:.4f}   true MSE {results[name][1]:.4f}   (± {se_:.4f})")
     assert ok
     if name.startswith("identity"):                  # ||sigma eps||^2 has mean D sigma^2
@@ -714,9 +869,10 @@ assert ratio < 1.2
 # i.e. $2\sigma^4$ times Hyvärinen's implicit score matching loss on $p_\sigma$, plus a constant;
 # and the MSE of $f$ is $\sigma^4$ times the explicit loss $E\|s - \nabla\log p_\sigma\|^2$ plus the
 # Bayes risk. **Denoising, score matching and SURE are the same problem** (Vincent 2011; Raphan &
-# Simoncelli, "Least squares estimation without priors or supervision", 2011). Check the
-# identity exactly, sample by sample, for a network score; then scan $f_t = y + t\sigma^2\nabla\log p_\sigma$:
-# SURE is smallest at $t = 1$.
+# Simoncelli, "Least squares estimation without priors or supervision",
+# [2011](../docs/bibliography.md#raphan2011)). Check the identity exactly, sample by sample, for a
+# network score; then scan $f_c = y + c\,\sigma^2\nabla\log p_\sigma$ over the factor $c$ (not a
+# time): SURE is smallest at $c = 1$.
 
 # %%
 s_net = small_net(5)
@@ -725,11 +881,39 @@ rhs = 2 * sigma ** 4 * sm.score_matching_loss(s_net, y_noisy[:2000], reduction="
 assert torch.allclose(lhs, rhs, atol=1e-10)
 
 noisy = mix.convolve(sigma)
-ts = [0.0, 0.5, 0.8, 1.0, 1.2, 1.5]
-scan = [sm.sure(lambda v, t=t: v + t * sigma ** 2 * noisy.score(v), y_noisy, sigma).mean().item() for t in ts]
-print("t:         ", ts)
+factors = [0.0, 0.5, 0.8, 1.0, 1.2, 1.5]
+scan = [sm.sure(lambda v, c=c: v + c * sigma ** 2 * noisy.score(v), y_noisy, sigma).mean().item() for c in factors]
+print("factor c:  ", factors)
 print("mean SURE: ", [round(v, 4) for v in scan])
-assert min(range(len(ts)), key=lambda i: scan[i]) == ts.index(1.0)
+assert min(range(len(factors)), key=lambda i: scan[i]) == factors.index(1.0)
+
+# %% [markdown]
+# **SURE against the true error, in a picture.** The claim checked above is about **means**:
+# $E[\mathrm{SURE}(f; y)] = E\|f(y) - x\|^2$. Per example the two are different random numbers
+# (SURE can even be negative); what agrees is their average. The same check at two more noise levels,
+# $\sigma = 0.2$ and $1$, for the denoisers that do not depend on $\sigma$'s training (the network was
+# trained at $\sigma = 0.5$ only; the Bayes denoiser is recomputed per level): for each denoiser and
+# level, the mean SURE is the true MSE within 5 standard errors of the paired difference. Left: one
+# example per point for two denoisers at $\sigma = 0.5$. Right: one point per denoiser and level, with
+# $\pm 2$ standard errors; the diagonal is SURE = MSE.
+
+# %%
+g_sure = torch.Generator().manual_seed(SEED * 1000 + 912)       # its own draws
+for sigma_s in (0.2, 1.0):
+    y_s = x_clean + sigma_s * torch.randn(x_clean.shape, generator=g_sure, dtype=f64)
+    for name, f in denoisers.items():
+        if name.startswith("network"):
+            continue
+        f_s = (lambda v, s_=sigma_s: mix.posterior_mean(v, s_)) if name == bayes else f
+        sure_s = sm.sure(f_s, y_s, sigma_s).detach()
+        true_s = ((f_s(y_s) - x_clean) ** 2).sum(1).detach()
+        ok, diff, se_ = within(sure_s - true_s, 0.0)
+        sure_summary.append((name, sigma_s, sure_s.mean().item(), true_s.mean().item(), se_))
+        assert ok, (name, sigma_s, diff, se_)
+print(f"{len(sure_summary)} (denoiser, sigma) pairs: mean SURE = true MSE within 5 s.e. for each; largest "
+      f"|difference| / s.e. = {max(abs(s_ - t_) / e_ for _, _, s_, t_, e_ in sure_summary):.2f}")
+pair = ["shrinkage 0.7 y", bayes]
+widgets.plot_sure_vs_mse({n: (sure_per[n][:2000], true_per[n][:2000]) for n in pair}, sure_summary);
 
 # %% [markdown]
 # ### Exercise 5: SURE of soft thresholding
@@ -756,12 +940,17 @@ grading.check("sure_soft_threshold", sure_soft_threshold)
 # %% [markdown]
 # ## 7. Diffusion models are score models
 #
-# In DDPM, $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$ (Ho et al. 2020). Tweedie for
+# In DDPM, $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$
+# ([Ho et al. 2020](../docs/bibliography.md#ho2020)). Tweedie for
 # the scaled variable gives $\nabla\log q_t(x_t) = -E[\varepsilon\mid x_t]/\sqrt{1-\bar\alpha_t}$:
 # the optimal noise predictor **is a scaled score**, and $L_\text{simple}$ is denoising score
 # matching with weight $1-\bar\alpha_t$. Check with the exact $E[\varepsilon\mid x_t]$ of the mixture
 # (`diffusion.optimal_eps_model`) against the score of the exact marginal
 # $q_t$ = `mix.scale(sqrt(abar_t)).convolve(sqrt(1 - abar_t))`, at every 100th step.
+#
+# **Step convention.** As in notebooks 04 and 05, code indexes the steps from 0: array index $i$
+# (`alphas_cumprod[i]`, the `t` passed to the models) is the paper's step $t = i + 1$ of
+# Ho et al. (2020), $t = 1, \dots, T$. Prints say "index" for $i$; figure axes show the paper's $t$.
 
 # %%
 schedule = diffusion.NoiseSchedule.linear(1000)
@@ -773,7 +962,8 @@ for step in range(0, 1000, 100):
     ab = schedule.alphas_cumprod[step].item()
     exact_score = mix.scale(math.sqrt(ab)).convolve(math.sqrt(1 - ab)).score(xt)
     worst = max(worst, (diffusion.eps_to_score(schedule, t_idx, eps_model(xt, t_idx)) - exact_score).abs().max().item())
-print(f"max |eps_to_score(E[eps|x_t]) - grad log q_t| over t = 0, 100, ..., 900: {worst:.1e}")
+print(f"max |eps_to_score(E[eps|x_t]) - grad log q_t| over the 0-based indices 0, 100, ..., 900 "
+      f"(the paper's t = 1, 101, ..., 901): {worst:.1e}")
 assert worst < 1e-8
 
 # %% [markdown]
@@ -796,6 +986,88 @@ se_frac = (mix.weights * (1 - mix.weights) / 2000).sqrt()
 print("fraction per mode", frac.numpy().round(3), "weights", mix.weights.numpy())
 assert ((frac - mix.weights).abs() <= 5 * se_frac).all()
 plotting.scatter_samples(samples, title="DDPM sampling driven by the exact score");
+
+# %% [markdown]
+# **A trained noise predictor's score, step by step.** Train $\varepsilon_\theta$ with $L_\text{simple}$
+# (Algorithm 1 of Ho et al. 2020; a `TimeConditionedMLP`, Adam for 500 steps then 200 at a 10x smaller
+# learning rate) on the mixture, `NUM_EPS` networks from independent seeds, and read it as a score,
+# $s_\theta = -\varepsilon_\theta/\sqrt{1-\bar\alpha_t}$. Its relative squared error against the exact
+# score of $q_t$,
+#
+# $$\frac{E\|s_\theta(x_t) - \nabla\log q_t(x_t)\|^2}{E\|\nabla\log q_t(x_t)\|^2}
+#   = \frac{E\|\varepsilon_\theta - \varepsilon^*\|^2}{E\|\varepsilon^*\|^2},
+#   \qquad \varepsilon^* = E[\varepsilon\mid x_t],$$
+#
+# is the same ratio measured on $\varepsilon$ (the factor $1/(1-\bar\alpha_t)$ cancels). The numerator
+# is what $L_\text{simple}$ penalizes, **with the same weight at every step**. The denominator does not
+# stay put: near the data ($t$ small) the noise is tiny, $x_t$ says almost nothing about which
+# $\varepsilon$ was drawn, and $E\|\varepsilon^*\|^2 \approx (1-\bar\alpha_t)\,E\|\nabla\log p\|^2 \to 0$.
+# So an error in $\varepsilon$ that is small everywhere becomes a large **relative** error of the
+# score at the first steps: DDPM's loss is denoising score matching weighted by $1-\bar\alpha_t$, which
+# hardly asks for the score there. Measured on 4000 draws of $x_t$ per step (the exact
+# $\varepsilon^*$ from `diffusion.optimal_eps_model`; the ratio for the first model at index 499 also
+# by `sm.score_error` on the score itself, on the same draws, as a check of the identity). Asserted
+# for every model: $E\|\varepsilon_\theta - \varepsilon^*\|^2 < 0.1$ at every step evaluated
+# ($L_\text{simple}$'s own measure is small everywhere); the relative score error is under 10 % from
+# the paper's $t = 100$ on, and above 1 at $t = 1$ (worse than the zero function, whose ratio is 1).
+
+# %%
+NUM_EPS = 3
+eval_idx = [0, 4, 19, 49, 99, 199, 499, 999]                          # 0-based indices; the paper's t = i + 1
+sched32 = schedule.to(dtype=torch.float32)
+g_eps = torch.Generator().manual_seed(SEED * 1000 + 913)        # its own draws: the cells after it draw as before
+data32 = mix.to(torch.float32).sample(20000, generator=g_eps)
+
+
+def eps_loss(model, xb, generator=None):
+    return diffusion.loss_simple(sched32.to(xb.device), model, xb, generator=generator)
+
+
+eps_nets = []
+for r in range(NUM_EPS):
+    torch.manual_seed(SEED * 1000 + 200 + r)                         # this model's initialization
+    net_e = nets.TimeConditionedMLP(2, hidden=64, num_layers=2)
+    opt = torch.optim.Adam(net_e.parameters(), lr=3e-3)
+    hist_e = fit(net_e, eps_loss, data32, num_steps=500, batch_size=256, optimizer=opt, device=device,
+                 generator=g_eps, desc=f"L_simple training, model {r + 1}")
+    for group in opt.param_groups:
+        group["lr"] = 3e-4
+    fit(net_e, eps_loss, data32, num_steps=200, batch_size=256, optimizer=opt, device=device, generator=g_eps,
+        desc=f"L_simple training, model {r + 1}, lr / 10")
+    eps_nets.append(net_e.eval())
+
+eps_err = torch.empty(NUM_EPS, len(eval_idx), dtype=f64)
+eps_ref = torch.empty(len(eval_idx), dtype=f64)
+for j, i in enumerate(eval_idx):
+    ab = schedule.alphas_cumprod[i].item()
+    q_t = mix.scale(math.sqrt(ab)).convolve(math.sqrt(1 - ab))           # the exact marginal of x_t
+    x_t = q_t.sample(4000, generator=torch.Generator().manual_seed(SEED * 1000 + 400 + i))
+    t_idx = torch.full((4000,), i, dtype=torch.long)
+    e_star = eps_model(x_t, t_idx)                                        # E[eps | x_t], float64
+    eps_ref[j] = (e_star ** 2).sum(1).mean()
+    with torch.no_grad():
+        for r, net_e in enumerate(eps_nets):
+            e_net = net_e(x_t.float().to(device), t_idx.to(device)).cpu().double()
+            eps_err[r, j] = ((e_net - e_star) ** 2).sum(1).mean()
+rel_score = eps_err / eps_ref                                             # (models, steps)
+# the identity, on the score itself: sm.score_error with the same draws (same generator seed)
+j_chk = eval_idx.index(499)
+ab = schedule.alphas_cumprod[499].item()
+t_chk = torch.full((4000,), 499, dtype=torch.long)
+rel_direct = sm.score_error(lambda v: diffusion.eps_to_score(schedule, t_chk, eps_nets[0](v.float().to(device),
+                                                                                          t_chk.to(device)).cpu().double()),
+                            mix.scale(math.sqrt(ab)), math.sqrt(1 - ab), num_samples=4000,
+                            generator=torch.Generator().manual_seed(SEED * 1000 + 400 + 499))
+assert abs(rel_direct - rel_score[0, j_chk].item()) <= 1e-9 * rel_direct + 1e-12   # float64 rounding
+rs_mean, rs_se = rel_score.mean(0), rel_score.std(0) / math.sqrt(NUM_EPS)
+print(f"{'index':>5s} {'paper t':>7s}  {'E||eps*||^2':>11s}  E||eps_theta - eps*||^2 (max over models)  "
+      f"relative score error, mean ± s.e. over {NUM_EPS} models")
+for j, i in enumerate(eval_idx):
+    print(f"{i:5d} {i + 1:7d}  {eps_ref[j]:11.4f}  {eps_err[:, j].max():.4f}{'':31s}{rs_mean[j]:.4f} ± {rs_se[j]:.4f}")
+late = torch.tensor(eval_idx) >= 99                                       # the paper's t >= 100
+assert (eps_err < 0.1).all()                                              # every model, every step
+assert (rel_score[:, late] < 0.1).all() and (rel_score[:, 0] > 1).all()
+widgets.plot_score_error_per_step([i + 1 for i in eval_idx], rel_score, eps_err, eps_ref);
 
 # %% [markdown]
 # **Trained score models, error per noise level.** Train a noise-conditional network
@@ -900,12 +1172,19 @@ for ax, name in zip(axes, ["exact score", "trained model 1"]):
 # - Explicit, implicit (Hyvärinen), sliced and denoising score matching differ by constants that do
 #   not depend on the model (checked numerically); DSM needs no derivative of the model. The
 #   sliced loss costs 2 network passes per projection at every $D$, the exact trace $1 + D$
-#   (counted in FLOPs).
+#   (counted in FLOPs); its variance over the projections is $2\,\mathrm{tr}(B^2)/M$ (measured: slope
+#   $-1$ in $M$), around the exact implicit loss.
 # - Tweedie: $E[x\mid y] = y + \sigma^2\nabla\log p_\sigma(y)$ and
-#   $\mathrm{Cov}[x\mid y] = \sigma^2(I + \sigma^2\nabla^2\log p_\sigma)$, exact on mixtures.
-# - SURE estimates a denoiser's MSE from noisy data; it is implicit score matching on $p_\sigma$,
-#   and its minimizer is Tweedie's denoiser.
-# - DDPM's $\varepsilon$-prediction is the score scaled by $-\sqrt{1-\bar\alpha_t}$.
+#   $\mathrm{Cov}[x\mid y] = \sigma^2(I + \sigma^2\nabla^2\log p_\sigma)$; the posterior is an
+#   exponential family in $x$ with natural parameter $y/\sigma^2$, so every cumulant is a derivative of
+#   $\log p_\sigma + \|y\|^2/2\sigma^2$, e.g. $\kappa_3 = \sigma^6\nabla^3\log p_\sigma$; all three exact
+#   on mixtures.
+# - SURE estimates a denoiser's MSE from noisy data, on average (per example it is noisy); it is
+#   implicit score matching on $p_\sigma$, and its minimizer is Tweedie's denoiser.
+# - DDPM's $\varepsilon$-prediction is the score scaled by $-\sqrt{1-\bar\alpha_t}$. A noise predictor
+#   trained by $L_\text{simple}$ is accurate in $\varepsilon$ at every step, but as a score it is
+#   accurate only away from the data: at the first steps its relative score error exceeds 1, because
+#   $L_\text{simple}$ weighs the score error by $1 - \bar\alpha_t$.
 # - Trained by NCSN's loss for a few seconds, a noise-conditional score is within 5 % (relative
 #   squared error) of the exact one at every level down to $\sigma \approx 0.2$, for every model;
 #   annealed Langevin with it finds every mode, but the weights of the modes need a more accurate

@@ -9,6 +9,7 @@ posterior means, autograd Hessians of log_prob, and Monte Carlo means compared w
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -448,6 +449,120 @@ def test_second_order_tweedie_property(sigma, seed):
     y = 3 * torch.randn(5, d, generator=g, dtype=F64)
     cov = score.tweedie_covariance(mix.convolve(sigma).hessian_log_prob(y), sigma)
     torch.testing.assert_close(cov, mix.posterior_covariance(y, sigma), rtol=1e-7, atol=1e-9)
+
+
+def test_tweedie_cumulants_equal_the_mixture_posterior_moments():
+    """Orders 1-3 from autograd of log p_sigma against the posterior mixture's Bayes-rule moments."""
+    mix = _mix2d()
+    y = 2.5 * torch.randn(30, 2, generator=_gen(60), dtype=F64)
+    for sigma in (0.2, 0.8, 2.5):
+        k = score.tweedie_cumulants(mix.convolve(sigma).log_prob, y, sigma, order=3)
+        assert k.shape == (3, 30, 2) and not k.requires_grad
+        torch.testing.assert_close(k[0], mix.posterior_mean(y, sigma), rtol=1e-10, atol=1e-11)
+        torch.testing.assert_close(k[1], mix.posterior_covariance(y, sigma).diagonal(dim1=1, dim2=2),
+                                   rtol=1e-10, atol=1e-11)
+        torch.testing.assert_close(k[2], mix.posterior_third_central_moment(y, sigma), rtol=1e-9, atol=1e-11)
+        assert k[2].abs().max() > 1e-3                         # the check is not 0 == 0
+    # 1-D, per-example sigma, and an unnormalized log-density (the constant drops out)
+    mix1 = GaussianMixture(torch.tensor([[-2.0], [1.5]], dtype=F64), torch.tensor([0.5, 0.3], dtype=F64),
+                           torch.tensor([0.3, 0.7], dtype=F64))
+    y1 = torch.linspace(-4, 4, 9, dtype=F64)[:, None]
+    sig = torch.linspace(0.3, 1.5, 9, dtype=F64)
+    lp = [lambda v, s_=s_: mix1.convolve(s_).log_prob(v) + 7.0 for s_ in sig.tolist()]
+    k1 = torch.cat([score.tweedie_cumulants(lp[i], y1[i:i + 1], sig[i]) for i in range(9)], 1)
+    torch.testing.assert_close(k1[2], mix1.posterior_third_central_moment(y1, sig), rtol=1e-9, atol=1e-12)
+
+
+def test_tweedie_cumulants_of_a_gaussian_prior_in_closed_form():
+    """x ~ N(mu, s^2): posterior N((s^2 y + sigma^2 mu)/(s^2 + sigma^2), s^2 sigma^2/(s^2 + sigma^2)), kappa_3 = 0."""
+    mu, s_, sigma = 0.7, 1.3, 0.6
+    y = torch.linspace(-3, 3, 7, dtype=F64)[:, None]
+
+    def log_p(v):                                   # log N(y; mu, s^2 + sigma^2) up to a constant
+        return -0.5 * ((v[:, 0] - mu) ** 2) / (s_ ** 2 + sigma ** 2)
+    k = score.tweedie_cumulants(log_p, y, sigma, order=4)
+    total = s_ ** 2 + sigma ** 2
+    torch.testing.assert_close(k[0], (s_ ** 2 * y + sigma ** 2 * mu) / total, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(k[1], torch.full_like(y, s_ ** 2 * sigma ** 2 / total), rtol=1e-12, atol=1e-12)
+    assert k[2].abs().max() < 1e-12 and k[3].abs().max() < 1e-12
+
+
+def test_tweedie_cumulants_bad_input():
+    lp = _mix2d().convolve(1.0).log_prob
+    with pytest.raises(ValueError, match="order"):
+        score.tweedie_cumulants(lp, _x(), 1.0, order=0)
+    with pytest.raises(ValueError, match="sigma"):
+        score.tweedie_cumulants(lp, _x(), 0.0)
+    with pytest.raises(ValueError, match="log_prob_fn"):
+        score.tweedie_cumulants(lambda v: v, _x(), 1.0)
+    with pytest.raises(TypeError, match="log_prob_fn"):
+        score.tweedie_cumulants(None, _x(), 1.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# the variance of sliced score matching
+# ------------------------------------------------------------------------------------------------
+def _per_probe_terms(net, x, probes):
+    """q(v) = v^T J v + 1/2 (v^T s)^2 for each probe (P, D) at one point x (D,): J by torch.func."""
+    s = net(x[None])[0].detach()
+    jac = torch.func.jacrev(lambda v: net(v[None])[0])(x).detach()          # (D, D)
+    return torch.einsum("pi,ij,pj->p", probes, jac, probes) + 0.5 * (probes @ s) ** 2
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_sliced_variance_exact_by_enumeration_and_gauss_hermite(d):
+    """Rademacher: all 2^D sign vectors; Gaussian: 3-point Gauss-Hermite per axis (exact for degree 4)."""
+    net = _mlp(7, d)
+    x = torch.randn(4, d, generator=_gen(61), dtype=F64)
+    var_r = score.sliced_score_matching_variance(net, x, probe="rademacher")
+    var_g = score.sliced_score_matching_variance(net, x, probe="gaussian")
+    signs = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=d)), dtype=F64)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(3)                      # weight e^{-z^2/2}
+    grid = torch.tensor(list(itertools.product(nodes, repeat=d)), dtype=F64)
+    w = torch.tensor([np.prod(c) for c in itertools.product(weights / math.sqrt(2 * math.pi), repeat=d)],
+                     dtype=F64)
+    for n in range(4):
+        q = _per_probe_terms(net, x[n], signs)
+        assert abs(float(var_r[n]) - float(q.var(unbiased=False))) < 1e-10
+        q = _per_probe_terms(net, x[n], grid)
+        mean = (w * q).sum()
+        assert abs(float(var_g[n]) - float((w * (q - mean) ** 2).sum())) < 1e-10
+        # the quadrature's mean is the implicit loss, as a check on the quadrature itself
+        assert abs(float(mean) - float(score.score_matching_loss(net, x[n:n + 1]))) < 1e-10
+        # variance reduction: 1/2 ||s||^2 in place of 1/2 (v^T s)^2, a constant in v
+        q_vr = _per_probe_terms(net, x[n], signs) - 0.5 * (signs @ net(x[n:n + 1])[0].detach()) ** 2
+        var_vr = score.sliced_score_matching_variance(net, x[n:n + 1], probe="rademacher", variance_reduction=True)
+        assert abs(float(var_vr[0]) - float(q_vr.var(unbiased=False))) < 1e-10
+    # M projections divide the variance by M
+    torch.testing.assert_close(score.sliced_score_matching_variance(net, x, num_projections=8), var_g / 8,
+                               rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("probe", ["gaussian", "rademacher"])
+def test_sliced_variance_matches_monte_carlo_for_each_m(probe):
+    """The spread of sliced_score_matching_loss over draws is var_1 / M; its mean is the implicit loss."""
+    net = _mlp(8)
+    x = torch.randn(3, 2, generator=_gen(62), dtype=F64)
+    exact = score.score_matching_loss(net, x, reduction="none").detach()
+    reps = 4000
+    for m in (1, 4, 16):
+        est = score.sliced_score_matching_loss(net, x.repeat(reps, 1), num_projections=m, generator=_gen(63 + m),
+                                               probe=probe, reduction="none").detach().reshape(reps, 3)
+        want = score.sliced_score_matching_variance(net, x, num_projections=m, probe=probe)
+        c = est - est.mean(0)
+        s2 = (c ** 2).mean(0)
+        se_s2 = ((c ** 4).mean(0) - s2 ** 2).clamp_min(0).sqrt() / math.sqrt(reps)   # delta method
+        assert ((s2 - want).abs() <= Z * se_s2).all(), (m, s2, want, se_s2)
+        assert ((est.mean(0) - exact).abs() <= Z * (want / reps).sqrt()).all()
+
+
+def test_sliced_variance_bad_input():
+    with pytest.raises(ValueError, match="num_projections"):
+        score.sliced_score_matching_variance(lambda v: v, _x(), num_projections=0)
+    with pytest.raises(ValueError, match="probe"):
+        score.sliced_score_matching_variance(lambda v: v, _x(), probe="sphere")
+    with pytest.raises(ValueError, match="score_fn"):
+        score.sliced_score_matching_variance(lambda v: v[:, :1], _x())
 
 
 # ------------------------------------------------------------------------------------------------

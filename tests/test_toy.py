@@ -302,6 +302,57 @@ def test_posterior_moments_1d_quadrature_and_references_A9(device):
         assert abs(float(cov[i, 0, 0]) - v_ref) < 1e-8
 
 
+def _npdf(x, mean, std):
+    return math.exp(-0.5 * ((x - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
+
+
+def test_posterior_third_central_moment_1d_quadrature():
+    """E[(x - m)^3 | y] against quadrature of p(x) N(y; x, sigma^2) (no Bayes rule per component)."""
+    mix = GaussianMixture(torch.tensor([[-2.0], [1.5]], dtype=F64), torch.tensor([0.5, 0.3], dtype=F64),
+                          torch.tensor([0.3, 0.7], dtype=F64))
+    for sigma in (0.3, 0.8, 2.0):
+        ys = torch.tensor([[0.4], [-2.5], [-0.6], [1.0], [5.0]], dtype=F64)
+        got = mix.posterior_third_central_moment(ys, sigma)
+        assert got.shape == (5, 1)
+        for i, y in enumerate(ys[:, 0].tolist()):
+            def post(x, y=y):           # p(x) N(y; x, sigma^2), the prior written out by hand
+                px = 0.3 * _npdf(x, -2.0, 0.5) + 0.7 * _npdf(x, 1.5, 0.3)
+                return px * _npdf(y, x, sigma)
+            # breakpoints where the posterior's mass can sit: the prior's modes, y, and between them
+            pts = sorted({-2.0, 1.5, y, (y - 2.0) / 2, (y + 1.5) / 2})
+            kw = dict(a=-12, b=12, points=pts, epsabs=0, epsrel=1e-12, limit=400)
+            z = integrate.quad(post, **kw)[0]
+            m_ref = integrate.quad(lambda x: x * post(x), **kw)[0] / z
+            k3 = integrate.quad(lambda x: (x - m_ref) ** 3 * post(x), **kw)[0] / z
+            assert abs(float(got[i, 0]) - k3) < 1e-8, (sigma, y, float(got[i, 0]), k3)
+
+
+def test_posterior_third_central_moment_gaussian_symmetric_and_2d_importance_sampling(generator):
+    # a single Gaussian: the posterior is Gaussian, its third central moment 0
+    gauss = GaussianMixture(torch.tensor([[0.5, -1.0]], dtype=F64), torch.tensor([[0.7, 1.3]], dtype=F64))
+    y = 3 * torch.randn(20, 2, generator=generator, dtype=F64)
+    assert gauss.posterior_third_central_moment(y, 0.9).abs().max() < 1e-12
+    # a symmetric mixture at its centre: 0; off centre, skewed toward the far mode
+    sym = bimodal_1d(4.0, 0.5, dtype=F64)
+    k3 = sym.posterior_third_central_moment(torch.tensor([[0.0], [0.5], [-0.5]], dtype=F64), 1.0)
+    assert abs(float(k3[0, 0])) < 1e-12 and float(k3[1, 0]) < 0 < float(k3[2, 0])
+    torch.testing.assert_close(k3[1], -k3[2], rtol=1e-12, atol=1e-14)
+    assert (sym.posterior_third_central_moment(torch.tensor([[0.3]], dtype=F64), 0.0) == 0).all()
+    # 2-D, diagonal slice, against self-normalized importance sampling with its delta-method s.e.
+    mix = _random_mixture(generator, k=3, d=2)
+    sigma = 0.9
+    ys = torch.tensor([[0.5, -0.3], [2.0, 1.0], [-1.5, 0.0]], dtype=F64)
+    got = mix.posterior_third_central_moment(ys, sigma)
+    x = mix.sample(200000, generator=generator)
+    for i, yv in enumerate(ys):
+        w = torch.softmax(-0.5 * ((yv - x) ** 2).sum(1) / sigma ** 2, 0)
+        m_is = (w[:, None] * x).sum(0)
+        f = (x - m_is) ** 3
+        k3_is = (w[:, None] * f).sum(0)
+        se = torch.sqrt((w[:, None] ** 2 * (f - k3_is) ** 2).sum(0))
+        assert ((got[i] - k3_is).abs() <= 5 * se + 1e-6).all(), (got[i], k3_is, se)
+
+
 def test_posterior_moments_2d_importance_sampling(generator):
     mix = _random_mixture(generator, k=3, d=2)
     sigma = 0.9

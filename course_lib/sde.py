@@ -72,7 +72,8 @@ __all__ = [
     "reverse_sde_sample", "pc_sample", "probability_flow_trajectory", "probability_flow_sample",
     "ode_log_likelihood", "LikelihoodDetails",
     "flow_matching_loss", "optimal_velocity", "OptimalVelocity", "flow_marginal",
-    "flow_matching_sample",
+    "flow_matching_sample", "noise_prediction_loss", "score_from_eps", "ScoreFromEps",
+    "discrete_eps_model", "DiscreteEpsModel",
 ]
 
 TimeFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -869,6 +870,208 @@ def mixture_score(mixture: GaussianMixture, sde: SDE) -> MixtureScore:
     algebra (REFERENCES.md A8).
     """
     return MixtureScore(mixture, sde)
+
+
+# ================================================================================================
+# Trained noise predictors in continuous time
+# ================================================================================================
+def noise_prediction_loss(sde: SDE, eps_fn: TimeFn, x0: torch.Tensor,
+                          generator: torch.Generator | None = None, eps: float = 1e-3,
+                          reduction: str = "mean") -> torch.Tensor:
+    r"""Denoising score matching in continuous time, in the noise-prediction form (a Monte Carlo estimate).
+
+    .. math::  \mathcal L(\varepsilon_\theta) = E_{t\sim U(\mathrm{eps}, 1)}\,E_{x_0}\,
+               E_{\varepsilon\sim\mathcal N(0, I)}\big\|\varepsilon_\theta(m(t)x_0 + s(t)\varepsilon,\ t)
+               - \varepsilon\big\|^2,
+
+    summed over dimensions, one :math:`(t, \varepsilon)` per example: DDPM's
+    :math:`L_\text{simple}` (Ho et al. 2020, Algorithm 1) with a continuous time, equivalently
+    Song et al. (2021)'s Eq. 7 with the weight :math:`\lambda(t) = s(t)^2` and the score written
+    :math:`s_\theta = -\varepsilon_\theta / s(t)` (:func:`score_from_eps`). Its minimizer is
+    :math:`\varepsilon^*(x, t) = E[\varepsilon\mid x_t = x] = -s(t)\nabla\log p_t(x)`.
+
+    Parameters
+    ----------
+    sde : VPSDE or VESDE
+    eps_fn : callable
+        ``eps_fn(x, t) -> x``'s shape, ``t`` a tensor ``(N,)`` of continuous times.
+    x0 : tensor (N, D) or (N, ...)
+        Data.
+    generator : torch.Generator, optional
+        Drives :math:`t` and :math:`\varepsilon`.
+    eps : float
+        Smallest training time, in ``[0, 1)`` (1e-3 as in score_sde's VP configurations).
+    reduction : {"mean", "none"}
+        Mean over the batch (a scalar) or per example ``(N,)``.
+
+    Returns
+    -------
+    tensor () or (N,)
+        Differentiable w.r.t. ``eps_fn``'s parameters.
+
+    Raises
+    ------
+    ValueError, TypeError
+        ``x0`` not a floating tensor ``(N, ...)``; bad ``eps`` or ``reduction``; ``eps_fn`` not
+        callable or returning another shape.
+
+    References
+    ----------
+    Ho et al. (2020), Algorithm 1; Song et al. (2021), Eq. 7 and score_sde ``losses.py``
+    (``get_sde_loss_fn``, t uniform on ``[eps, 1]``); Vincent (2011).
+    """
+    _check_sde(sde)
+    _check_callable("eps_fn", eps_fn)
+    x0 = _check_data("x0", x0)
+    eps = _check_eps(eps)
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction: expected 'mean' or 'none', got {reduction!r}")
+    n = x0.shape[0]
+    t = eps + (1.0 - eps) * _rand((n,), generator, x0.device, _coef_dtype(x0.device))
+    noise = _randn(x0.shape, generator, x0.device, x0.dtype)
+    m = _column(torch.exp(sde._log_mean_coeff(t)), x0)
+    s = _column(torch.sqrt(sde._marginal_var(t)), x0)
+    out = _call("eps_fn", eps_fn, m * x0 + s * noise, t.to(x0.dtype))     # x_t = m x0 + s eps
+    per = ((out - noise) ** 2).reshape(n, -1).sum(1)
+    return per.mean() if reduction == "mean" else per
+
+
+class ScoreFromEps:
+    r"""The score :math:`-\varepsilon_\theta(x, t)/s(t)` of a noise predictor (see :func:`score_from_eps`)."""
+
+    def __init__(self, sde: SDE, eps_fn: TimeFn):
+        self.sde = _check_sde(sde)
+        _check_callable("eps_fn", eps_fn)
+        self.eps_fn = eps_fn
+
+    def __repr__(self) -> str:
+        return f"score_from_eps({self.sde!r}, {self.eps_fn!r})"
+
+    def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
+        x = _check_data("x", x)
+        tt = _check_time(t, x.shape[0], x.device)
+        if bool((tt <= 0).any()):
+            raise ValueError("t: expected times > 0 (s(0) = 0: the noise predictor's score is "
+                             "undefined at t = 0), got 0")
+        tv = tt.to(x.dtype).expand(x.shape[0]).contiguous()
+        out = _call("eps_fn", self.eps_fn, x, tv)
+        return -out / _column(torch.sqrt(self.sde._marginal_var(tt)), x)    # -eps / s(t)
+
+
+def score_from_eps(sde: SDE, eps_fn: TimeFn) -> ScoreFromEps:
+    r"""Turn a noise predictor :math:`\varepsilon_\theta(x, t)` into a score, :math:`-\varepsilon_\theta/s(t)`.
+
+    From :math:`x_t = m(t)x_0 + s(t)\varepsilon`, Tweedie's formula gives
+    :math:`\nabla\log p_t(x) = -E[\varepsilon\mid x_t = x]/s(t)`, so the minimizer of
+    :func:`noise_prediction_loss` divided by :math:`-s(t)` is the exact score. The continuous-time
+    counterpart of ``course_lib.diffusion.eps_to_score``.
+
+    Parameters
+    ----------
+    sde : VPSDE or VESDE
+    eps_fn : callable
+        ``eps_fn(x, t) -> x``'s shape, ``t`` a tensor ``(N,)``.
+
+    Returns
+    -------
+    callable
+        ``score_fn(x, t) -> x``'s shape for :func:`reverse_sde_sample`,
+        :func:`probability_flow_sample`, :func:`ode_log_likelihood`; ``t`` a number or ``(N,)``
+        tensor in ``(0, 1]``, passed to ``eps_fn`` as a tensor ``(N,)`` in ``x``'s dtype.
+
+    Raises
+    ------
+    TypeError
+        ``sde`` not an SDE, ``eps_fn`` not callable; at call time as :func:`mixture_score`.
+    ValueError
+        At call time: ``t = 0`` (where :math:`s(t) = 0`), ``t`` outside ``[0, 1]``, or ``eps_fn``
+        returning another shape.
+
+    References
+    ----------
+    Ho et al. (2020), Sec. 3.2; Song et al. (2021), Appendix C; Efron (2011).
+    """
+    return ScoreFromEps(sde, eps_fn)
+
+
+class DiscreteEpsModel:
+    r"""A continuous-time noise predictor evaluated at a DDPM schedule's steps (see :func:`discrete_eps_model`)."""
+
+    def __init__(self, sde: "VPSDE", eps_fn: TimeFn, schedule):
+        from course_lib.diffusion import NoiseSchedule
+
+        if not isinstance(sde, VPSDE):
+            raise TypeError(f"sde: expected a course_lib.sde.VPSDE (DDPM's chain is variance "
+                            f"preserving), got {type(sde).__name__}")
+        _check_callable("eps_fn", eps_fn)
+        if not isinstance(schedule, NoiseSchedule):
+            raise TypeError(f"schedule: expected a course_lib.diffusion.NoiseSchedule, got "
+                            f"{type(schedule).__name__}")
+        self.sde, self.eps_fn, self.schedule = sde, eps_fn, schedule
+        abar = schedule.alphas_cumprod.detach().to("cpu", torch.float64)
+        try:
+            self.times = sde.time_from_alphas_cumprod(abar)                    # (T,) float64
+        except ValueError as err:
+            raise ValueError(f"schedule: every alphas_cumprod must be a noise level of the SDE, "
+                             f"in [m(1)^2, 1]: {err}") from None
+
+    def __repr__(self) -> str:
+        return f"discrete_eps_model({self.sde!r}, {self.eps_fn!r}, T={self.schedule.num_steps})"
+
+    def __call__(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        xt = _check_data("xt", xt)
+        if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int32, torch.int64) or \
+                tuple(t.shape) != (xt.shape[0],):
+            raise ValueError(f"t: expected a long tensor of 0-based step indices of shape "
+                             f"({xt.shape[0]},), got {getattr(t, 'dtype', type(t).__name__)} of "
+                             f"shape {tuple(getattr(t, 'shape', ()))}")
+        T = self.schedule.num_steps
+        if bool(((t < 0) | (t >= T)).any()):
+            raise ValueError(f"t: expected indices in [0, {T - 1}], got {t.min().item()}..{t.max().item()}")
+        tc = self.times.to(xt.device)[t.to(xt.device)].to(xt.dtype)           # continuous times
+        return _call("eps_fn", self.eps_fn, xt, tc)
+
+
+def discrete_eps_model(sde: "VPSDE", eps_fn: TimeFn, schedule) -> DiscreteEpsModel:
+    r"""A continuous-time noise predictor as a DDPM model ``model(xt, t)`` on a discrete schedule's steps.
+
+    Step ``i`` (0-based) of ``schedule`` has :math:`x_i = \sqrt{\bar\alpha_i}\,x_0 +
+    \sqrt{1-\bar\alpha_i}\,\varepsilon`; the VP SDE has the same kernel at the time
+    :math:`t_i` with :math:`m(t_i)^2 = \bar\alpha_i` (:meth:`VPSDE.time_from_alphas_cumprod`), so
+    the Bayes-optimal noise predictors agree, :math:`\varepsilon^*_\text{DDPM}(x, i) =
+    \varepsilon^*(x, t_i)`, and the network is called at :math:`t_i`. With
+    ``sde.noise_schedule(T)`` (the chain that samples the SDE exactly), :math:`t_i = (i+1)/T`.
+    Use it to evaluate the DDPM bound (``course_lib.diffusion.vlb_terms``) or sample with DDPM/DDIM
+    from a network trained in continuous time (:func:`noise_prediction_loss`).
+
+    Parameters
+    ----------
+    sde : VPSDE
+    eps_fn : callable
+        ``eps_fn(x, t) -> x``'s shape, ``t`` a tensor ``(N,)`` of continuous times.
+    schedule : course_lib.diffusion.NoiseSchedule
+        Every ``alphas_cumprod`` in :math:`[m(1)^2, 1]` (e.g. ``sde.noise_schedule(T)``;
+        ``sde.ddpm_schedule(T)`` ends slightly below :math:`m(1)^2` and is refused).
+
+    Returns
+    -------
+    callable
+        ``model(xt, t) -> xt``'s shape, ``t`` a long tensor ``(N,)`` of 0-based step indices;
+        attribute ``times`` (T,), the continuous time of every index (float64).
+
+    Raises
+    ------
+    TypeError
+        ``sde`` not a ``VPSDE``, ``schedule`` not a ``NoiseSchedule``, ``eps_fn`` not callable.
+    ValueError
+        A noise level of ``schedule`` outside the SDE's; at call time, indices outside
+        ``[0, T-1]`` or not a long tensor ``(N,)``.
+
+    References
+    ----------
+    Song et al. (2021), Appendix B (DDPM as the discretized VP SDE).
+    """
+    return DiscreteEpsModel(sde, eps_fn, schedule)
 
 
 # ================================================================================================

@@ -405,6 +405,16 @@ class SDE:
         return mean + _column(std, x0) * noise
 
     # -- the reverse-time processes ----------------------------------------------------------
+    def _score_drift(self, x: torch.Tensor, t, score: torch.Tensor, weight: float) -> torch.Tensor:
+        r""":math:`f(x, t) - w\,g(t)^2\,s`, validated: the reverse SDE (w = 1) and the ODE (w = 1/2)."""
+        x = _check_data("x", x)
+        if not isinstance(score, torch.Tensor) or score.shape != x.shape:
+            raise ValueError(f"score: expected a tensor of x's shape {tuple(x.shape)}, got "
+                             f"{getattr(score, 'shape', type(score).__name__)}")
+        tt = _check_time(t, x.shape[0], x.device)
+        g2 = _column(self._g2(tt), x)
+        return _column(self._drift_coeff(tt), x) * x - weight * g2 * score
+
     def reverse_drift(self, x: torch.Tensor, t, score: torch.Tensor) -> torch.Tensor:
         r"""Drift of the reverse-time SDE, :math:`f(x, t) - g(t)^2\, s(x, t)` (Song et al. 2021, Eq. 6).
 
@@ -423,13 +433,7 @@ class SDE:
         tensor
             ``x``'s shape.
         """
-        x = _check_data("x", x)
-        if not isinstance(score, torch.Tensor) or score.shape != x.shape:
-            raise ValueError(f"score: expected a tensor of x's shape {tuple(x.shape)}, got "
-                             f"{getattr(score, 'shape', type(score).__name__)}")
-        tt = _check_time(t, x.shape[0], x.device)
-        g2 = _column(self._g2(tt), x)
-        return _column(self._drift_coeff(tt), x) * x - g2 * score          # f - g^2 s
+        return self._score_drift(x, t, score, 1.0)                          # f - g^2 s
 
     def probability_flow_drift(self, x: torch.Tensor, t, score: torch.Tensor) -> torch.Tensor:
         r"""Velocity of the probability-flow ODE, :math:`f(x, t) - \tfrac12 g(t)^2\, s(x, t)` (Eq. 13).
@@ -446,13 +450,7 @@ class SDE:
         tensor
             :math:`dx/dt`, ``x``'s shape.
         """
-        x = _check_data("x", x)
-        if not isinstance(score, torch.Tensor) or score.shape != x.shape:
-            raise ValueError(f"score: expected a tensor of x's shape {tuple(x.shape)}, got "
-                             f"{getattr(score, 'shape', type(score).__name__)}")
-        tt = _check_time(t, x.shape[0], x.device)
-        g2 = _column(self._g2(tt), x)
-        return _column(self._drift_coeff(tt), x) * x - 0.5 * g2 * score    # f - 1/2 g^2 s
+        return self._score_drift(x, t, score, 0.5)                          # f - 1/2 g^2 s
 
     # -- the prior ---------------------------------------------------------------------------
     def prior_sample(self, shape, generator: torch.Generator | None = None, device=None,
@@ -807,9 +805,19 @@ class MixtureScore:
     def __init__(self, mixture: GaussianMixture, sde: SDE):
         self.mixture = _check_mixture(mixture)
         self.sde = _check_sde(sde)
+        self._constants = {}                  # (device, dtype) -> (means, stds, log weights)
 
     def __repr__(self) -> str:
         return f"mixture_score({self.mixture!r}, {self.sde!r})"
+
+    def _params(self, x: torch.Tensor):
+        """The mixture's means, stds and log-weights in x's dtype and device, converted once."""
+        key = (x.device, x.dtype)
+        if key not in self._constants:
+            means, stds, weights = (p.to(device=x.device, dtype=x.dtype) for p in
+                                    (self.mixture.means, self.mixture.stds, self.mixture.weights))
+            self._constants[key] = (means, stds, torch.log(weights))
+        return self._constants[key]
 
     def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
         x = _check_data("x", x)
@@ -817,15 +825,16 @@ class MixtureScore:
             raise ValueError(f"x: expected shape (N, {self.mixture.dim}) to match the mixture's "
                              f"dimension, got {tuple(x.shape)}")
         tt = _check_time(t, x.shape[0], x.device)
+        if tt.dim() == 1 and tt.numel() > 1 and bool((tt == tt[0]).all()):
+            tt = tt[:1]          # one time for all rows (as the samplers pass): the (1, K, D) variances once
         m = _column(torch.exp(self.sde._log_mean_coeff(tt)), x)[:, :, None]      # (N|1, 1, 1)
         s2 = _column(self.sde._marginal_var(tt), x)[:, :, None]                   # (N|1, 1, 1)
-        means, stds, weights = (p.to(device=x.device, dtype=x.dtype) for p in
-                                (self.mixture.means, self.mixture.stds, self.mixture.weights))
+        means, stds, log_weights = self._params(x)
         # p_t = sum_k w_k N(m mu_k, m^2 s_k^2 + s^2): the mixture scaled by m, convolved with s
         var = m * m * stds * stds + s2                                            # (N|1, K, D)
         diff = x[:, None, :] - m * means                                          # (N, K, D)
-        log_joint = torch.log(weights) - 0.5 * (diff * diff / var + torch.log(var)
-                                                + _LOG_2PI).sum(-1)               # (N, K)
+        log_joint = log_weights - 0.5 * (diff * diff / var + torch.log(var)
+                                         + _LOG_2PI).sum(-1)                      # (N, K)
         resp = torch.softmax(log_joint, dim=1)
         return -(resp[..., None] * diff / var).sum(1)         # sum_k r_k (-(x - m mu_k) / var_k)
 
@@ -1088,6 +1097,21 @@ def _start(sde: SDE, shape, x1, generator, device, dtype) -> torch.Tensor:
     return x1.detach().clone()
 
 
+def _reverse_grid(num_steps: int, eps: float) -> torch.Tensor:
+    """The samplers' reverse-time grid :math:`t_i` = ``linspace(1, eps, num_steps + 1)``, float64."""
+    return torch.linspace(1.0, eps, num_steps + 1, dtype=torch.float64)
+
+
+def _reverse_steps(num_steps: int, eps: float, denoise: bool):
+    """The grid of :func:`_reverse_grid` as steps ``(i, t_i, t_{i+1}, noise)``, Python floats.
+
+    ``noise`` is False only for the last step when ``denoise``; both samplers iterate over this.
+    """
+    times = _reverse_grid(num_steps, eps).tolist()
+    for i in range(num_steps):
+        yield i, times[i], times[i + 1], not (denoise and i == num_steps - 1)
+
+
 def _em_step(sde: SDE, score_fn, x, t: float, t_next: float, noise: bool, generator) -> torch.Tensor:
     """One Euler-Maruyama step of the reverse-time SDE from t down to t_next."""
     tv = _time_vector(t, x)
@@ -1164,12 +1188,10 @@ def reverse_sde_sample(sde: SDE, score_fn: TimeFn, shape, num_steps: int,
     num_steps = check_int("num_steps", num_steps, minimum=1)
     eps = _check_eps(eps)
     x = _start(sde, shape, x1, generator, device, dtype)
-    times = torch.linspace(1.0, eps, num_steps + 1, dtype=torch.float64).tolist()
     path = [x] if trajectory else None
     with torch.no_grad():
-        for i in range(num_steps):
-            last = i == num_steps - 1
-            x = _em_step(sde, score_fn, x, times[i], times[i + 1], not (last and denoise), generator)
+        for _, t, t_next, noise in _reverse_steps(num_steps, eps, denoise):
+            x = _em_step(sde, score_fn, x, t, t_next, noise, generator)
             if trajectory:
                 path.append(x)
     return (x, torch.stack(path)) if trajectory else x
@@ -1240,12 +1262,9 @@ def pc_sample(sde: SDE, score_fn: TimeFn, shape, num_steps: int, snr: float = 0.
     n = shape[0]
     d = x[0].numel()
     z_norm = _chi_mean(d)
-    times = torch.linspace(1.0, eps, num_steps + 1, dtype=torch.float64)
-    m2 = torch.exp(2.0 * sde._log_mean_coeff(times))                      # m(t_i)^2
-    times = times.tolist()
+    m2 = torch.exp(2.0 * sde._log_mean_coeff(_reverse_grid(num_steps, eps)))   # m(t_i)^2 on the grid
     with torch.no_grad():
-        for i in range(num_steps):
-            t = times[i]
+        for i, t, t_next, noise in _reverse_steps(num_steps, eps, denoise):
             alpha = float(m2[i + 1] / m2[i])
             flat_score = (lambda z, tv=_time_vector(t, x):
                           _call("score_fn", score_fn, z.reshape(shape), tv).reshape(n, d))
@@ -1256,8 +1275,7 @@ def pc_sample(sde: SDE, score_fn: TimeFn, shape, num_steps: int, snr: float = 0.
                 step = 2.0 * alpha * (snr * z_norm / s_norm) ** 2
                 x = langevin_dynamics(flat_score, x.reshape(n, d), step, 1,
                                       generator=generator).reshape(shape)
-            last = i == num_steps - 1
-            x = _em_step(sde, score_fn, x, t, times[i + 1], not (last and denoise), generator)
+            x = _em_step(sde, score_fn, x, t, t_next, noise, generator)
     return x
 
 

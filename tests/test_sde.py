@@ -631,3 +631,12 @@ def test_runs_on_device_and_matches_cpu(device):
     assert torch.allclose(ll.cpu(), ll_cpu, atol=1e-3)
     loss = S.flow_matching_loss(S.optimal_velocity(mix_dev), x.to(device), generator=_gen(29))
     assert loss.device.type == torch.device(device).type and torch.isfinite(loss)
+    def eps_star(z, tt):
+        return -sde.marginal_std(tt)[:, None] * S.mixture_score(mix_dev, sde)(z, tt)
+
+    eps_dev = S.discrete_eps_model(sde, eps_star, sde.noise_schedule(20))
+    loss = S.noise_prediction_loss(sde, eps_dev.eps_fn, x.to(device), generator=_gen(30))
+    assert loss.device.type == torch.device(device).type and torch.isfinite(loss)
+    out = eps_dev(x.to(device), torch.full((64,), 7, device=device))
+    assert out.device.type == torch.device(device).type and torch.isfinite(out).all()
+    assert torch.isfinite(S.score_from_eps(sde, eps_dev.eps_fn)(x.to(device), t.to(device).clamp(min=1e-3))).all()

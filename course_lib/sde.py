@@ -72,7 +72,8 @@ __all__ = [
     "reverse_sde_sample", "pc_sample", "probability_flow_trajectory", "probability_flow_sample",
     "ode_log_likelihood", "LikelihoodDetails",
     "flow_matching_loss", "optimal_velocity", "OptimalVelocity", "flow_marginal",
-    "flow_matching_sample",
+    "flow_matching_sample", "noise_prediction_loss", "score_from_eps", "ScoreFromEps",
+    "discrete_eps_model", "DiscreteEpsModel",
 ]
 
 TimeFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -404,6 +405,16 @@ class SDE:
         return mean + _column(std, x0) * noise
 
     # -- the reverse-time processes ----------------------------------------------------------
+    def _score_drift(self, x: torch.Tensor, t, score: torch.Tensor, weight: float) -> torch.Tensor:
+        r""":math:`f(x, t) - w\,g(t)^2\,s`, validated: the reverse SDE (w = 1) and the ODE (w = 1/2)."""
+        x = _check_data("x", x)
+        if not isinstance(score, torch.Tensor) or score.shape != x.shape:
+            raise ValueError(f"score: expected a tensor of x's shape {tuple(x.shape)}, got "
+                             f"{getattr(score, 'shape', type(score).__name__)}")
+        tt = _check_time(t, x.shape[0], x.device)
+        g2 = _column(self._g2(tt), x)
+        return _column(self._drift_coeff(tt), x) * x - weight * g2 * score
+
     def reverse_drift(self, x: torch.Tensor, t, score: torch.Tensor) -> torch.Tensor:
         r"""Drift of the reverse-time SDE, :math:`f(x, t) - g(t)^2\, s(x, t)` (Song et al. 2021, Eq. 6).
 
@@ -422,13 +433,7 @@ class SDE:
         tensor
             ``x``'s shape.
         """
-        x = _check_data("x", x)
-        if not isinstance(score, torch.Tensor) or score.shape != x.shape:
-            raise ValueError(f"score: expected a tensor of x's shape {tuple(x.shape)}, got "
-                             f"{getattr(score, 'shape', type(score).__name__)}")
-        tt = _check_time(t, x.shape[0], x.device)
-        g2 = _column(self._g2(tt), x)
-        return _column(self._drift_coeff(tt), x) * x - g2 * score          # f - g^2 s
+        return self._score_drift(x, t, score, 1.0)                          # f - g^2 s
 
     def probability_flow_drift(self, x: torch.Tensor, t, score: torch.Tensor) -> torch.Tensor:
         r"""Velocity of the probability-flow ODE, :math:`f(x, t) - \tfrac12 g(t)^2\, s(x, t)` (Eq. 13).
@@ -445,13 +450,7 @@ class SDE:
         tensor
             :math:`dx/dt`, ``x``'s shape.
         """
-        x = _check_data("x", x)
-        if not isinstance(score, torch.Tensor) or score.shape != x.shape:
-            raise ValueError(f"score: expected a tensor of x's shape {tuple(x.shape)}, got "
-                             f"{getattr(score, 'shape', type(score).__name__)}")
-        tt = _check_time(t, x.shape[0], x.device)
-        g2 = _column(self._g2(tt), x)
-        return _column(self._drift_coeff(tt), x) * x - 0.5 * g2 * score    # f - 1/2 g^2 s
+        return self._score_drift(x, t, score, 0.5)                          # f - 1/2 g^2 s
 
     # -- the prior ---------------------------------------------------------------------------
     def prior_sample(self, shape, generator: torch.Generator | None = None, device=None,
@@ -806,9 +805,19 @@ class MixtureScore:
     def __init__(self, mixture: GaussianMixture, sde: SDE):
         self.mixture = _check_mixture(mixture)
         self.sde = _check_sde(sde)
+        self._constants = {}                  # (device, dtype) -> (means, stds, log weights)
 
     def __repr__(self) -> str:
         return f"mixture_score({self.mixture!r}, {self.sde!r})"
+
+    def _params(self, x: torch.Tensor):
+        """The mixture's means, stds and log-weights in x's dtype and device, converted once."""
+        key = (x.device, x.dtype)
+        if key not in self._constants:
+            means, stds, weights = (p.to(device=x.device, dtype=x.dtype) for p in
+                                    (self.mixture.means, self.mixture.stds, self.mixture.weights))
+            self._constants[key] = (means, stds, torch.log(weights))
+        return self._constants[key]
 
     def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
         x = _check_data("x", x)
@@ -816,15 +825,16 @@ class MixtureScore:
             raise ValueError(f"x: expected shape (N, {self.mixture.dim}) to match the mixture's "
                              f"dimension, got {tuple(x.shape)}")
         tt = _check_time(t, x.shape[0], x.device)
+        if tt.dim() == 1 and tt.numel() > 1 and bool((tt == tt[0]).all()):
+            tt = tt[:1]          # one time for all rows (as the samplers pass): the (1, K, D) variances once
         m = _column(torch.exp(self.sde._log_mean_coeff(tt)), x)[:, :, None]      # (N|1, 1, 1)
         s2 = _column(self.sde._marginal_var(tt), x)[:, :, None]                   # (N|1, 1, 1)
-        means, stds, weights = (p.to(device=x.device, dtype=x.dtype) for p in
-                                (self.mixture.means, self.mixture.stds, self.mixture.weights))
+        means, stds, log_weights = self._params(x)
         # p_t = sum_k w_k N(m mu_k, m^2 s_k^2 + s^2): the mixture scaled by m, convolved with s
         var = m * m * stds * stds + s2                                            # (N|1, K, D)
         diff = x[:, None, :] - m * means                                          # (N, K, D)
-        log_joint = torch.log(weights) - 0.5 * (diff * diff / var + torch.log(var)
-                                                + _LOG_2PI).sum(-1)               # (N, K)
+        log_joint = log_weights - 0.5 * (diff * diff / var + torch.log(var)
+                                         + _LOG_2PI).sum(-1)                      # (N, K)
         resp = torch.softmax(log_joint, dim=1)
         return -(resp[..., None] * diff / var).sum(1)         # sum_k r_k (-(x - m mu_k) / var_k)
 
@@ -872,6 +882,208 @@ def mixture_score(mixture: GaussianMixture, sde: SDE) -> MixtureScore:
 
 
 # ================================================================================================
+# Trained noise predictors in continuous time
+# ================================================================================================
+def noise_prediction_loss(sde: SDE, eps_fn: TimeFn, x0: torch.Tensor,
+                          generator: torch.Generator | None = None, eps: float = 1e-3,
+                          reduction: str = "mean") -> torch.Tensor:
+    r"""Denoising score matching in continuous time, in the noise-prediction form (a Monte Carlo estimate).
+
+    .. math::  \mathcal L(\varepsilon_\theta) = E_{t\sim U(\mathrm{eps}, 1)}\,E_{x_0}\,
+               E_{\varepsilon\sim\mathcal N(0, I)}\big\|\varepsilon_\theta(m(t)x_0 + s(t)\varepsilon,\ t)
+               - \varepsilon\big\|^2,
+
+    summed over dimensions, one :math:`(t, \varepsilon)` per example: DDPM's
+    :math:`L_\text{simple}` (Ho et al. 2020, Algorithm 1) with a continuous time, equivalently
+    Song et al. (2021)'s Eq. 7 with the weight :math:`\lambda(t) = s(t)^2` and the score written
+    :math:`s_\theta = -\varepsilon_\theta / s(t)` (:func:`score_from_eps`). Its minimizer is
+    :math:`\varepsilon^*(x, t) = E[\varepsilon\mid x_t = x] = -s(t)\nabla\log p_t(x)`.
+
+    Parameters
+    ----------
+    sde : VPSDE or VESDE
+    eps_fn : callable
+        ``eps_fn(x, t) -> x``'s shape, ``t`` a tensor ``(N,)`` of continuous times.
+    x0 : tensor (N, D) or (N, ...)
+        Data.
+    generator : torch.Generator, optional
+        Drives :math:`t` and :math:`\varepsilon`.
+    eps : float
+        Smallest training time, in ``[0, 1)`` (1e-3 as in score_sde's VP configurations).
+    reduction : {"mean", "none"}
+        Mean over the batch (a scalar) or per example ``(N,)``.
+
+    Returns
+    -------
+    tensor () or (N,)
+        Differentiable w.r.t. ``eps_fn``'s parameters.
+
+    Raises
+    ------
+    ValueError, TypeError
+        ``x0`` not a floating tensor ``(N, ...)``; bad ``eps`` or ``reduction``; ``eps_fn`` not
+        callable or returning another shape.
+
+    References
+    ----------
+    Ho et al. (2020), Algorithm 1; Song et al. (2021), Eq. 7 and score_sde ``losses.py``
+    (``get_sde_loss_fn``, t uniform on ``[eps, 1]``); Vincent (2011).
+    """
+    _check_sde(sde)
+    _check_callable("eps_fn", eps_fn)
+    x0 = _check_data("x0", x0)
+    eps = _check_eps(eps)
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction: expected 'mean' or 'none', got {reduction!r}")
+    n = x0.shape[0]
+    t = eps + (1.0 - eps) * _rand((n,), generator, x0.device, _coef_dtype(x0.device))
+    noise = _randn(x0.shape, generator, x0.device, x0.dtype)
+    m = _column(torch.exp(sde._log_mean_coeff(t)), x0)
+    s = _column(torch.sqrt(sde._marginal_var(t)), x0)
+    out = _call("eps_fn", eps_fn, m * x0 + s * noise, t.to(x0.dtype))     # x_t = m x0 + s eps
+    per = ((out - noise) ** 2).reshape(n, -1).sum(1)
+    return per.mean() if reduction == "mean" else per
+
+
+class ScoreFromEps:
+    r"""The score :math:`-\varepsilon_\theta(x, t)/s(t)` of a noise predictor (see :func:`score_from_eps`)."""
+
+    def __init__(self, sde: SDE, eps_fn: TimeFn):
+        self.sde = _check_sde(sde)
+        _check_callable("eps_fn", eps_fn)
+        self.eps_fn = eps_fn
+
+    def __repr__(self) -> str:
+        return f"score_from_eps({self.sde!r}, {self.eps_fn!r})"
+
+    def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
+        x = _check_data("x", x)
+        tt = _check_time(t, x.shape[0], x.device)
+        if bool((tt <= 0).any()):
+            raise ValueError("t: expected times > 0 (s(0) = 0: the noise predictor's score is "
+                             "undefined at t = 0), got 0")
+        tv = tt.to(x.dtype).expand(x.shape[0]).contiguous()
+        out = _call("eps_fn", self.eps_fn, x, tv)
+        return -out / _column(torch.sqrt(self.sde._marginal_var(tt)), x)    # -eps / s(t)
+
+
+def score_from_eps(sde: SDE, eps_fn: TimeFn) -> ScoreFromEps:
+    r"""Turn a noise predictor :math:`\varepsilon_\theta(x, t)` into a score, :math:`-\varepsilon_\theta/s(t)`.
+
+    From :math:`x_t = m(t)x_0 + s(t)\varepsilon`, Tweedie's formula gives
+    :math:`\nabla\log p_t(x) = -E[\varepsilon\mid x_t = x]/s(t)`, so the minimizer of
+    :func:`noise_prediction_loss` divided by :math:`-s(t)` is the exact score. The continuous-time
+    counterpart of ``course_lib.diffusion.eps_to_score``.
+
+    Parameters
+    ----------
+    sde : VPSDE or VESDE
+    eps_fn : callable
+        ``eps_fn(x, t) -> x``'s shape, ``t`` a tensor ``(N,)``.
+
+    Returns
+    -------
+    callable
+        ``score_fn(x, t) -> x``'s shape for :func:`reverse_sde_sample`,
+        :func:`probability_flow_sample`, :func:`ode_log_likelihood`; ``t`` a number or ``(N,)``
+        tensor in ``(0, 1]``, passed to ``eps_fn`` as a tensor ``(N,)`` in ``x``'s dtype.
+
+    Raises
+    ------
+    TypeError
+        ``sde`` not an SDE, ``eps_fn`` not callable; at call time as :func:`mixture_score`.
+    ValueError
+        At call time: ``t = 0`` (where :math:`s(t) = 0`), ``t`` outside ``[0, 1]``, or ``eps_fn``
+        returning another shape.
+
+    References
+    ----------
+    Ho et al. (2020), Sec. 3.2; Song et al. (2021), Appendix C; Efron (2011).
+    """
+    return ScoreFromEps(sde, eps_fn)
+
+
+class DiscreteEpsModel:
+    r"""A continuous-time noise predictor evaluated at a DDPM schedule's steps (see :func:`discrete_eps_model`)."""
+
+    def __init__(self, sde: "VPSDE", eps_fn: TimeFn, schedule):
+        from course_lib.diffusion import NoiseSchedule
+
+        if not isinstance(sde, VPSDE):
+            raise TypeError(f"sde: expected a course_lib.sde.VPSDE (DDPM's chain is variance "
+                            f"preserving), got {type(sde).__name__}")
+        _check_callable("eps_fn", eps_fn)
+        if not isinstance(schedule, NoiseSchedule):
+            raise TypeError(f"schedule: expected a course_lib.diffusion.NoiseSchedule, got "
+                            f"{type(schedule).__name__}")
+        self.sde, self.eps_fn, self.schedule = sde, eps_fn, schedule
+        abar = schedule.alphas_cumprod.detach().to("cpu", torch.float64)
+        try:
+            self.times = sde.time_from_alphas_cumprod(abar)                    # (T,) float64
+        except ValueError as err:
+            raise ValueError(f"schedule: every alphas_cumprod must be a noise level of the SDE, "
+                             f"in [m(1)^2, 1]: {err}") from None
+
+    def __repr__(self) -> str:
+        return f"discrete_eps_model({self.sde!r}, {self.eps_fn!r}, T={self.schedule.num_steps})"
+
+    def __call__(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        xt = _check_data("xt", xt)
+        if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int32, torch.int64) or \
+                tuple(t.shape) != (xt.shape[0],):
+            raise ValueError(f"t: expected a long tensor of 0-based step indices of shape "
+                             f"({xt.shape[0]},), got {getattr(t, 'dtype', type(t).__name__)} of "
+                             f"shape {tuple(getattr(t, 'shape', ()))}")
+        T = self.schedule.num_steps
+        if bool(((t < 0) | (t >= T)).any()):
+            raise ValueError(f"t: expected indices in [0, {T - 1}], got {t.min().item()}..{t.max().item()}")
+        tc = self.times.to(xt.device)[t.to(xt.device)].to(xt.dtype)           # continuous times
+        return _call("eps_fn", self.eps_fn, xt, tc)
+
+
+def discrete_eps_model(sde: "VPSDE", eps_fn: TimeFn, schedule) -> DiscreteEpsModel:
+    r"""A continuous-time noise predictor as a DDPM model ``model(xt, t)`` on a discrete schedule's steps.
+
+    Step ``i`` (0-based) of ``schedule`` has :math:`x_i = \sqrt{\bar\alpha_i}\,x_0 +
+    \sqrt{1-\bar\alpha_i}\,\varepsilon`; the VP SDE has the same kernel at the time
+    :math:`t_i` with :math:`m(t_i)^2 = \bar\alpha_i` (:meth:`VPSDE.time_from_alphas_cumprod`), so
+    the Bayes-optimal noise predictors agree, :math:`\varepsilon^*_\text{DDPM}(x, i) =
+    \varepsilon^*(x, t_i)`, and the network is called at :math:`t_i`. With
+    ``sde.noise_schedule(T)`` (the chain that samples the SDE exactly), :math:`t_i = (i+1)/T`.
+    Use it to evaluate the DDPM bound (``course_lib.diffusion.vlb_terms``) or sample with DDPM/DDIM
+    from a network trained in continuous time (:func:`noise_prediction_loss`).
+
+    Parameters
+    ----------
+    sde : VPSDE
+    eps_fn : callable
+        ``eps_fn(x, t) -> x``'s shape, ``t`` a tensor ``(N,)`` of continuous times.
+    schedule : course_lib.diffusion.NoiseSchedule
+        Every ``alphas_cumprod`` in :math:`[m(1)^2, 1]` (e.g. ``sde.noise_schedule(T)``;
+        ``sde.ddpm_schedule(T)`` ends slightly below :math:`m(1)^2` and is refused).
+
+    Returns
+    -------
+    callable
+        ``model(xt, t) -> xt``'s shape, ``t`` a long tensor ``(N,)`` of 0-based step indices;
+        attribute ``times`` (T,), the continuous time of every index (float64).
+
+    Raises
+    ------
+    TypeError
+        ``sde`` not a ``VPSDE``, ``schedule`` not a ``NoiseSchedule``, ``eps_fn`` not callable.
+    ValueError
+        A noise level of ``schedule`` outside the SDE's; at call time, indices outside
+        ``[0, T-1]`` or not a long tensor ``(N,)``.
+
+    References
+    ----------
+    Song et al. (2021), Appendix B (DDPM as the discretized VP SDE).
+    """
+    return DiscreteEpsModel(sde, eps_fn, schedule)
+
+
+# ================================================================================================
 # Samplers: reverse-time SDE and predictor-corrector
 # ================================================================================================
 def _start(sde: SDE, shape, x1, generator, device, dtype) -> torch.Tensor:
@@ -883,6 +1095,21 @@ def _start(sde: SDE, shape, x1, generator, device, dtype) -> torch.Tensor:
         raise ValueError(f"x1: expected the starting points to have shape {shape} (shape), got "
                          f"{tuple(x1.shape)}")
     return x1.detach().clone()
+
+
+def _reverse_grid(num_steps: int, eps: float) -> torch.Tensor:
+    """The samplers' reverse-time grid :math:`t_i` = ``linspace(1, eps, num_steps + 1)``, float64."""
+    return torch.linspace(1.0, eps, num_steps + 1, dtype=torch.float64)
+
+
+def _reverse_steps(num_steps: int, eps: float, denoise: bool):
+    """The grid of :func:`_reverse_grid` as steps ``(i, t_i, t_{i+1}, noise)``, Python floats.
+
+    ``noise`` is False only for the last step when ``denoise``; both samplers iterate over this.
+    """
+    times = _reverse_grid(num_steps, eps).tolist()
+    for i in range(num_steps):
+        yield i, times[i], times[i + 1], not (denoise and i == num_steps - 1)
 
 
 def _em_step(sde: SDE, score_fn, x, t: float, t_next: float, noise: bool, generator) -> torch.Tensor:
@@ -961,12 +1188,10 @@ def reverse_sde_sample(sde: SDE, score_fn: TimeFn, shape, num_steps: int,
     num_steps = check_int("num_steps", num_steps, minimum=1)
     eps = _check_eps(eps)
     x = _start(sde, shape, x1, generator, device, dtype)
-    times = torch.linspace(1.0, eps, num_steps + 1, dtype=torch.float64).tolist()
     path = [x] if trajectory else None
     with torch.no_grad():
-        for i in range(num_steps):
-            last = i == num_steps - 1
-            x = _em_step(sde, score_fn, x, times[i], times[i + 1], not (last and denoise), generator)
+        for _, t, t_next, noise in _reverse_steps(num_steps, eps, denoise):
+            x = _em_step(sde, score_fn, x, t, t_next, noise, generator)
             if trajectory:
                 path.append(x)
     return (x, torch.stack(path)) if trajectory else x
@@ -1037,12 +1262,9 @@ def pc_sample(sde: SDE, score_fn: TimeFn, shape, num_steps: int, snr: float = 0.
     n = shape[0]
     d = x[0].numel()
     z_norm = _chi_mean(d)
-    times = torch.linspace(1.0, eps, num_steps + 1, dtype=torch.float64)
-    m2 = torch.exp(2.0 * sde._log_mean_coeff(times))                      # m(t_i)^2
-    times = times.tolist()
+    m2 = torch.exp(2.0 * sde._log_mean_coeff(_reverse_grid(num_steps, eps)))   # m(t_i)^2 on the grid
     with torch.no_grad():
-        for i in range(num_steps):
-            t = times[i]
+        for i, t, t_next, noise in _reverse_steps(num_steps, eps, denoise):
             alpha = float(m2[i + 1] / m2[i])
             flat_score = (lambda z, tv=_time_vector(t, x):
                           _call("score_fn", score_fn, z.reshape(shape), tv).reshape(n, d))
@@ -1053,8 +1275,7 @@ def pc_sample(sde: SDE, score_fn: TimeFn, shape, num_steps: int, snr: float = 0.
                 step = 2.0 * alpha * (snr * z_norm / s_norm) ** 2
                 x = langevin_dynamics(flat_score, x.reshape(n, d), step, 1,
                                       generator=generator).reshape(shape)
-            last = i == num_steps - 1
-            x = _em_step(sde, score_fn, x, t, times[i + 1], not (last and denoise), generator)
+            x = _em_step(sde, score_fn, x, t, t_next, noise, generator)
     return x
 
 

@@ -7,14 +7,14 @@
 # ---
 
 # %% [markdown]
-# # 06 · The continuous-time view: SDEs, probability-flow ODEs and flow matching
+# # 07 · The continuous-time view: SDEs, probability-flow ODEs and flow matching
 #
 # **What you will learn**
 #
 # - DDPM's forward chain as a discretization of a stochastic differential equation (SDE), the
 #   variance-preserving (VP) SDE, and NCSN's noise levels as the variance-exploding (VE) SDE;
-# - the reverse-time SDE (Anderson 1982): with the exact score it samples the data, here checked on
-#   a mixture whose score is known in closed form;
+# - the reverse-time SDE ([Anderson 1982](../docs/bibliography.md#anderson1982)): with the exact score it samples the
+#   data, here checked on a mixture whose score is known in closed form;
 # - the probability-flow ODE: the same marginals, deterministic, and an exact log-likelihood by the
 #   instantaneous change of variables;
 # - DDIM as a first-order solver of that ODE;
@@ -22,11 +22,12 @@
 # - flow matching on the straight path between noise and data, its exact velocity field, and how it
 #   relates to InDI and to the $\varepsilon$- and score parameterizations.
 #
-# Notation (Song et al. 2021, "Score-Based Generative Modeling through Stochastic Differential
-# Equations"): continuous time $t \in [0, 1]$, data at $t = 0$, noise at $t = 1$; forward SDE
-# $dx = f(x, t)\,dt + g(t)\,dW$ with perturbation kernel $x_t = m(t)\,x_0 + s(t)\,\varepsilon$ and
-# marginal densities $p_t$. Every claim is computed and **asserted**; Monte Carlo claims within
-# 5 standard errors (s.e.).
+# Notation ([Song et al. 2021](../docs/bibliography.md#song2021b), "Score-Based Generative Modeling through Stochastic
+# Differential Equations"): continuous time $t \in [0, 1]$, data at $t = 0$, noise at $t = 1$; forward SDE $dx = f(x,
+# t)\,dt + g(t)\,dW$ with perturbation kernel $x_t = m(t)\,x_0 + s(t)\,\varepsilon$ and marginal densities $p_t$. Every
+# claim is computed and **asserted**; Monte Carlo claims within 5 standard errors (s.e.).
+#
+# Sources: see the [bibliography](../docs/bibliography.md).
 
 # %%
 import math
@@ -166,12 +167,12 @@ ax.set(xlabel="T (DDPM steps)", ylabel="largest kernel gap", title="DDPM -> VP S
 # **Euler–Maruyama** on the grid $t_0 = 1 > t_1 > \dots > t_K = \epsilon$ ($\epsilon = 10^{-3}$):
 # $x \leftarrow x - [f - g^2 s]\,\Delta t + g\sqrt{\Delta t}\,z$, no noise in the last step.
 #
-# **Check.** Sample the three-mode toy of notebook 06 from the prior $\mathcal N(0, I)$:
-# (i) the fraction of samples per mode (`metrics.mode_fractions`) is the weight within 5 binomial
-# s.e.; (ii) the unbiased MMD$^2$ (Gretton et al. 2012, "A Kernel Two-Sample Test"; Gaussian kernel
-# of width 0.2, the scale of the modes) between the samples and fresh data, averaged over batches,
-# is within 5 s.e. of the MMD$^2$ between two fresh data samples (whose expectation is 0). (iii) The
-# test has power: with only 10 steps the same MMD$^2$ is far above.
+# **Check.** Sample the three-mode toy of notebook 06 from the prior $\mathcal N(0, I)$: (i) the fraction of samples
+# per mode (`metrics.mode_fractions`) is the weight within 5 binomial s.e.; (ii) the unbiased MMD$^2$ ([Gretton et al.
+# 2012](../docs/bibliography.md#gretton2012), "A Kernel Two-Sample Test"; Gaussian kernel of width 0.2, the scale of
+# the modes) between the samples and fresh data, averaged over batches, is within 5 s.e. of the MMD$^2$ between two
+# fresh data samples (whose expectation is 0). (iii) The test has power: with only 10 steps the same MMD$^2$ is far
+# above.
 
 # %%
 mix = toy.three_mode_mixture(f64)
@@ -281,19 +282,18 @@ assert ((metrics.mode_fractions(x_h, mix) - mix.weights).abs() <= 5 * se_h).all(
 # $$\partial_t p_t = -\nabla\cdot(f\,p_t) + \tfrac12 g^2\,\Delta p_t
 #   = -\nabla\cdot\Big(\big[f - \tfrac12 g^2\nabla\log p_t\big]\,p_t\Big),$$
 #
-# using $\Delta p = \nabla\cdot(p\nabla\log p)$. The right-hand side is the continuity equation of
-# the deterministic flow $\dot x = \tilde f(x, t) := f - \tfrac12 g^2\nabla\log p_t$: the
-# **probability-flow ODE** (Song et al. 2021, Eq. 13) moves a cloud of points with exactly the
-# SDE's marginals $p_t$, without noise. Run backwards from prior draws it samples the data; run
-# forwards it maps data to noise, a bijection. Along it the log-density changes by the
-# instantaneous change of variables (Chen et al. 2018, "Neural Ordinary Differential Equations"),
-# $\frac{d}{dt}\log p_t(x(t)) = -\nabla\cdot\tilde f(x(t), t)$, so
+# using $\Delta p = \nabla\cdot(p\nabla\log p)$. The right-hand side is the continuity equation of the deterministic
+# flow $\dot x = \tilde f(x, t) := f - \tfrac12 g^2\nabla\log p_t$: the **probability-flow ODE** (Song et al. 2021, Eq.
+# 13) moves a cloud of points with exactly the SDE's marginals $p_t$, without noise. Run backwards from prior draws it
+# samples the data; run forwards it maps data to noise, a bijection. Along it the log-density changes by the
+# instantaneous change of variables ([Chen et al. 2018](../docs/bibliography.md#chen2018), "Neural Ordinary
+# Differential Equations"), $\frac{d}{dt}\log p_t(x(t)) = -\nabla\cdot\tilde f(x(t), t)$, so
 #
 # $$\log p_\epsilon(x) = \log p_1\big(x(1)\big) + \int_\epsilon^1 \nabla\cdot\tilde f\big(x(t), t\big)\,dt ,$$
 #
-# an exact likelihood: solve the ODE from $x$ up to $t = 1$ together with the integral of the
-# divergence (exact by autograd in 2-D; Hutchinson's trace estimator in high dimension, as in
-# Grathwohl et al. 2019, "FFJORD"). `S.probability_flow_trajectory` and `S.ode_log_likelihood`
+# an exact likelihood: solve the ODE from $x$ up to $t = 1$ together with the integral of the divergence (exact by
+# autograd in 2-D; Hutchinson's trace estimator in high dimension, as in [Grathwohl et al.
+# 2019](../docs/bibliography.md#grathwohl2019), "FFJORD"). `S.probability_flow_trajectory` and `S.ode_log_likelihood`
 # solve it with scipy's adaptive Dormand–Prince 8(5,3) in float64.
 #
 # **Check 1: the same marginals.** From 4000 prior draws, solve the ODE down to several $t$ and
@@ -391,12 +391,135 @@ assert units <= 10
 # ### END SOLUTION
 
 # %% [markdown]
+# ### A trained score: the ODE likelihood against the DDPM ELBO
+#
+# With the exact score, the ODE's likelihood is the data's. With a **trained** noise predictor
+# $\varepsilon_\theta(x, t)$ (score $s_\theta = -\varepsilon_\theta/s(t)$, `S.score_from_eps`), one
+# network defines **two different generative models**:
+#
+# - the **probability-flow ODE** driven by $s_\theta$: a continuous normalizing flow, a bijection
+#   $x \mapsto z = x(1)$, so $q^\text{ODE}_\theta(x) = \pi(z(x))\,|\det\partial z/\partial x|$ is a proper
+#   density, and `S.ode_log_likelihood` computes it (up to the solver's tolerance);
+# - the **DDPM Markov chain** $p_\theta(x_{0:T})$ of notebook 04 with the same network at the steps:
+#   index $i$ is the time $t_i$ with $m(t_i)^2 = \bar\alpha_i$ (`S.discrete_eps_model`; on
+#   `vp.noise_schedule(T)`, whose chain samples the VP SDE exactly, $t_i = (i+1)/T$). With
+#   $\sigma_t^2 = \beta_t$ its step is $x_{i-1} = (x_i + \beta_i s_\theta)/\sqrt{\alpha_i} + \sqrt{\beta_i}\,z$,
+#   which to first order in $\beta_i = \beta(t_i)\Delta t$ is the Euler–Maruyama step of the
+#   **reverse SDE** of section 2. Its $-\mathrm{ELBO}$ (`diffusion.vlb_terms`) bounds the chain's
+#   negative log-likelihood: $-\log p_\theta(x_0) = -\mathrm{ELBO}(x_0) - \mathrm{KL}\big(q(x_{1:T}\mid x_0)\,\|\,
+#   p_\theta(x_{1:T}\mid x_0)\big) \le -\mathrm{ELBO}(x_0)$.
+#
+# **Why the two numbers can differ.** (i) They are likelihoods of different models. The ODE moves densities by the
+# continuity equation $\partial_t q = -\nabla\cdot\big([f - \tfrac12 g^2 s_\theta]\,q\big)$, the reverse SDE by the
+# Fokker–Planck equation with drift $f - g^2 s_\theta$ and diffusion $g^2$. The derivation above turned one into the
+# other with $\tfrac12 g^2\Delta q = \nabla\cdot(\tfrac12 g^2\,q\nabla\log q)$, which needs $s_\theta = \nabla\log
+# q_t$: when the score is exact both reproduce $p_t$, otherwise their marginals part ways. (ii) The ELBO is a *bound*
+# on the chain's likelihood, and says nothing about the ODE's: no inequality between the ODE's NLL and the
+# $-\mathrm{ELBO}$ holds in general. (iii) They need different accuracy. The chain's KL terms involve only
+# $\|\varepsilon_\theta - \varepsilon\|^2$, the quantity training minimizes; the ODE's log-density integrates the
+# divergence $\nabla\cdot\tilde f = -\tfrac12 g^2\,\nabla\cdot s_\theta + \dots$, the trace of the network's
+# **Jacobian**, which the loss never fits directly and which $1/s(t)$ magnifies near the data ([Lu et al.
+# 2022](../docs/bibliography.md#lu2022), "Maximum Likelihood Training for Score-Based Diffusion ODEs by High-Order
+# Denoising Score Matching", bound the ODE's KL by first-, second- and third-order score errors, the SDE's by the
+# first-order error alone).
+#
+# What must hold for any model: $\mathbb E_p[-\log q(x)] = H(p) + \mathrm{KL}(p\,\|\,q) \ge H(p)$ for any
+# proper density $q$ (a cross-entropy), so both the ODE's NLL and the $-\mathrm{ELBO}$ (which is
+# larger than the chain's NLL) are at least the data's entropy.
+#
+# **Check.** The data are notebook 05's: the 25-mode grid standardized to unit variance per
+# coordinate (std 0.05 before scaling). A `FourierTimeMLP` (as notebook 05's, time embedded at scale
+# 1000) is trained in continuous time with `S.noise_prediction_loss` ($t \sim U(10^{-3}, 1)$, 1500 Adam
+# steps of batch 256, cosine-decayed learning rate). On 256 test points, all in nats in the original
+# units of the grid ($+2\log(\text{scale})$, as in notebook 05), with standard errors over the points
+# and every comparison paired (same points):
+#
+# - $H(p)$ by Monte Carlo with the exact log-density;
+# - the **exact-score** ODE NLL at $t = 0$ with the exact $p_1$ as prior: asserted equal to $-\log p(x)$
+#   at every point within 10 tolerance units ($10^{-3}$, loose, to keep it cheap), hence its mean
+#   equals the estimate of $H(p)$ on the same points;
+# - the trained network's ODE NLL ($t = \epsilon = 10^{-3}$, prior $\mathcal N(0, I)$) and its DDPM
+#   $-\mathrm{ELBO}$ ($T = 1000$ steps of `vp.noise_schedule`, $\sigma_t^2 = \beta_t$): each asserted
+#   $\ge H(p)$ within 5 s.e.;
+# - the paired difference ODE NLL $-$ ($-\mathrm{ELBO}$), with its standard error.
+
+# %%
+data_scale = math.sqrt(8 + 0.05 ** 2)                             # std of each coordinate of the grid
+grid = toy.grid_mixture()
+grid_std = toy.grid_mixture(spacing=2 / data_scale, std=0.05 / data_scale)
+LL_EPS, LL_TOL, LL_POINTS, LL_STEPS, LL_T = 1e-3, 1e-3, 256, 1500, 1000
+torch.manual_seed(SEED * 1000 + 300)                               # the network's initialization
+eps_net = nets.FourierTimeMLP(2, num_features=64, scale=1.0, hidden=128, num_layers=3, time_scale=1000.0)
+opt = torch.optim.Adam(eps_net.parameters(), lr=2e-3)
+decay = torch.optim.lr_scheduler.LambdaLR(
+    opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, LL_STEPS) / LL_STEPS)))               # cosine decay
+fit(eps_net, lambda model, x0, generator=None: S.noise_prediction_loss(vp, model, x0, generator=generator,
+                                                                       eps=LL_EPS),
+    grid_std.sample(20000, generator=generator(70)), num_steps=LL_STEPS, batch_size=256, optimizer=opt,
+    device=device, generator=generator(71), log_every=1, callback=lambda step, loss, model: decay.step(),
+    desc="continuous-time noise predictor")
+eps_net = eps_net.to("cpu").eval()
+
+
+def eps_theta(x, t):
+    """The float32 network on float64 inputs (the solvers and the bound work in float64)."""
+    return eps_net(x.float(), t.float()).to(x.dtype)
+
+
+x_ll = grid.sample(LL_POINTS, generator=generator(72))              # test points, original units
+x_ll_std = (x_ll / data_scale).to(f64)
+log_jac = 2 * math.log(data_scale)                                  # nats, standardized -> original units
+neg_log_p = -grid.log_prob(x_ll).to(f64)                            # -log p(x), exact
+h_p, h_se = mean_se(neg_log_p)
+
+g64 = grid_std.to(f64)
+exact_ll = S.ode_log_likelihood(vp, S.mixture_score(g64, vp), x_ll_std, eps=0.0, rtol=LL_TOL, atol=LL_TOL,
+                                prior_log_prob=S.marginal_mixture(g64, vp, 1.0).log_prob)
+nll_exact = -exact_ll + log_jac
+ll_units = ((nll_exact - neg_log_p).abs() / (LL_TOL * (1 + neg_log_p.abs()))).max().item()
+
+ode_details = S.ode_log_likelihood(vp, S.score_from_eps(vp, eps_theta), x_ll_std, eps=LL_EPS, rtol=LL_TOL,
+                                   atol=LL_TOL, return_details=True)
+nll_ode = -ode_details.log_prob + log_jac
+ll_schedule = vp.noise_schedule(LL_T)
+vlb = diffusion.vlb_terms(ll_schedule, S.discrete_eps_model(vp, eps_theta, ll_schedule), x_ll_std,
+                          variance="large", generator=generator(73))
+nll_elbo = vlb.total + log_jac
+
+print(f"nats per point, original units, {LL_POINTS} test points (mean ± s.e.; gaps paired):")
+print(f"  H(p), Monte Carlo with the exact log p          {h_p:7.3f} ± {h_se:.3f}")
+print(f"  exact-score ODE NLL (t = 0, exact p_1 prior)    {mean_se(nll_exact)[0]:7.3f}   "
+      f"largest |error| {ll_units:.2f} tolerance units")
+rows = {"trained ODE NLL (t = 1e-3)": nll_ode, "trained DDPM -ELBO (T = 1000)": nll_elbo}
+for name, v in rows.items():
+    gap, gap_se = mean_se(v - neg_log_p)
+    print(f"  {name:46s}  {mean_se(v)[0]:7.3f} ± {mean_se(v)[1]:.3f}   minus H(p): {gap:.3f} ± {gap_se:.3f}")
+    assert gap > -Z * gap_se, name                                  # a cross-entropy >= the entropy
+ode_minus_elbo, ode_minus_elbo_se = mean_se(nll_ode - nll_elbo)
+print(f"  ODE NLL - (-ELBO), paired: {ode_minus_elbo:.3f} ± {ode_minus_elbo_se:.3f} nats "
+      f"({ode_minus_elbo / ode_minus_elbo_se:.1f} s.e.); ODE solver: {ode_details.nfev} evaluations")
+assert ll_units <= 10
+
+# %% [markdown]
+# **Reading the numbers.** The exact score gives back $H(p)$, as section 3's check promised. The trained network's
+# two NLLs are both above $H(p)$, as cross-entropies must be, but nothing makes them equal, and no order between them
+# is asserted: no theorem fixes the sign of their difference, and its size depends on the training run (rerun under
+# another `COURSE_SEED` to see it move), so which one is lower is not stated here. Both models
+# are fed the same noise predictions; the chain's bound is close to what training optimized (a weighted sum of
+# noise-prediction errors), while the ODE's NLL integrates the divergence of $s_\theta = -\varepsilon_\theta/s(t)$
+# at times where $s(t)$ is comparable to the width of the grid's modes (0.05 before scaling), where small errors in
+# the network's Jacobian change how much the flow compresses each mode. On CIFAR-10, Song et al. (2021, Table 2)
+# report ODE likelihoods below the DDPM bounds of Ho et al. (2020); Lu et al. (2022) improve the ODE's likelihood by
+# training the Jacobian too (high-order score matching).
+
+
+# %% [markdown]
 # ## 4. DDIM is a first-order solver of the same ODE
 #
-# DDIM with $\eta = 0$ (Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models", Sec. 4.3)
-# updates $\bar x = x/m$ as $\bar x_{\text{prev}} = \bar x + (\sigma_{\text{prev}} - \sigma)\,
-# \hat\varepsilon(x, t)$ with $\sigma = s/m$: exactly one Euler step of the probability-flow ODE written
-# in the variables $(\bar x, \sigma)$, where it reads $d\bar x/d\sigma = \hat\varepsilon$.
+# DDIM with $\eta = 0$ ([Song, Meng & Ermon 2021](../docs/bibliography.md#song2021a), "Denoising Diffusion Implicit
+# Models", Sec. 4.3) updates $\bar x = x/m$ as $\bar x_{\text{prev}} = \bar x + (\sigma_{\text{prev}} - \sigma)\,
+# \hat\varepsilon(x, t)$ with $\sigma = s/m$: exactly one Euler step of the probability-flow ODE written in the
+# variables $(\bar x, \sigma)$, where it reads $d\bar x/d\sigma = \hat\varepsilon$.
 #
 # **Predict, then run (★☆☆, 1 point).** Before running the check below: by about what factor does
 # DDIM's error at $t = 0$ fall when the number of steps goes from 10 to 320 (32 times more)?
@@ -556,13 +679,13 @@ ax.set(xlabel="t", ylabel="KL(p_t || pi)", title="Fokker-Planck: KL decreases");
 # %% [markdown]
 # ## 6. Flow matching
 #
-# Flow matching (Lipman et al. 2023, "Flow Matching for Generative Modeling"; Liu et al. 2023,
-# "Flow Straight and Fast", rectified flow) skips the SDE: pick a path between noise
-# $x_0\sim\mathcal N(0, I)$ and data $x_1$ (**note: here $t = 0$ is noise and $t = 1$ data**, the
-# flow-matching convention), the straight line $x_t = (1-t)\,x_0 + t\,x_1$, and learn the velocity
-# field whose ODE $\dot x = v(x, t)$ carries $p_0 = \mathcal N(0, I)$ to the data. The **marginal
-# velocity** $u_t(x) = E[x_1 - x_0 \mid x_t = x]$ does it (its continuity equation is that of the
-# path's marginals), and regressing on the per-pair velocity $x_1 - x_0$,
+# Flow matching ([Lipman et al. 2023](../docs/bibliography.md#lipman2023), "Flow Matching for Generative Modeling";
+# [Liu et al. 2023](../docs/bibliography.md#liu2023), "Flow Straight and Fast", rectified flow) skips the SDE: pick a
+# path between noise $x_0\sim\mathcal N(0, I)$ and data $x_1$ (**note: here $t = 0$ is noise and $t = 1$ data**, the
+# flow-matching convention), the straight line $x_t = (1-t)\,x_0 + t\,x_1$, and learn the velocity field whose ODE
+# $\dot x = v(x, t)$ carries $p_0 = \mathcal N(0, I)$ to the data. The **marginal velocity** $u_t(x) = E[x_1 - x_0 \mid
+# x_t = x]$ does it (its continuity equation is that of the path's marginals), and regressing on the per-pair velocity
+# $x_1 - x_0$,
 #
 # $$\mathcal L(v) = E_{t, x_0, x_1}\,\big\|v(x_t, t) - (x_1 - x_0)\big\|^2 ,$$
 #
@@ -578,10 +701,10 @@ ax.set(xlabel="t", ylabel="KL(p_t || pi)", title="Fokker-Planck: KL decreases");
 # $$u_t(x) = E[x_1\mid x_t = x] - E[x_0\mid x_t = x] = \frac{E[x_1\mid x_t = x] - x}{1 - t}
 #   = \frac{x + (1-t)\,\nabla\log p_t(x)}{t}.$$
 #
-# The middle form is InDI's ODE (Delbracio & Milanfar 2023, "Inversion by Direct Iteration"):
-# on the same straight path, with their time $1 - t$ running from degraded to clean, it integrates
-# $(\hat x_{\text{clean}}(x) - x)/(1 - t)$ with a network that predicts the clean image; flow
-# matching predicts the velocity instead. Same path, same ODE, different regression targets.
+# The middle form is InDI's ODE ([Delbracio & Milanfar 2023](../docs/bibliography.md#delbracio2023), "Inversion by
+# Direct Iteration"): on the same straight path, with their time $1 - t$ running from degraded to clean, it integrates
+# $(\hat x_{\text{clean}}(x) - x)/(1 - t)$ with a network that predicts the clean image; flow matching predicts the
+# velocity instead. Same path, same ODE, different regression targets.
 #
 # **Check 1 (exact).** The closed-form $u_t$ equals $(x + (1-t)\nabla\log p_t(x))/t$ computed from
 # the exact score of the path's marginal (`S.flow_marginal`), to float64 precision.
@@ -703,12 +826,12 @@ for ax, name in zip(axes, ["exact velocity", "trained model 1"]):
 # $$\tilde s_w(x, t, y) = \nabla\log p_t(x\mid y) + w\,\nabla\log p_t(y\mid x)
 #   = (1+w)\,\nabla\log p_t(x\mid y) - w\,\nabla\log p_t(x),$$
 #
-# the score of $p_t(x\mid y)\,p_t(y\mid x)^w$ (up to normalization). Classifier-free guidance
-# (Ho & Salimans 2022, "Classifier-Free Diffusion Guidance") needs no classifier: one network
-# learns both scores, by replacing the label with a "null" label part of the time (here 20 %). In
-# $\varepsilon$-terms: $\tilde\varepsilon = (1+w)\,\hat\varepsilon(x, t, y) - w\,\hat\varepsilon(x, t, \varnothing)$.
-# Larger $w$ trades diversity for agreement with the label (the tilted density is no longer the data's
-# $p(x\mid y)$; at $t > 0$ it is not even the noised version of one density, so it is a heuristic).
+# the score of $p_t(x\mid y)\,p_t(y\mid x)^w$ (up to normalization). Classifier-free guidance ([Ho & Salimans
+# 2021](../docs/bibliography.md#ho2021), "Classifier-Free Diffusion Guidance") needs no classifier: one network learns
+# both scores, by replacing the label with a "null" label part of the time (here 20 %). In $\varepsilon$-terms:
+# $\tilde\varepsilon = (1+w)\,\hat\varepsilon(x, t, y) - w\,\hat\varepsilon(x, t, \varnothing)$. Larger $w$ trades
+# diversity for agreement with the label (the tilted density is no longer the data's $p(x\mid y)$; at $t > 0$ it is not
+# even the noised version of one density, so it is a heuristic).
 #
 # **Check.** `NUM_MODELS` class-conditional noise predictors on the 8×8 digits
 # (`TimeConditionedMLP` on the 64 pixels with a label embedding; cosine schedule, $T = 100$; 1000
@@ -788,6 +911,10 @@ for ax, w in zip(axes, guidance_weights):
 # - The reverse-time SDE with the exact score samples the data (weights and MMD checked against
 #   fresh data); the probability-flow ODE has the same marginals, deterministically, and gives exact
 #   log-likelihoods (checked to the solver's tolerance).
+# - With a trained network the ODE and the DDPM chain (the discretized reverse SDE) are two different models:
+#   both NLLs are cross-entropies above the data's entropy; the $-\mathrm{ELBO}$ bounds only the chain's NLL, and
+#   the ODE's NLL also depends on the network's Jacobian, so the two differ (paired difference printed; no order
+#   between them is a theorem).
 # - DDIM ($\eta = 0$) is Euler's method on the probability-flow ODE: first order.
 # - Langevin dynamics leaves its target invariant, and the KL to it decreases (Fokker–Planck).
 # - Flow matching learns the velocity of a straight path between noise and data; its exact field is
@@ -795,5 +922,4 @@ for ax, w in zip(axes, guidance_weights):
 #
 # - Classifier-free guidance follows $(1+w)$ times the conditional score minus $w$ times the
 #   unconditional one: agreement with the label rises with $w$, diversity falls (measured on digits).
-#
-# Not covered here: a trained score's ODE likelihood compared with the DDPM ELBO of notebook 05.
+

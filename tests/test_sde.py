@@ -417,6 +417,83 @@ def test_flow_matching_sample_with_exact_velocity_follows_the_path():
 # ------------------------------------------------------------------------------------------------
 _EDGE_T = st.one_of(st.sampled_from([0.0, 1.0, 1e-300, 1 - 1e-16]), st.floats(0.0, 1.0))
 
+# ------------------------------------------------------------------------------------------------
+# trained noise predictors in continuous time
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sde", SDES)
+def test_noise_prediction_loss_for_gaussian_data(sde):
+    """x0 ~ N(0, I): the zero model has loss D; the optimal eps*(x) = s x / (m^2 + s^2) has loss
+    D E_t[m^2 / (m^2 + s^2)], t ~ U(eps, 1) (scipy quad)."""
+    eps, d = 1e-2, 2
+    x0 = torch.randn(100_000, d, generator=_gen(40), dtype=F64)
+
+    def var_ratio(t):
+        m2 = float(sde.marginal_mean_coeff(t)) ** 2
+        return m2 / (m2 + float(sde.marginal_std(t)) ** 2)
+
+    def optimal(x, t):      # E[eps | x_t] = Cov(eps, x_t) / Var(x_t) x_t = s / (m^2 + s^2) x_t
+        m, s = sde.marginal_mean_coeff(t), sde.marginal_std(t)
+        return (s / (m ** 2 + s ** 2))[:, None] * x
+
+    expected = d * integrate.quad(var_ratio, eps, 1, limit=200)[0] / (1 - eps)
+    per = S.noise_prediction_loss(sde, optimal, x0, generator=_gen(41), eps=eps, reduction="none")
+    se = per.std().item() / math.sqrt(per.numel())
+    assert abs(per.mean().item() - expected) <= Z * se, (per.mean().item(), expected, se)
+    zero = S.noise_prediction_loss(sde, lambda x, t: torch.zeros_like(x), x0, generator=_gen(42), eps=eps,
+                                   reduction="none")
+    assert abs(zero.mean().item() - d) <= Z * zero.std().item() / math.sqrt(zero.numel())
+    assert S.noise_prediction_loss(sde, optimal, x0[:10], generator=_gen(41), eps=eps).dim() == 0
+
+
+def test_noise_prediction_loss_draws_times_in_range():
+    seen = []
+
+    def spy(x, t):
+        seen.append(t)
+        return torch.zeros_like(x)
+
+    S.noise_prediction_loss(S.VPSDE(), spy, torch.zeros(5000, 2), generator=_gen(43), eps=0.3)
+    t = seen[0]
+    assert t.dtype == torch.float32 and t.shape == (5000,)
+    assert t.min() >= 0.3 and t.max() <= 1.0 and abs(t.mean().item() - 0.65) < 0.02
+
+
+@pytest.mark.parametrize("sde", SDES)
+def test_score_from_the_optimal_eps_is_the_exact_score(sde):
+    """-E[eps | x_t] / s(t), with E[eps | x_t] from the posterior mean of the noised data
+    (GaussianMixture.posterior_mean, independent of mixture_score), is the exact score."""
+    mix = _mix2d()
+
+    def eps_star(x, t):     # x = m x0 + s eps  =>  E[eps | x] = (x - m E[x0 | x]) / s
+        tt = float(t[0])
+        m, s = float(sde.marginal_mean_coeff(tt)), float(sde.marginal_std(tt))
+        return (x - mix.scale(m).posterior_mean(x, s)) / s
+
+    x = 2 * torch.randn(200, 2, generator=_gen(44), dtype=F64)
+    for t in (0.01, 0.3, 0.9):
+        got = S.score_from_eps(sde, eps_star)(x, t)
+        assert torch.allclose(got, S.mixture_score(mix, sde)(x, t), rtol=1e-8, atol=1e-8), t
+
+
+def test_discrete_eps_model_is_ddpm_optimal_eps():
+    """The continuous optimal eps at the step's time equals diffusion.optimal_eps_model on the
+    schedule, for the SDE's own chain and for a DDPM linear schedule inside the SDE's range."""
+    mix, sde = _mix2d(), S.VPSDE()
+    def eps_star(x, t):                                       # -s(t) * exact score, per row
+        return -sde.marginal_std(t)[:, None] * S.mixture_score(mix, sde)(x, t)
+
+    x = 2 * torch.randn(64, 2, generator=_gen(45), dtype=F64)
+    for sched in (sde.noise_schedule(50), NoiseSchedule.linear(100, 1e-4, 0.02)):
+        model = S.discrete_eps_model(sde, eps_star, sched)
+        reference = optimal_eps_model(mix, sched)
+        T = sched.num_steps
+        for i in (0, T // 3, T - 1):
+            t = torch.full((64,), i, dtype=torch.long)
+            assert torch.allclose(model(x, t), reference(x, t), rtol=1e-7, atol=1e-9), (T, i)
+    assert torch.allclose(S.discrete_eps_model(sde, eps_star, sde.noise_schedule(50)).times,
+                          torch.arange(1, 51, dtype=F64) / 50, atol=1e-12)
+
+
 
 @given(_EDGE_T, st.sampled_from(["VP", "VE"]), st.sampled_from([F64, torch.float32]),
        st.floats(-1e3, 1e3))
@@ -510,6 +587,20 @@ _BAD = [
     (lambda: S.flow_matching_sample(lambda x, t: x, _zeros42(), times=[0.5, 0.2, 0.9]), ValueError, "times"),
     (lambda: S.optimal_velocity(_mix())(torch.zeros(3, 2, dtype=F64), torch.full((3,), 1.01)), ValueError, "t: "),
     (lambda: S.flow_marginal(_mix(), 2.0), ValueError, "t: "),
+    (lambda: S.noise_prediction_loss(S.VPSDE(), lambda x, t: x[:, :1], _zeros42()), ValueError, "eps_fn"),
+    (lambda: S.noise_prediction_loss(S.VPSDE(), lambda x, t: x, _zeros42(), eps=1.0), ValueError, "eps"),
+    (lambda: S.noise_prediction_loss(S.VPSDE(), lambda x, t: x, _zeros42(), reduction="sum"), ValueError,
+     "reduction"),
+    (lambda: S.score_from_eps(S.VPSDE(), lambda x, t: x)(_zeros42(), 0.0), ValueError, "t: expected times > 0"),
+    (lambda: S.score_from_eps(S.VPSDE(), "eps"), TypeError, "eps_fn"),
+    (lambda: S.discrete_eps_model(S.VESDE(), lambda x, t: x, S.VPSDE().noise_schedule(10)), TypeError, "sde"),
+    (lambda: S.discrete_eps_model(S.VPSDE(), lambda x, t: x, "linear"), TypeError, "schedule"),
+    (lambda: S.discrete_eps_model(S.VPSDE(), lambda x, t: x, S.VPSDE().ddpm_schedule(1000)), ValueError,
+     "schedule"),
+    (lambda: S.discrete_eps_model(S.VPSDE(), lambda x, t: x, S.VPSDE().noise_schedule(10))(
+        _zeros42(), torch.full((4,), 10)), ValueError, "t: expected indices"),
+    (lambda: S.discrete_eps_model(S.VPSDE(), lambda x, t: x, S.VPSDE().noise_schedule(10))(
+        _zeros42(), torch.zeros(4)), ValueError, "t: expected a long"),
 ]
 
 
@@ -540,3 +631,12 @@ def test_runs_on_device_and_matches_cpu(device):
     assert torch.allclose(ll.cpu(), ll_cpu, atol=1e-3)
     loss = S.flow_matching_loss(S.optimal_velocity(mix_dev), x.to(device), generator=_gen(29))
     assert loss.device.type == torch.device(device).type and torch.isfinite(loss)
+    def eps_star(z, tt):
+        return -sde.marginal_std(tt)[:, None] * S.mixture_score(mix_dev, sde)(z, tt)
+
+    eps_dev = S.discrete_eps_model(sde, eps_star, sde.noise_schedule(20))
+    loss = S.noise_prediction_loss(sde, eps_dev.eps_fn, x.to(device), generator=_gen(30))
+    assert loss.device.type == torch.device(device).type and torch.isfinite(loss)
+    out = eps_dev(x.to(device), torch.full((64,), 7, device=device))
+    assert out.device.type == torch.device(device).type and torch.isfinite(out).all()
+    assert torch.isfinite(S.score_from_eps(sde, eps_dev.eps_fn)(x.to(device), t.to(device).clamp(min=1e-3))).all()

@@ -21,6 +21,13 @@
 # - the Jensen-Shannon divergence, its bounds $0 \le \mathrm{JS} \le \log 2$, and the GAN objective
 #   it hides (proved in notebook 03).
 #
+# Sources (full entries in the [bibliography](../docs/bibliography.md)): the three families follow
+# [Prince 2023](../docs/bibliography.md#prince2023), chapter 14; KL and its asymmetry,
+# [Bishop 2006](../docs/bibliography.md#bishop2006), sections 1.6.1 and 10.1.2 (Fig. 10.3 is the
+# forward vs reverse fit); Jensen-Shannon, [Lin 1991](../docs/bibliography.md#lin1991); the ring
+# and grid toys are the benchmarks of [Srivastava et al. 2017](../docs/bibliography.md#srivastava2017)
+# and [Lin et al. 2018](../docs/bibliography.md#lin2018).
+#
 # Every derivation is followed by a cell that computes the claim and **asserts** it.
 
 # %%

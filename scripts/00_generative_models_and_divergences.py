@@ -277,9 +277,7 @@ prediction = "b"
 ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "predict_kl_direction_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-if prediction is None:
-    raise NotImplementedError("set prediction to 'a', 'b' or 'c' first")
-assert prediction in ("a", "b", "c"), f"prediction must be 'a', 'b' or 'c', got {prediction!r}"
+grading.check_prediction(prediction, "abc")
 ### BEGIN HIDDEN TESTS
 assert prediction == "b", "KL(Q||P) is larger: the wide Q puts mass where the narrow P is tiny"
 ### END HIDDEN TESTS

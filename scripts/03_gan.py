@@ -1131,10 +1131,7 @@ prediction = "c"
 ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "wgan_gp_prediction_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-if prediction is None:
-    raise NotImplementedError("set prediction to one of 'a', 'b', 'c', 'd'")
-assert prediction in ("a", "b", "c", "d"), f"prediction: expected one of 'a', 'b', 'c', 'd', got {prediction!r}"
-print(f"prediction recorded: {prediction!r} (graded after the run)")
+grading.check_prediction(prediction, "abcd")
 ### BEGIN HIDDEN TESTS
 assert prediction == "c", "the runs below: not clearly more modes, under 10% of the samples of high quality"
 ### END HIDDEN TESTS

@@ -281,10 +281,7 @@ prediction = "b"
 ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "langevin_prediction_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-if prediction is None:
-    raise NotImplementedError("set prediction to one of 'a', 'b', 'c'")
-assert prediction in ("a", "b", "c"), f"prediction: expected one of 'a', 'b', 'c', got {prediction!r}"
-print(f"prediction recorded: {prediction!r} (graded after the run)")
+grading.check_prediction(prediction, "abc")
 ### BEGIN HIDDEN TESTS
 assert prediction == "b", "plain Langevin keeps the particles in the half they started in (about 0.5)"
 ### END HIDDEN TESTS

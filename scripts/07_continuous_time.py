@@ -534,10 +534,7 @@ prediction = "a"
 ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "ddim_order_prediction_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-if prediction is None:
-    raise NotImplementedError("set prediction to one of 'a', 'b', 'c'")
-assert prediction in ("a", "b", "c"), f"prediction: expected one of 'a', 'b', 'c', got {prediction!r}"
-print(f"prediction recorded: {prediction!r} (graded after the run)")
+grading.check_prediction(prediction, "abc")
 ### BEGIN HIDDEN TESTS
 assert prediction == "a", "Euler's method is first order: 32 times more steps, about 32 times less error"
 ### END HIDDEN TESTS

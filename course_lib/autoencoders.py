@@ -11,14 +11,15 @@ element is the data (labels, if any, are ignored).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from ._checks import check_int, check_positive, check_same_shape, check_tensor
-from ._primitives import model_device, rand, randn
-from .nets import MLP
+from ._primitives import model_device, rand, randn, randperm
+from .nets import MLP, ConvDecoder, ConvEncoder
 
 __all__ = [
     "Autoencoder", "reconstruction_error", "reconstruction_loss", "contractive_penalty", "corrupt",
@@ -92,6 +93,41 @@ class Autoencoder(nn.Module):
         if len(shape) > 1:
             encoder = nn.Sequential(nn.Flatten(1), encoder)
             decoder = nn.Sequential(decoder, nn.Unflatten(1, shape))
+        return cls(encoder, decoder)
+
+    @classmethod
+    def conv(cls, image_shape: Sequence[int] = (1, 8, 8), latent_dim: int = 8,
+             channels: Sequence[int] = (16,), activation: str | type[nn.Module] = "silu",
+             final_activation: str | type[nn.Module] | None = None) -> "Autoencoder":
+        """Build a convolutional autoencoder: :class:`~course_lib.nets.ConvEncoder` and its mirror
+        :class:`~course_lib.nets.ConvDecoder` (Masci et al. 2011).
+
+        Parameters
+        ----------
+        image_shape : (int, int, int), default (1, 8, 8)
+            ``(C, H, W)``; ``H`` and ``W`` divisible by ``2 ** len(channels)``.
+        latent_dim : int, default 8
+            Bottleneck width ``K``.
+        channels : sequence of int, default (16,)
+            Channels per stride-2 level of the encoder (the decoder mirrors them).
+        activation : str or nn.Module class, default "silu"
+        final_activation : str or nn.Module class, optional
+            Applied to the decoder output, e.g. ``"tanh"`` for images in ``[-1, 1]``.
+
+        Returns
+        -------
+        Autoencoder
+            ``encode``: ``(N, C, H, W) -> (N, K)``; ``decode``: ``(N, K) -> (N, C, H, W)``.
+
+        Raises
+        ------
+        ValueError
+            On bad arguments; the encoder and the decoder raise a ``ValueError`` naming ``x`` or
+            ``z`` for inputs of the wrong shape.
+        """
+        encoder = ConvEncoder(image_shape, latent_dim, channels=channels, activation=activation)
+        decoder = ConvDecoder(image_shape, latent_dim, channels=channels, activation=activation,
+                              final_activation=final_activation)
         return cls(encoder, decoder)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -579,3 +615,189 @@ def random_codes(codes: torch.Tensor, num_samples: int, scale: float = 1.0,
 
 
 __all__ += ["random_codes"]
+
+
+# ------------------------------------------------------------- the encoder as an initialization
+class EncoderClassifier(nn.Module):
+    """A classifier made of an encoder and a linear head: ``logits = W f(x) + b``.
+
+    With the encoder of a trained autoencoder (:meth:`from_autoencoder`) this is unsupervised
+    pretraining followed by supervised **fine-tuning**: the encoder's weights are the
+    initialization, and training on labels updates the encoder and the head together (Hinton &
+    Salakhutdinov 2006; Bengio et al. 2007; Erhan et al. 2010). With a freshly built encoder of
+    the same architecture it is the same classifier trained from scratch.
+
+    Parameters
+    ----------
+    encoder : nn.Module
+        ``encoder(x) -> (N, latent_dim)``. Used as given (not copied).
+    latent_dim : int
+        Width ``K`` of the codes.
+    num_classes : int, default 10
+
+    Shapes
+    ------
+    ``forward(x)``: ``x`` as the encoder takes it, batch ``N`` -> logits ``(N, num_classes)``.
+
+    Raises
+    ------
+    TypeError
+        If ``encoder`` is not an ``nn.Module``.
+    ValueError
+        On non-positive widths, or when the encoder's output is not ``(N, latent_dim)``.
+    """
+
+    def __init__(self, encoder: nn.Module, latent_dim: int, num_classes: int = 10):
+        super().__init__()
+        if not isinstance(encoder, nn.Module):
+            raise TypeError(f"encoder: expected an nn.Module, got {type(encoder).__name__}")
+        self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        self.encoder = encoder
+        self.head = nn.Linear(self.latent_dim, self.num_classes)
+
+    @classmethod
+    def from_autoencoder(cls, autoencoder: nn.Module, latent_dim: int,
+                         num_classes: int = 10) -> "EncoderClassifier":
+        """A classifier initialized with a **copy** of ``autoencoder.encoder`` (the autoencoder
+        itself is left unchanged by fine-tuning) and a freshly initialized linear head."""
+        encoder = getattr(autoencoder, "encoder", None)
+        if not isinstance(encoder, nn.Module):
+            raise TypeError(f"autoencoder: expected a model with an nn.Module attribute 'encoder', "
+                            f"got {type(autoencoder).__name__}")
+        return cls(copy.deepcopy(encoder), latent_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(x)
+        if not isinstance(h, torch.Tensor) or h.dim() != 2 or h.shape[1] != self.latent_dim:
+            shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+            raise ValueError(f"encoder: expected codes of shape (N, {self.latent_dim}), got {shape}")
+        return self.head(h)
+
+
+def _batch_xy(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise TypeError("batch: expected a pair (x, labels), e.g. fit(model, classification_loss, "
+                        f"(x, y), ...), got {type(batch).__name__}")
+    x, y = batch
+    check_tensor("batch", x, floating=True)
+    check_tensor("labels", y, shape=(x.shape[0],))
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise TypeError(f"labels: expected an integer tensor of class labels, got dtype {y.dtype}")
+    return x, y
+
+
+def classification_loss(model: nn.Module, batch,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cross-entropy ``-(1/N) sum_n log softmax(model(x_n))[y_n]`` in nats (for :func:`train.fit`).
+
+    Parameters
+    ----------
+    model : nn.Module
+        ``model(x) -> logits (N, C)`` (e.g. :class:`EncoderClassifier`).
+    batch : (torch.Tensor, torch.Tensor)
+        ``x`` ``(N, ...)`` and integer labels ``y`` ``(N,)`` in ``{0, ..., C-1}``.
+    generator : torch.Generator, optional
+        Unused (the loss is deterministic); accepted for the ``fit`` protocol.
+
+    Returns
+    -------
+    torch.Tensor, scalar
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``batch`` is not ``(x, y)`` with matching batch sizes and integer labels, the logits are
+        not ``(N, C)``, or a label is outside ``{0, ..., C-1}``.
+    """
+    x, y = _batch_xy(batch)
+    logits = model(x)
+    check_tensor("logits", logits, ndim=2, floating=True)
+    if logits.shape[0] != x.shape[0]:
+        raise ValueError(f"logits: expected batch size {x.shape[0]}, got shape {tuple(logits.shape)}")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= logits.shape[1]):
+        raise ValueError(f"labels: expected values in [0, {logits.shape[1] - 1}], got values in "
+                         f"[{int(y.min())}, {int(y.max())}]")
+    return nn.functional.cross_entropy(logits, y.to(device=logits.device, dtype=torch.long))
+
+
+@torch.no_grad()
+def classifier_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                        batch_size: int = 1024) -> float:
+    """Fraction of ``x`` whose arg-max logit equals the label, in ``[0, 1]`` (model in eval mode
+    during the call, restored afterwards).
+
+    Parameters
+    ----------
+    model : nn.Module
+        ``model(x) -> logits (N, C)``.
+    x : torch.Tensor, shape (N, ...)
+    y : torch.Tensor, shape (N,), integer
+    batch_size : int, default 1024
+
+    Returns
+    -------
+    float
+    """
+    x, y = _batch_xy((x, y))
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if x.shape[0] == 0:
+        raise ValueError("x: expected at least one example, got an empty batch")
+    device = model_device(model, default=x.device)
+    was_training = model.training
+    model.eval()
+    try:
+        correct = sum(int((model(x[i:i + batch_size].to(device)).argmax(dim=1).cpu()
+                           == y[i:i + batch_size].cpu()).sum())
+                      for i in range(0, x.shape[0], batch_size))
+    finally:
+        model.train(was_training)
+    return correct / x.shape[0]
+
+
+__all__ += ["EncoderClassifier", "classification_loss", "classifier_accuracy"]
+
+
+def labelled_subset(labels: torch.Tensor, per_class: int,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """Indices of a class-balanced random subset: ``per_class`` examples of every class.
+
+    The small-label regime of semi-supervised learning: many images, few of them labelled.
+
+    Parameters
+    ----------
+    labels : torch.Tensor, shape (N,), integer
+        Class labels ``0, ..., C-1``; every class present must have at least ``per_class``
+        examples.
+    per_class : int
+        Examples drawn (without replacement) from each class present in ``labels``.
+    generator : torch.Generator, optional
+        Drives the draws (on the CPU).
+
+    Returns
+    -------
+    torch.Tensor, shape (C * per_class,), long
+        Indices into ``labels`` (on the CPU), class by class in increasing label order.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If ``labels`` is not a 1-D integer tensor, ``per_class < 1``, or a class has fewer than
+        ``per_class`` examples.
+    """
+    check_tensor("labels", labels, ndim=1)
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise TypeError(f"labels: expected an integer tensor, got dtype {labels.dtype}")
+    per_class = check_int("per_class", per_class, minimum=1)
+    labels = labels.cpu()
+    out = []
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == c).flatten()
+        if members.numel() < per_class:
+            raise ValueError(f"per_class: expected at most {members.numel()} (the examples of class "
+                             f"{c}), got {per_class}")
+        out.append(members[randperm(members.numel(), generator, "cpu")[:per_class]])
+    return torch.cat(out)
+
+
+__all__ += ["labelled_subset"]

@@ -566,3 +566,161 @@ class UNet(nn.Module):
 
 
 __all__ += ["RandomFourierFeatures", "FourierTimeMLP", "UNet"]
+
+
+# --- notebook 01: a small convolutional encoder and decoder for 8x8 images ---------------------------
+def _check_image_shape(image_shape: Sequence[int], levels: int) -> tuple[int, int, int]:
+    """``(C, H, W)`` with positive ints and ``H``, ``W`` divisible by ``2 ** levels``."""
+    if isinstance(image_shape, (int, str)) or not isinstance(image_shape, Sequence) or len(image_shape) != 3:
+        raise ValueError(f"image_shape: expected (C, H, W), got {image_shape!r}")
+    c, h, w = (check_int(f"image_shape[{i}]", s, minimum=1) for i, s in enumerate(image_shape))
+    k = 2 ** levels
+    if h % k or w % k:
+        raise ValueError(f"image_shape: expected H and W divisible by {k} ({levels} stride-2 "
+                         f"levels halve them), got {(h, w)}")
+    return c, h, w
+
+
+def _check_channels(channels: Sequence[int]) -> tuple[int, ...]:
+    if isinstance(channels, (int, str)) or not isinstance(channels, Sequence) or not channels:
+        raise ValueError(f"channels: expected a non-empty sequence of ints, got {channels!r}")
+    return tuple(check_int(f"channels[{i}]", c, minimum=1) for i, c in enumerate(channels))
+
+
+class ConvEncoder(nn.Module):
+    """Convolutional encoder ``f_theta``: images ``(N, C, H, W)`` -> codes ``(N, latent_dim)``.
+
+    One level per entry ``c_i`` of ``channels``: a 4x4 convolution with stride 2 (halves ``H`` and
+    ``W``; "strided convolutions instead of pooling", Springenberg et al. 2015, as in DCGAN,
+    Radford et al. 2016), the activation, a 3x3 convolution (padding 1, same size), the activation.
+    Then the feature maps ``(N, c_L, H / 2^L, W / 2^L)`` are flattened and a linear layer gives the
+    code. With ``channels=(16,)`` on 8x8 digits: ``8x8 -> 4x4`` with 16 channels, ``256 -> latent_dim``.
+
+    Every convolution shares its weights across positions, so the encoder has far fewer parameters
+    than an MLP with as many hidden units, but does more arithmetic per image (each weight is used
+    at every position). Examples are processed independently (no batch statistics).
+
+    Parameters
+    ----------
+    image_shape : (int, int, int), default (1, 8, 8)
+        ``(C, H, W)``; ``H`` and ``W`` divisible by ``2 ** len(channels)``.
+    latent_dim : int, default 8
+        Code width ``K``.
+    channels : sequence of int, default (16,)
+        Channels per level (one stride-2 halving each).
+    activation : str or nn.Module class, default "silu"
+
+    Shapes
+    ------
+    ``forward(x)``: ``x`` ``(N, C, H, W)`` floating -> ``(N, latent_dim)``.
+
+    Raises
+    ------
+    ValueError
+        On bad constructor arguments, or an input that is not ``(N, C, H, W)`` with this ``C``,
+        ``H``, ``W`` (the message names ``x`` and gives the expected and the actual shape).
+    TypeError
+        If ``x`` is not a floating tensor.
+
+    References
+    ----------
+    LeCun et al. 1998, "Gradient-based learning applied to document recognition" (convolutional
+    networks); Masci et al. 2011, "Stacked convolutional auto-encoders for hierarchical feature
+    extraction" (convolutional autoencoders).
+    """
+
+    def __init__(self, image_shape: Sequence[int] = (1, 8, 8), latent_dim: int = 8,
+                 channels: Sequence[int] = (16,), activation: str | type[nn.Module] = "silu"):
+        super().__init__()
+        self.channels = _check_channels(channels)
+        self.image_shape = _check_image_shape(image_shape, len(self.channels))
+        self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
+        c, h, w = self.image_shape
+        layers: list[nn.Module] = []
+        prev = c
+        for ch in self.channels:
+            layers += [nn.Conv2d(prev, ch, 4, stride=2, padding=1), make_activation(activation),   # H -> H/2
+                       nn.Conv2d(ch, ch, 3, padding=1), make_activation(activation)]             # same size
+            prev = ch
+        s = 2 ** len(self.channels)
+        self.feature_shape = (prev, h // s, w // s)
+        self.features = nn.Sequential(*layers)
+        self.output = nn.Linear(prev * (h // s) * (w // s), self.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor("x", x, floating=True)
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
+            hint = " (reshape flat vectors to images first, e.g. x.reshape(-1, 1, 8, 8))" if x.dim() == 2 else ""
+            raise ValueError(f"x: ConvEncoder expected images of shape (N, {', '.join(map(str, self.image_shape))}), "
+                             f"got {tuple(x.shape)}{hint}")
+        return self.output(self.features(x).flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """Convolutional decoder ``g_phi``: codes ``(N, latent_dim)`` -> images ``(N, C, H, W)``.
+
+    The mirror image of :class:`ConvEncoder` with the same ``channels``: a linear layer and the
+    activation give feature maps ``(N, c_L, H / 2^L, W / 2^L)``; then per level, from the deepest,
+    a 3x3 convolution and the activation, and a 4x4 transposed convolution with stride 2 (doubles
+    ``H`` and ``W``; the "up-convolution", Dumoulin & Visin 2016, Sec. 4) to the next level's
+    channels, followed by the activation, except after the last, which outputs ``C`` channels and
+    applies ``final_activation``.
+
+    Parameters
+    ----------
+    image_shape : (int, int, int), default (1, 8, 8)
+        ``(C, H, W)`` of the output; ``H`` and ``W`` divisible by ``2 ** len(channels)``.
+    latent_dim : int, default 8
+    channels : sequence of int, default (16,)
+        As in :class:`ConvEncoder` (listed from the input side; the decoder runs them backwards).
+    activation : str or nn.Module class, default "silu"
+    final_activation : str or nn.Module class, optional
+        E.g. ``"tanh"`` for images in ``[-1, 1]``.
+
+    Shapes
+    ------
+    ``forward(z)``: ``z`` ``(N, latent_dim)`` floating -> ``(N, C, H, W)``.
+
+    Raises
+    ------
+    ValueError
+        On bad constructor arguments, or ``z`` not ``(N, latent_dim)``.
+    TypeError
+        If ``z`` is not a floating tensor.
+
+    References
+    ----------
+    Masci et al. 2011 (convolutional autoencoders); Dumoulin & Visin 2016, "A guide to convolution
+    arithmetic for deep learning", Sec. 4 (transposed convolution).
+    """
+
+    def __init__(self, image_shape: Sequence[int] = (1, 8, 8), latent_dim: int = 8,
+                 channels: Sequence[int] = (16,), activation: str | type[nn.Module] = "silu",
+                 final_activation: str | type[nn.Module] | None = None):
+        super().__init__()
+        self.channels = _check_channels(channels)
+        self.image_shape = _check_image_shape(image_shape, len(self.channels))
+        self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
+        c, h, w = self.image_shape
+        s = 2 ** len(self.channels)
+        self.feature_shape = (self.channels[-1], h // s, w // s)
+        self.input = nn.Sequential(nn.Linear(self.latent_dim, self.channels[-1] * (h // s) * (w // s)),
+                                   make_activation(activation), nn.Unflatten(1, self.feature_shape))
+        layers: list[nn.Module] = []
+        outs = (c, *self.channels[:-1])                       # channels after each up-convolution
+        for i in reversed(range(len(self.channels))):
+            ch = self.channels[i]
+            layers += [nn.Conv2d(ch, ch, 3, padding=1), make_activation(activation),
+                       nn.ConvTranspose2d(ch, outs[i], 4, stride=2, padding=1)]             # H -> 2H
+            if i > 0:
+                layers.append(make_activation(activation))
+        if final_activation is not None:
+            layers.append(make_activation(final_activation, "final_activation"))
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        _check_batch("z", z, self.latent_dim, "ConvDecoder")
+        return self.features(self.input(z))
+
+
+__all__ += ["ConvEncoder", "ConvDecoder"]

@@ -347,3 +347,76 @@ def test_random_codes_have_the_codes_mean_and_scaled_std():
         ae.random_codes(codes[:1], 5)
     with pytest.raises(ValueError, match="scale"):
         ae.random_codes(codes, 5, scale=0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# the encoder as the initialization of a classifier (notebook 01, section 6)
+# --------------------------------------------------------------------------------------------
+def test_autoencoder_conv_shapes():
+    torch.manual_seed(0)
+    model = ae.Autoencoder.conv((1, 8, 8), 6, final_activation="tanh")
+    x = torch.rand(5, 1, 8, 8) * 2 - 1
+    assert model.encode(x).shape == (5, 6) and model(x).shape == x.shape
+    with pytest.raises(ValueError, match="x: ConvEncoder"):
+        model(x.flatten(1))
+
+
+def test_classification_loss_is_cross_entropy_by_hand():
+    torch.manual_seed(0)
+    model = ae.EncoderClassifier(nn.Sequential(nn.Flatten(1), nn.Linear(4, 3)), 3, num_classes=5).double()
+    x = torch.randn(7, 2, 2, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3, 4, 0, 4])
+    logits = model(x)
+    assert logits.shape == (7, 5)
+    by_hand = -(logits[torch.arange(7), y] - torch.log(torch.exp(logits).sum(dim=1))).mean()
+    torch.testing.assert_close(ae.classification_loss(model, (x, y)), by_hand, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="labels"):
+        ae.classification_loss(model, (x, torch.tensor([0, 1, 2, 3, 4, 0, 5])))
+    with pytest.raises(TypeError, match="labels"):
+        ae.classification_loss(model, (x, y.double()))
+    with pytest.raises(TypeError, match="batch"):
+        ae.classification_loss(model, x)
+    with pytest.raises(ValueError, match="labels"):
+        ae.classification_loss(model, (x, y[:3]))
+
+
+def test_classifier_accuracy_counts_argmax_hits():
+    model = ae.EncoderClassifier(nn.Identity(), 3, num_classes=3)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.eye(3))
+        model.head.bias.zero_()
+    x = torch.tensor([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0], [5.0, 0, 0]])
+    assert ae.classifier_accuracy(model, x, torch.tensor([0, 1, 2, 0])) == 1.0
+    assert ae.classifier_accuracy(model, x, torch.tensor([0, 1, 0, 1]), batch_size=3) == 0.5
+    with pytest.raises(ValueError, match="encoder: expected codes of shape"):
+        ae.EncoderClassifier(nn.Identity(), 4)(x)
+
+
+def test_from_autoencoder_copies_the_encoder_and_fine_tuning_leaves_the_autoencoder_alone():
+    torch.manual_seed(0)
+    auto = ae.Autoencoder.mlp((1, 8, 8), 4, hidden=(16,))
+    clf = ae.EncoderClassifier.from_autoencoder(auto, 4, num_classes=10)
+    x = torch.randn(6, 1, 8, 8)
+    torch.testing.assert_close(clf.encoder(x), auto.encode(x))      # the same function ...
+    assert all(p is not q for p, q in zip(clf.encoder.parameters(), auto.encoder.parameters()))
+    before = [p.detach().clone() for p in auto.parameters()]
+    y = torch.arange(6) % 10
+    fit(clf, ae.classification_loss, (x, y), num_steps=20, lr=1e-2, device="cpu", progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, auto.parameters()))   # ... but a copy
+    assert ae.classifier_accuracy(clf, x, y) == 1.0                             # it fits 6 points
+    with pytest.raises(TypeError, match="autoencoder"):
+        ae.EncoderClassifier.from_autoencoder(nn.Linear(2, 2), 2)
+
+
+def test_labelled_subset_is_balanced_distinct_and_random():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (500,), generator=g)
+    idx = ae.labelled_subset(labels, 5, generator=torch.Generator().manual_seed(1))
+    assert idx.shape == (50,) and idx.unique().numel() == 50
+    assert torch.equal(torch.bincount(labels[idx], minlength=10), torch.full((10,), 5))
+    other = ae.labelled_subset(labels, 5, generator=torch.Generator().manual_seed(2))
+    assert not torch.equal(idx, other)
+    with pytest.raises(ValueError, match="per_class"):
+        ae.labelled_subset(labels, 1000)
+    with pytest.raises(TypeError, match="labels"):
+        ae.labelled_subset(labels.float(), 5)

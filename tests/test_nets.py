@@ -311,3 +311,72 @@ def test_fourier_time_mlp_shape_dependence_and_errors(device, generator):
         model(torch.randn(4, 3, device=device), 0)
     with pytest.raises(ValueError, match="scale"):
         RandomFourierFeatures(2, scale=0.0)
+
+
+# ================================================================================================
+# notebook 01: the convolutional encoder and decoder
+# ================================================================================================
+from course_lib.nets import ConvDecoder, ConvEncoder  # noqa: E402
+
+
+def test_conv_encoder_decoder_shapes_and_parameter_count(device):
+    torch.manual_seed(0)
+    enc, dec = ConvEncoder((1, 8, 8), 8).to(device), ConvDecoder((1, 8, 8), 8, final_activation="tanh").to(device)
+    x = torch.rand(5, 1, 8, 8, device=device) * 2 - 1
+    z = enc(x)
+    assert z.shape == (5, 8) and dec(z).shape == (5, 1, 8, 8) and dec(z).abs().max() <= 1
+    # By hand: conv 1->16 4x4 (16*16+16), conv 16->16 3x3 (16*16*9+16), linear 256->8 (2056).
+    assert sum(p.numel() for p in enc.parameters()) == (16 * 16 + 16) + (16 * 16 * 9 + 16) + (256 * 8 + 8)
+    # Decoder: linear 8->256 (2304), conv 16->16 3x3 (2320), transposed conv 16->1 4x4 (256 + 1).
+    assert sum(p.numel() for p in dec.parameters()) == (8 * 256 + 256) + (16 * 16 * 9 + 16) + (16 * 16 + 1)
+    big_e = ConvEncoder((3, 16, 12), 4, channels=(8, 16)).double()
+    big_d = ConvDecoder((3, 16, 12), 4, channels=(8, 16)).double()
+    assert big_e.feature_shape == (16, 4, 3)
+    out = big_d(big_e(torch.randn(2, 3, 16, 12, dtype=torch.float64)))
+    assert out.shape == (2, 3, 16, 12) and out.dtype == torch.float64
+
+
+def test_conv_encoder_examples_are_independent_and_every_pixel_counts():
+    torch.manual_seed(0)
+    enc = ConvEncoder().double()
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(enc(x)[1:2], enc(x[1:2]))
+    x.requires_grad_(True)
+    (g,) = torch.autograd.grad(enc(x)[0].sum(), x)
+    assert (g[0].abs() > 0).all() and (g[1:] == 0).all()   # code 0 sees all of image 0, nothing else
+
+
+def test_conv_nets_bad_input_raise_with_the_argument_name():
+    enc, dec = ConvEncoder(), ConvDecoder()
+    with pytest.raises(ValueError, match=r"x: ConvEncoder expected images of shape \(N, 1, 8, 8\), got \(3, 64\)"):
+        enc(torch.zeros(3, 64))
+    with pytest.raises(ValueError, match=r"x: .*got \(3, 1, 6, 6\)"):
+        enc(torch.zeros(3, 1, 6, 6))
+    with pytest.raises(ValueError, match=r"x: .*got \(3, 3, 8, 8\)"):
+        enc(torch.zeros(3, 3, 8, 8))
+    with pytest.raises(TypeError, match="x"):
+        enc(torch.zeros(3, 1, 8, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"z: ConvDecoder expected shape \(N, 8\), got \(3, 7\)"):
+        dec(torch.zeros(3, 7))
+    with pytest.raises(ValueError, match="image_shape.*divisible by 4"):
+        ConvEncoder((1, 6, 6), channels=(8, 16))
+    with pytest.raises(ValueError, match="image_shape"):
+        ConvDecoder((8, 8))
+    with pytest.raises(ValueError, match="channels"):
+        ConvEncoder(channels=())
+    with pytest.raises(ValueError, match="latent_dim"):
+        ConvDecoder(latent_dim=0)
+
+
+def test_conv_autoencoder_tiny_overfit():
+    """A few hundred steps on 8 digits-like images drive the reconstruction error far down."""
+    from course_lib.autoencoders import Autoencoder, ae_loss
+    from course_lib.train import fit
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(8, 1, 8, 8, generator=g) > 0.5).float() * 2 - 1
+    model = Autoencoder.conv(final_activation="tanh")
+    start = ae_loss(model, x).item()
+    fit(model, ae_loss, x, num_steps=300, lr=1e-2, device="cpu", generator=g, progress=False)
+    assert ae_loss(model, x).item() < 0.2 * start

@@ -2053,7 +2053,7 @@ def indi_sample(denoiser, x1: torch.Tensor, num_steps: int, forward_std: Forward
 
 
 def indi_mixture_marginal(mixture, t: float, forward_std: ForwardStd | None = None):
-    r"""The exact law of InDI's :math:`x_t = (1-t)x_0 + t y + s_t\varepsilon`, mixture data, :math:`y \sim \mathcal N(0, I)`.
+    r"""The exact law of InDI's :math:`x_t = (1-t)x_0 + t y + s_t\varepsilon` for mixture data, y ~ N(0, I).
 
     .. math::  p_t = \sum_k w_k\,\mathcal N\big((1-t)\mu_k,\ \mathrm{diag}((1-t)^2 s_k^2 + t^2 + s_t^2)\big)
 

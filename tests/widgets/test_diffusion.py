@@ -65,3 +65,18 @@ def test_magical_scalars_explorer_never_offers_an_invalid_a():
     magical.value = True  # ticking it again clamps a to 1 instead of raising in the output
     assert a.value == 1.0
     assert "Traceback" not in str(box.children[-1].outputs)
+
+
+def test_mmse_and_sample_panel_plots():
+    x = torch.rand(5, 64) * 2 - 1
+    fig = widgets.plot_mmse_vs_posterior(x, x + torch.randn(5, 64), 0.5 * x, torch.stack([x, -x]))
+    assert len(fig.axes) == 1
+    plt.close(fig)
+    with pytest.raises(ValueError, match="expected 5 images"):
+        widgets.plot_mmse_vs_posterior(x, x[:4], x, x[None])
+    mix, _, _ = _setup()
+    fig = widgets.plot_sample_panels([("a", torch.randn(100, 2)), ("b", torch.randn(50, 2))], mix.means)
+    assert len(fig.axes) == 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match="panels"):
+        widgets.plot_sample_panels([])

@@ -730,9 +730,9 @@ assert tweedie_err < 1e-10
 # InDI's training (Delbracio & Milanfar 2023, Eq. 7): $\min_\theta \mathbb E_{t, x_0, y}\|D_\theta(x_t, t) - x_0\|^2$
 # with $t \sim \mathrm{Uniform}[0, 1]$ (`D.indi_loss`), one network for every $t$: the same Fourier-feature
 # MLP as in section 1, predicting $x_0$, with $t \in [0, 1]$ fed to the sinusoidal embedding scaled
-# by 1000. 1500 Adam steps (half of section 1's budget, to keep the notebook cheap). As in section 1, the excess of its loss over the exact
-# denoiser's is exactly $\mathbb E\|D_\theta - D^*\|^2$ (the cross term vanishes because
-# $D^* = \mathbb E[x_0 \mid x_t]$), asserted within 5 standard errors on 8192 fresh draws. Then sampling
+# by 1000. 1500 Adam steps (half of section 1's budget, to keep the notebook cheap). As in section 1,
+# the excess of its loss over the exact denoiser's is exactly $\mathbb E\|D_\theta - D^*\|^2$ (the cross
+# term vanishes because $D^* = \mathbb E[x_0 \mid x_t]$), asserted within 5 standard errors on 8192 fresh draws. Then sampling
 # with it, against the exact $D^*$ of 4.2, by the mode-coverage protocol.
 
 # %%

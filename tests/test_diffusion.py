@@ -1237,7 +1237,7 @@ def test_indi_interpolate_endpoints_and_noise():
         D.indi_interpolate(x0, y, 0.5, fs)
 
 
-def _mix1d():
+def _indi_mix1d():
     return GaussianMixture(torch.tensor([[-1.0], [0.7]], dtype=F64), torch.tensor([0.3, 0.5], dtype=F64),
                            torch.tensor([0.4, 0.6], dtype=F64))
 
@@ -1246,7 +1246,7 @@ def _mix1d():
 def test_indi_mixture_denoiser_by_quadrature_and_tweedie(noisy):
     """E[x0 | x_t] by quadrature over x0 (scipy); Tweedie (1-t) E[x0|x_t] = x_t + v_t grad log p_t(x_t)
     with p_t's score from the mixture's own score formula."""
-    mix = _mix1d()
+    mix = _indi_mix1d()
     fs = (lambda t: t * _sigma(t)) if noisy else None
     den = D.indi_mixture_denoiser(mix, fs)
     w, mu, sd = mix.weights.numpy(), mix.means[:, 0].numpy(), mix.stds[:, 0].numpy()
@@ -1269,7 +1269,7 @@ def test_indi_mixture_denoiser_by_quadrature_and_tweedie(noisy):
 
 
 def test_indi_mixture_marginal_is_the_law_of_indi_interpolate():
-    mix = _mix1d()
+    mix = _indi_mix1d()
     fs = lambda t: torch.sqrt(t) * _sigma(t)                              # noqa: E731
     n = 40_000
     for t in (0.0, 0.4, 1.0):
@@ -1352,7 +1352,7 @@ def test_indi_sample_trajectory_and_errors():
 def test_indi_loss_is_minimized_by_the_exact_denoiser():
     """Orthogonality of the MMSE error: E[(x0 - D*(x_t)) h(x_t, t)] = 0 for any h, so adding h to D*
     raises the loss by E h^2 (paired Monte Carlo, 5 s.e.); and the loss reconstructs by hand."""
-    mix = _mix1d()
+    mix = _indi_mix1d()
     den = D.indi_mixture_denoiser(mix)
     x0 = mix.sample(50_000, generator=_gen(100))
     seen = {}
@@ -1374,7 +1374,7 @@ def test_indi_loss_is_minimized_by_the_exact_denoiser():
 def test_mixture_posterior_sample_matches_the_posterior():
     """For fixed y, draws have the posterior's mean (posterior_mean) and variance (posterior_covariance),
     and their CDF matches the posterior's by quadrature (KS test); E||x - x_post||^2 = 2 E||x - E[x|y]||^2."""
-    mix = _mix1d()
+    mix = _indi_mix1d()
     n, sigma = 40_000, 0.8
     for yv in (-0.5, 0.3, 1.5):
         y = torch.full((n, 1), yv, dtype=F64)

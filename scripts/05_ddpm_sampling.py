@@ -732,8 +732,9 @@ assert tweedie_err < 1e-10
 # MLP as in section 1, predicting $x_0$, with $t \in [0, 1]$ fed to the sinusoidal embedding scaled
 # by 1000. 1500 Adam steps (half of section 1's budget, to keep the notebook cheap). As in section 1,
 # the excess of its loss over the exact denoiser's is exactly $\mathbb E\|D_\theta - D^*\|^2$ (the cross
-# term vanishes because $D^* = \mathbb E[x_0 \mid x_t]$), asserted within 5 standard errors on 8192 fresh
-# draws. Then sampling with it, against the exact $D^*$ of 4.2, by the mode-coverage protocol.
+# term vanishes because $D^* = \mathbb E[x_0 \mid x_t]$), asserted within 5 standard errors on 8192
+# draws (section 1's data points, fresh $t$ and $y$). Then sampling with it, against the exact $D^*$
+# of 4.2, by the mode-coverage protocol.
 
 # %%
 indi_net = nets.FourierTimeMLP(2, num_features=64, scale=1.0, hidden=128, num_layers=3, time_scale=1000.0)

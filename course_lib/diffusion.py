@@ -1863,7 +1863,7 @@ def indi_interpolate(x0: torch.Tensor, y: torch.Tensor, t, forward_std: ForwardS
         Time in ``[0, 1]``: ``t = 0`` is the data, ``t = 1`` the degraded ``y``.
     forward_std : callable, optional
         :math:`s_t` = ``forward_std(t)`` (tensor in, tensor out), the std of the extra noise of the
-        stochastic version; Delbracio & Milanfar (2023, §3.3) take :math:`s_t = t\,\sigma_t`.
+        stochastic version; Delbracio & Milanfar (2023) take :math:`s_t = t\,\sigma_t` in their stochastic version.
         None: no extra noise (``noise`` is then ignored).
     noise : tensor (N, ...), optional
         :math:`\varepsilon`; required when ``forward_std`` is given.
@@ -1879,7 +1879,7 @@ def indi_interpolate(x0: torch.Tensor, y: torch.Tensor, t, forward_std: ForwardS
 
     References
     ----------
-    Delbracio & Milanfar (2023), Eq. 3 and §3.3.
+    Delbracio & Milanfar (2023): the degradation path and its stochastic version.
     """
     x0, y = _check_data("x0", x0), _check_data("y", y)
     if x0.shape != y.shape:
@@ -1924,7 +1924,7 @@ def indi_loss(model, x0: torch.Tensor, generator: torch.Generator | None = None,
 
     References
     ----------
-    Delbracio & Milanfar (2023), Eq. 7.
+    Delbracio & Milanfar (2023): the training objective (one denoiser for all t).
     """
     x0 = _check_data("x0", x0)
     n = x0.shape[0]
@@ -1973,7 +1973,7 @@ def indi_update_std(t: float, t_next: float, forward_std: ForwardStd | None = No
 
     References
     ----------
-    Delbracio & Milanfar (2023), §3.3 (the stochastic version, :math:`s_t = t\sigma_t`).
+    Delbracio & Milanfar (2023), the stochastic version (:math:`s_t = t\sigma_t`).
     """
     t, t_next = float(t), float(t_next)
     if not 0 <= t_next < t <= 1:
@@ -2031,7 +2031,7 @@ def indi_sample(denoiser, x1: torch.Tensor, num_steps: int, forward_std: Forward
 
     References
     ----------
-    Delbracio & Milanfar (2023), Eq. 9 (deterministic) and §3.3 (stochastic).
+    Delbracio & Milanfar (2023): the incremental reconstruction (deterministic and stochastic).
     """
     x = _check_data("x1", x1)
     num_steps = check_int("num_steps", num_steps, minimum=1)
@@ -2130,7 +2130,7 @@ def indi_mixture_denoiser(mixture, forward_std: ForwardStd | None = None) -> Ind
 
     References
     ----------
-    Delbracio & Milanfar (2023), Eq. 5; Efron (2011).
+    Delbracio & Milanfar (2023); Efron (2011).
     """
     return IndiMixtureDenoiser(mixture, forward_std)
 

@@ -617,7 +617,7 @@ assert mi[T - 1][0] <= l_T + 5 * mi[T - 1][1] and mi[T - 1][0] + 5 * mi[T - 1][1
 # exactly **twice** the MMSE, when $x$ is drawn from the prior (the two are i.i.d. given $y$). Yet
 # $(x', y)$ has the same law as $(x, y)$, so $x'$ is distributed exactly like the data, while
 # $\hat x$ averages all the images that $y$ leaves plausible: it is blurry. This is why the squared
-# error is a poor measure of image quality (Delbracio & Milanfar 2023, §2; Chan 2024): the estimate
+# error is a poor measure of image quality (Delbracio & Milanfar 2023; [Chan 2024](../docs/bibliography.md#chan2024)): the estimate
 # that wins on it is not an image one would draw.
 #
 # To make both exact and cheap, take as prior the **empirical distribution of the 1797 digits**,
@@ -727,7 +727,7 @@ assert tweedie_err < 1e-10
 # %% [markdown]
 # ### 4.4 One trained denoiser for all $t$
 #
-# InDI's training (Delbracio & Milanfar 2023, Eq. 7): $\min_\theta \mathbb E_{t, x_0, y}\|D_\theta(x_t, t) - x_0\|^2$
+# InDI's training (Delbracio & Milanfar 2023): $\min_\theta \mathbb E_{t, x_0, y}\|D_\theta(x_t, t) - x_0\|^2$
 # with $t \sim \mathrm{Uniform}[0, 1]$ (`D.indi_loss`), one network for every $t$: the same Fourier-feature
 # MLP as in section 1, predicting $x_0$, with $t \in [0, 1]$ fed to the sinusoidal embedding scaled
 # by 1000. 1500 Adam steps (half of section 1's budget, to keep the notebook cheap). As in section 1,
@@ -793,7 +793,7 @@ widgets.plot_sample_panels([("InDI, exact denoiser", x_indi.float() * data_scale
 # %% [markdown]
 # ### 4.5 The stochastic version, and its noise levels
 #
-# Delbracio & Milanfar (2023, §3.3) add noise to the path, $x_t = (1-t)x_0 + t y + s_t\varepsilon$,
+# Delbracio & Milanfar (2023) also add noise to the path, $x_t = (1-t)x_0 + t y + s_t\varepsilon$,
 # with $s_t = t\,\sigma_t$ for a sequence of levels $\sigma_t$, train the denoiser on it, and sample with
 #
 # $$\hat x_{t-\tau} = \Big(1-\frac\tau t\Big)\hat x_t + \frac\tau t\,D(\hat x_t, t) + c_{t,\tau}\,\varepsilon' .$$

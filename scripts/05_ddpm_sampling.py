@@ -617,8 +617,9 @@ assert mi[T - 1][0] <= l_T + 5 * mi[T - 1][1] and mi[T - 1][0] + 5 * mi[T - 1][1
 # exactly **twice** the MMSE, when $x$ is drawn from the prior (the two are i.i.d. given $y$). Yet
 # $(x', y)$ has the same law as $(x, y)$, so $x'$ is distributed exactly like the data, while
 # $\hat x$ averages all the images that $y$ leaves plausible: it is blurry. This is why the squared
-# error is a poor measure of image quality (Delbracio & Milanfar 2023; [Chan 2024](../docs/bibliography.md#chan2024)): the estimate
-# that wins on it is not an image one would draw.
+# error is a poor measure of image quality (Delbracio & Milanfar 2023;
+# [Chan 2024](../docs/bibliography.md#chan2024)): the estimate that wins on it is not an image one
+# would draw.
 #
 # To make both exact and cheap, take as prior the **empirical distribution of the 1797 digits**,
 # slightly smoothed: a Gaussian mixture with one component of std 0.02 on each image

@@ -50,7 +50,7 @@ from typing import NamedTuple
 import torch
 
 from course_lib._checks import call_checked, check_int
-from course_lib._primitives import model_device, randint, randn
+from course_lib._primitives import draw_device, model_device, randint, randn
 from course_lib._primitives import progress as progress_bar
 from course_lib.gaussians import diag_gaussian_log_prob, gaussian_kl, gaussian_log_likelihood
 
@@ -1204,7 +1204,8 @@ def ddim_sample(schedule: NoiseSchedule, model: Model, shape, num_steps: int, et
 # Training loss and variational bound
 # ================================================================================================
 def loss_simple(schedule: NoiseSchedule, model: Model, x0: torch.Tensor,
-                generator: torch.Generator | None = None, prediction: str = "eps") -> torch.Tensor:
+                generator: torch.Generator | None = None, prediction: str = "eps",
+                weights: torch.Tensor | None = None) -> torch.Tensor:
     r""":math:`L_\text{simple}`, Algorithm 1 of Ho et al. (2020): noise-prediction mean squared error.
 
     .. math::  L_\text{simple} = E_{t, x_0, \varepsilon}\big\|\varepsilon
@@ -1226,6 +1227,12 @@ def loss_simple(schedule: NoiseSchedule, model: Model, x0: torch.Tensor,
     prediction : {"eps", "x0", "v"}
         The model's target: :math:`\varepsilon` (Algorithm 1, the default), :math:`x_0`, or
         :math:`v = \sqrt{\bar\alpha_t}\varepsilon - \sqrt{1-\bar\alpha_t}x_0`.
+    weights : tensor (T,), optional
+        A weight :math:`\lambda_t` per **0-based** step multiplying each example's mean squared
+        error; None (the default) is :math:`L_\text{simple}`'s :math:`\lambda_t = 1`. With
+        ``prediction="eps"`` and ``weights = D * vlb_weights(schedule)`` the loss is the
+        model-dependent part of the variational bound per example divided by ``T`` (Ho et al. 2020,
+        Eq. 12; :func:`vlb_weights`).
 
     Returns
     -------
@@ -1244,6 +1251,12 @@ def loss_simple(schedule: NoiseSchedule, model: Model, x0: torch.Tensor,
     x0, _ = _check_batch(schedule, "x0", x0)
     _check_options(prediction)
     T = schedule.num_steps
+    if weights is not None:
+        if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (T,):
+            raise ValueError(f"weights: expected a tensor of shape ({T},), one weight per step, got "
+                             f"{tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__}")
+        if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+            raise ValueError("weights: expected finite non-negative weights")
     t = randint(T, (x0.shape[0],), generator, x0.device)        # t ~ Uniform({0, ..., T-1})
     eps = randn(x0.shape, generator, x0.device, x0.dtype)      # eps ~ N(0, I)
     xt = _q_sample(schedule, x0, t, eps)
@@ -1255,7 +1268,10 @@ def loss_simple(schedule: NoiseSchedule, model: Model, x0: torch.Tensor,
     else:
         target = (_extract(schedule.sqrt_alphas_cumprod, t, x0) * eps
                   - _extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0) * x0)
-    return ((target - out) ** 2).mean()                          # mean over dims and batch
+    if weights is None:
+        return ((target - out) ** 2).mean()                      # mean over dims and batch
+    per_example = ((target - out) ** 2).flatten(1).mean(1)
+    return (_extract(weights, t, per_example) * per_example).mean()
 
 
 class VLBTerms(NamedTuple):
@@ -1760,6 +1776,416 @@ def noised_mixture(mixture, schedule: NoiseSchedule, t: int):
     return mixture.scale(math.sqrt(ab)).convolve(math.sqrt(1 - ab))
 
 
+__all__ += ["variance_recursion", "scaled_chain", "noised_mixture"]
+
+
+# ================================================================================================
+# Notebook 05: the ELBO's own weights on the eps error (L_simple vs the true bound)
+# ================================================================================================
+def vlb_weights(schedule: NoiseSchedule, variance: str = "small") -> torch.Tensor:
+    r"""The variational bound's weight :math:`\lambda_t` on the squared noise error at each step.
+
+    With the eps-parameterization, every term of the bound is, up to a constant that does not
+    depend on the model,
+
+    .. math::  L_{t-1} = \lambda_t\, \|\varepsilon - \varepsilon_\theta(x_t, t)\|^2,\qquad
+               \lambda_t = \frac{\beta_t^2}{2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)}
+
+    (Ho et al. 2020, Eq. 12), the decoder term :math:`L_0` included (at index 0, where
+    :math:`1-\bar\alpha_1 = \beta_1` gives :math:`\beta_1/(2\sigma_1^2\alpha_1)`). :math:`L_\text{simple}`
+    replaces every :math:`\lambda_t` by 1; ``loss_simple(..., weights=D * vlb_weights(schedule))``
+    is the model-dependent part of the bound per example, averaged over the steps (a constant
+    factor ``T``).
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    variance : {"small", "large"}
+        The reverse variance :math:`\sigma_t^2` of :func:`p_mean_variance` (``"small"``:
+        :math:`\tilde\beta_t`, clipped at index 0 as there; ``"large"``: :math:`\beta_t`).
+
+    Returns
+    -------
+    tensor (T,)
+        :math:`\lambda_t` for the **0-based** steps, in the schedule's dtype (float64 unless on MPS);
+        nats per unit squared error summed over the data dimensions.
+
+    Raises
+    ------
+    ValueError
+        Bad ``variance``.
+
+    References
+    ----------
+    Ho et al. (2020), Eq. 12 and §3.4 (L_simple drops these weights).
+    """
+    _check_schedule(schedule)
+    _check_options(variance=variance)
+    var = torch.exp(_reverse_log_variance(schedule, variance))
+    return schedule.betas**2 / (2 * var * schedule.alphas * (1 - schedule.alphas_cumprod))
+
+
+# ================================================================================================
+# Notebook 05: InDI, inversion by direct denoising (Delbracio & Milanfar 2023)
+# ================================================================================================
+ForwardStd = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _indi_t(name: str, t, like: torch.Tensor) -> torch.Tensor:
+    """``t`` as a tensor broadcastable against ``like`` (N, ...): a number, 0-d or (N,), in [0, 1]."""
+    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    if t.dim() == 1 and t.shape[0] == like.shape[0]:
+        t = t.reshape(-1, *([1] * (like.dim() - 1)))
+    elif t.dim() != 0:
+        raise ValueError(f"{name}: expected a number or a tensor of shape ({like.shape[0]},), "
+                         f"got shape {tuple(t.shape)}")
+    if not bool(((t >= 0) & (t <= 1)).all()):
+        raise ValueError(f"{name}: expected times in [0, 1], got values in "
+                         f"[{float(t.min())}, {float(t.max())}]")
+    return t
+
+
+def _forward_std(forward_std, t: torch.Tensor) -> torch.Tensor:
+    if forward_std is None:
+        return torch.zeros_like(t)
+    return torch.as_tensor(forward_std(t), dtype=t.dtype, device=t.device)
+
+
+def indi_interpolate(x0: torch.Tensor, y: torch.Tensor, t, forward_std: ForwardStd | None = None,
+                     noise: torch.Tensor | None = None) -> torch.Tensor:
+    r"""InDI's degradation path :math:`x_t = (1-t)\,x_0 + t\,y + s_t\,\varepsilon`.
+
+    Parameters
+    ----------
+    x0, y : tensor (N, ...)
+        Clean data and its degraded version (for generation, pure noise :math:`y \sim \mathcal N(0, I)`).
+    t : float or tensor (N,)
+        Time in ``[0, 1]``: ``t = 0`` is the data, ``t = 1`` the degraded ``y``.
+    forward_std : callable, optional
+        :math:`s_t` = ``forward_std(t)`` (tensor in, tensor out), the std of the extra noise of the
+        stochastic version; Delbracio & Milanfar (2023) take :math:`s_t = t\,\sigma_t` in their stochastic version.
+        None: no extra noise (``noise`` is then ignored).
+    noise : tensor (N, ...), optional
+        :math:`\varepsilon`; required when ``forward_std`` is given.
+
+    Returns
+    -------
+    tensor (N, ...)
+
+    Raises
+    ------
+    ValueError
+        Shapes that differ; ``t`` outside ``[0, 1]`` or of the wrong shape; ``noise`` missing.
+
+    References
+    ----------
+    Delbracio & Milanfar (2023): the degradation path and its stochastic version.
+    """
+    x0, y = _check_data("x0", x0), _check_data("y", y)
+    if x0.shape != y.shape:
+        raise ValueError(f"y: expected the shape of x0 {tuple(x0.shape)}, got {tuple(y.shape)}")
+    t = _indi_t("t", t, x0)
+    xt = (1 - t) * x0 + t * y
+    if forward_std is not None:
+        if noise is None or noise.shape != x0.shape:
+            raise ValueError(f"noise: expected a tensor of shape {tuple(x0.shape)} with forward_std, "
+                             f"got {None if noise is None else tuple(noise.shape)}")
+        xt = xt + _forward_std(forward_std, t) * noise
+    return xt
+
+
+def indi_loss(model, x0: torch.Tensor, generator: torch.Generator | None = None,
+              forward_std: ForwardStd | None = None) -> torch.Tensor:
+    r"""InDI's training loss: one denoiser for all times, :math:`E_{t, x_0, y}\|D_\theta(x_t, t) - x_0\|^2`.
+
+    :math:`t \sim \mathrm{Uniform}[0, 1]`, :math:`y \sim \mathcal N(0, I)` (generation from noise)
+    and, with ``forward_std``, :math:`\varepsilon \sim \mathcal N(0, I)`, one of each per example;
+    :math:`x_t` from :func:`indi_interpolate`. The minimizer is the MMSE denoiser
+    :math:`D^*(x_t, t) = E[x_0 \mid x_t]`. The squared error is averaged over the data dimensions
+    and the batch (as :func:`loss_simple`).
+
+    Parameters
+    ----------
+    model : callable
+        ``model(xt, t) -> x0_hat``, ``t`` a float tensor ``(N,)`` in ``[0, 1]``.
+    x0 : tensor (N, ...)
+    generator : torch.Generator, optional
+    forward_std : callable, optional
+        As in :func:`indi_interpolate`.
+
+    Returns
+    -------
+    tensor ()
+
+    Raises
+    ------
+    ValueError
+        A model output of the wrong shape.
+
+    References
+    ----------
+    Delbracio & Milanfar (2023): the training objective (one denoiser for all t).
+    """
+    x0 = _check_data("x0", x0)
+    n = x0.shape[0]
+    t = torch.rand(n, generator=generator, device=draw_device(generator, x0.device),
+                   dtype=x0.dtype).to(x0.device)
+    y = randn(x0.shape, generator, x0.device, x0.dtype)
+    noise = randn(x0.shape, generator, x0.device, x0.dtype) if forward_std is not None else None
+    xt = indi_interpolate(x0, y, t, forward_std, noise)
+    out = call_checked("model", model, xt, t, call="model(xt, t)")
+    if out.shape != x0.shape:
+        raise ValueError(f"model: expected an output of shape {tuple(x0.shape)}, got {tuple(out.shape)}")
+    return ((out - x0) ** 2).mean()
+
+
+def indi_update_std(t: float, t_next: float, forward_std: ForwardStd | None = None) -> float:
+    r"""The noise std of the stochastic InDI step from ``t`` to ``t_next`` that keeps the marginals.
+
+    The step :math:`x_{t'} = (1-\tfrac{\tau}{t})x_t + \tfrac{\tau}{t}x_0 + c\,\varepsilon'`, with
+    :math:`t' = t-\tau`, maps :math:`x_t = (1-t)x_0 + t y + s_t\varepsilon` to
+    :math:`(1-t')x_0 + t'y + \sqrt{(t'/t)^2 s_t^2 + c^2}\,\varepsilon''`, so it reproduces the path at
+    :math:`t'` exactly when
+
+    .. math::  c^2 = s_{t'}^2 - \Big(\frac{t'}{t}\Big)^2 s_t^2 .
+
+    For :math:`s_t = t\sigma_t` (Delbracio & Milanfar 2023) this is
+    :math:`c = t'\sqrt{\sigma_{t'}^2 - \sigma_t^2}`; for :math:`s_t = \sqrt t\,\sigma_t` it is
+    :math:`c = \sqrt{t'}\sqrt{\sigma_{t'}^2 - (t'/t)\sigma_t^2}`, not :math:`t'\sqrt{\sigma_{t'}^2-\sigma_t^2}`.
+
+    Parameters
+    ----------
+    t, t_next : float
+        ``0 <= t_next < t <= 1``.
+    forward_std : callable, optional
+        :math:`s_t`; None gives 0 (the deterministic iteration).
+
+    Returns
+    -------
+    float
+        :math:`c \ge 0`.
+
+    Raises
+    ------
+    ValueError
+        Times out of order or outside ``[0, 1]``; :math:`c^2 < 0` beyond rounding (the path's noise
+        shrinks faster than the step can remove it: :math:`s_{t'} < (t'/t)s_t`).
+
+    References
+    ----------
+    Delbracio & Milanfar (2023), the stochastic version (:math:`s_t = t\sigma_t`).
+    """
+    t, t_next = float(t), float(t_next)
+    if not 0 <= t_next < t <= 1:
+        raise ValueError(f"t, t_next: expected 0 <= t_next < t <= 1, got t = {t}, t_next = {t_next}")
+    if forward_std is None:
+        return 0.0
+    s = float(forward_std(torch.tensor(t, dtype=torch.float64)))
+    s_next = float(forward_std(torch.tensor(t_next, dtype=torch.float64)))
+    c2 = s_next**2 - (t_next / t) ** 2 * s**2
+    if c2 < -1e-12 * max(s_next**2, 1e-300):
+        raise ValueError(f"forward_std: the step from t = {t} to {t_next} needs s(t_next) >= "
+                         f"(t_next / t) s(t), got s(t_next) = {s_next}, s(t) = {s}")
+    return math.sqrt(max(c2, 0.0))
+
+
+def indi_sample(denoiser, x1: torch.Tensor, num_steps: int, forward_std: ForwardStd | None = None,
+                update_std: Callable[[float, float], float] | None = None,
+                generator: torch.Generator | None = None, trajectory: bool = False):
+    r"""InDI's incremental denoising from ``t = 1`` to ``t = 0`` in ``num_steps`` equal steps.
+
+    .. math::  \hat x_{t-\tau} = \Big(1-\frac\tau t\Big)\hat x_t + \frac\tau t\,D(\hat x_t, t)
+               + c_{t,\tau}\,\varepsilon
+
+    with :math:`D(x_t, t) \approx E[x_0 \mid x_t]`. Without noise it is Euler's method for the ODE
+    :math:`dx_t/dt = (x_t - D(x_t, t))/t`, whose exact solution carries the marginals of the path
+    (with :math:`D = E[x_0 \mid x_t]`, :math:`(x_t - D)/t = E[y - x_0 \mid x_t]` is the path's mean
+    velocity). The last step (``t = tau``) returns :math:`D(\hat x_\tau, \tau)`.
+
+    Parameters
+    ----------
+    denoiser : callable
+        ``denoiser(x, t) -> x0_hat`` with ``t`` a float tensor ``(N,)`` (all equal) in ``(0, 1]``.
+    x1 : tensor (N, ...)
+        The start, a draw of :math:`x_1 = y + s_1\varepsilon`.
+    num_steps : int
+        >= 1.
+    forward_std : callable, optional
+        :math:`s_t` of the path the denoiser was trained on; the step noise is then
+        :func:`indi_update_std` (the consistent one) unless ``update_std`` is given.
+    update_std : callable, optional
+        ``update_std(t, t_next) -> c``: overrides the step noise (to try inconsistent choices).
+    generator : torch.Generator, optional
+        Drives the step noise.
+    trajectory : bool
+        Also return the states ``(num_steps + 1, N, ...)``, ``[0]`` = ``x1``, ``[-1]`` = the output.
+
+    Returns
+    -------
+    tensor (N, ...), or (tensor, tensor) with ``trajectory``
+
+    Raises
+    ------
+    ValueError
+        ``num_steps < 1``; a denoiser output of the wrong shape; see :func:`indi_update_std`.
+
+    References
+    ----------
+    Delbracio & Milanfar (2023): the incremental reconstruction (deterministic and stochastic).
+    """
+    x = _check_data("x1", x1)
+    num_steps = check_int("num_steps", num_steps, minimum=1)
+    ts = torch.linspace(1, 0, num_steps + 1, dtype=torch.float64).tolist()
+    path = [x] if trajectory else None
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        tt = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+        den = call_checked("denoiser", denoiser, x, tt, call="denoiser(x, t)")
+        if den.shape != x.shape:
+            raise ValueError(f"denoiser: expected an output of shape {tuple(x.shape)}, got {tuple(den.shape)}")
+        r = (t - t_next) / t
+        x = (1 - r) * x + r * den
+        c = update_std(t, t_next) if update_std is not None else indi_update_std(t, t_next, forward_std)
+        if c > 0:
+            x = x + c * randn(x.shape, generator, x.device, x.dtype)
+        if trajectory:
+            path.append(x)
+    return (x, torch.stack(path)) if trajectory else x
+
+
+def indi_mixture_marginal(mixture, t: float, forward_std: ForwardStd | None = None):
+    r"""The exact law of InDI's :math:`x_t = (1-t)x_0 + t y + s_t\varepsilon` for mixture data, y ~ N(0, I).
+
+    .. math::  p_t = \sum_k w_k\,\mathcal N\big((1-t)\mu_k,\ \mathrm{diag}((1-t)^2 s_k^2 + t^2 + s_t^2)\big)
+
+    Parameters
+    ----------
+    mixture : course_lib.toy.GaussianMixture
+    t : float
+        In ``[0, 1]``.
+    forward_std : callable, optional
+
+    Returns
+    -------
+    course_lib.toy.GaussianMixture
+        At ``t = 1``, the single Gaussian :math:`\mathcal N(0, (1 + s_1^2) I)`.
+
+    Raises
+    ------
+    ValueError
+        ``t`` outside ``[0, 1]``.
+    """
+    t = float(t)
+    if not 0 <= t <= 1:
+        raise ValueError(f"t: expected a time in [0, 1], got {t}")
+    s = float(_forward_std(forward_std, torch.tensor(t, dtype=torch.float64)))
+    noise_std = math.sqrt(t * t + s * s)
+    if t == 1:
+        return type(mixture)(torch.zeros_like(mixture.means[:1]), noise_std)
+    out = mixture.scale(1 - t)
+    return out.convolve(noise_std) if noise_std > 0 else out
+
+
+class IndiMixtureDenoiser:
+    """The MMSE denoiser E[x_0 | x_t] of InDI's path for mixture data (see :func:`indi_mixture_denoiser`)."""
+
+    def __init__(self, mixture, forward_std: ForwardStd | None = None):
+        self.mixture, self.forward_std = mixture, forward_std
+
+    def __call__(self, xt: torch.Tensor, t) -> torch.Tensor:
+        xt = self.mixture._check_points("xt", xt)
+        t = _indi_t("t", t, xt)
+        t = t.expand(xt.shape[0]) if t.dim() == 0 else t[:, 0]
+        noise_std = torch.sqrt(t * t + _forward_std(self.forward_std, t) ** 2)
+        one_minus = (1 - t).clamp_min(torch.finfo(xt.dtype).tiny)
+        den = self.mixture.posterior_mean(xt / one_minus[:, None], noise_std / one_minus)
+        prior_mean = self.mixture.weights.to(xt) @ self.mixture.means.to(xt)
+        return torch.where((t == 1)[:, None], prior_mean.expand_as(xt), den)
+
+    def __repr__(self) -> str:
+        return f"IndiMixtureDenoiser(K={self.mixture.num_components}, D={self.mixture.dim})"
+
+
+def indi_mixture_denoiser(mixture, forward_std: ForwardStd | None = None) -> IndiMixtureDenoiser:
+    r"""The exact InDI denoiser :math:`D^*(x_t, t) = E[x_0 \mid x_t]` for mixture data, :math:`y \sim \mathcal N(0, I)`.
+
+    :math:`x_t/(1-t) = x_0 + \frac{\sqrt{t^2 + s_t^2}}{1-t}\,\varepsilon` is a Gaussian observation of
+    :math:`x_0`, so :math:`D^*` is the mixture's ``posterior_mean`` at that noise level; at ``t = 1``
+    it is the mean of the data. By Tweedie's formula (Efron 2011), with :math:`v_t = t^2 + s_t^2`,
+
+    .. math::  (1-t)\,E[x_0 \mid x_t] = x_t + v_t\,\nabla\log p_t(x_t),
+
+    which links InDI's denoiser to the score of :func:`indi_mixture_marginal`.
+
+    Parameters
+    ----------
+    mixture : course_lib.toy.GaussianMixture
+    forward_std : callable, optional
+        :math:`s_t`, as in :func:`indi_interpolate`.
+
+    Returns
+    -------
+    IndiMixtureDenoiser
+        ``denoiser(xt, t) -> (N, D)``; ``xt`` ``(N, D)``, ``t`` a float or a tensor ``(N,)`` in
+        ``[0, 1]``; computes in ``xt``'s dtype.
+
+    References
+    ----------
+    Delbracio & Milanfar (2023); Efron (2011).
+    """
+    return IndiMixtureDenoiser(mixture, forward_std)
+
+
+# ================================================================================================
+# Notebook 05: the MMSE denoiser against a posterior sample
+# ================================================================================================
+def mixture_posterior_sample(mixture, y: torch.Tensor, sigma, generator: torch.Generator | None = None):
+    r"""One exact draw of :math:`x \sim p(x \mid y)` for :math:`y = x + \sigma\varepsilon`, mixture prior.
+
+    The posterior is the mixture :math:`\sum_k r_k(y)\,\mathcal N(m_k, \mathrm{diag}\,v_k)` with
+    responsibilities :math:`r_k \propto w_k\mathcal N(y; \mu_k, s_k^2 + \sigma^2)`,
+    :math:`m_k = (s_k^2 y + \sigma^2\mu_k)/(s_k^2 + \sigma^2)` and
+    :math:`v_k = s_k^2\sigma^2/(s_k^2+\sigma^2)`: draw :math:`k \sim r(y)`, then the Gaussian. Its mean
+    is ``mixture.posterior_mean(y, sigma)``, the MMSE denoiser.
+
+    Parameters
+    ----------
+    mixture : course_lib.toy.GaussianMixture
+    y : tensor (N, D)
+        Noisy observations.
+    sigma : float or tensor (N,)
+        Noise std (>= 0).
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    tensor (N, D)
+
+    Raises
+    ------
+    ValueError, TypeError
+        As ``mixture.posterior_mean``.
+
+    Notes
+    -----
+    Memory: the responsibilities need an ``(N, K, D)`` intermediate; chunk ``y`` for large ``K``.
+    """
+    resp, _, _ = mixture._posterior_components(y, sigma)               # checks y and sigma
+    g_dev = draw_device(generator, y.device)
+    k = torch.multinomial(resp.to(g_dev), 1, generator=generator).to(y.device)[:, 0]   # (N,)
+    s = mixture._check_sigma(sigma, y).reshape(-1, 1)                   # (N|1, 1)
+    means, stds, _ = mixture._params(y)
+    var = stds[k] ** 2                                                  # (N, D)
+    total = var + s * s
+    mean = (var * y + s * s * means[k]) / total
+    z = randn(y.shape, generator, y.device, y.dtype)
+    return mean + torch.sqrt(var * s * s / total) * z
+
+
+__all__ += ["vlb_weights", "indi_interpolate", "indi_loss", "indi_update_std", "indi_sample",
+            "indi_mixture_marginal", "indi_mixture_denoiser", "IndiMixtureDenoiser",
+            "mixture_posterior_sample"]
+
+
 def reverse_conditional(mixture, schedule: NoiseSchedule, t: int, xt: torch.Tensor):
     r"""The true reverse step :math:`q(x_{t-1} \mid x_t)` of data from a Gaussian mixture, in closed form.
 
@@ -1841,4 +2267,4 @@ def reverse_conditional(mixture, schedule: NoiseSchedule, t: int, xt: torch.Tens
     return GaussianMixture(mean, var.sqrt(), weights)
 
 
-__all__ += ["variance_recursion", "scaled_chain", "noised_mixture", "reverse_conditional"]
+__all__ += ["reverse_conditional"]

@@ -1244,3 +1244,233 @@ def test_reverse_conditional_edges_and_errors():
         D.reverse_conditional(mix, s, 3, torch.zeros(1, dtype=torch.long))
     with pytest.raises(TypeError, match="mixture"):
         D.reverse_conditional("not a mixture", s, 3, torch.zeros(1, dtype=F64))
+
+
+# ================================================================================================
+# Notebook 05: the bound's weights, InDI, and posterior samples of a mixture
+# ================================================================================================
+@pytest.mark.parametrize("variance", ["small", "large"])
+def test_vlb_weights_are_the_bounds_dependence_on_the_eps_error(variance):
+    """vlb_term (Gaussian KLs / decoder NLL) of two models differs by lambda_t times the difference
+    of their squared eps errors, at every step, to float64 precision: Ho et al. (2020), Eq. 12."""
+    T, n = 12, 64
+    s = NoiseSchedule.cosine(T)
+    lam = D.vlb_weights(s, variance)
+    assert lam.shape == (T,) and lam.dtype == F64 and bool((lam > 0).all())
+    x0 = torch.randn(n, 3, generator=_gen(40), dtype=F64)
+    m1 = lambda x, t: torch.tanh(x) + 0.01 * t[:, None]                  # noqa: E731
+    m2 = lambda x, t: 0.3 * x - 0.2                                       # noqa: E731
+    for k in range(T):
+        t = torch.full((n,), k, dtype=torch.long)
+        eps = torch.randn(n, 3, generator=_gen(41 + k), dtype=F64)
+        xt = q_sample(s, x0, t, noise=eps)
+        d_vlb = vlb_term(s, m1, x0, xt, t, variance=variance) - vlb_term(s, m2, x0, xt, t, variance=variance)
+        d_err = ((eps - m1(xt, t)) ** 2).sum(1) - ((eps - m2(xt, t)) ** 2).sum(1)
+        torch.testing.assert_close(d_vlb, lam[k] * d_err, rtol=1e-9, atol=1e-9)
+
+
+def test_loss_simple_weights_weigh_each_examples_step():
+    """weights=None is L_simple; weights multiply each example's mean squared error by w[t]."""
+    T, n = 10, 500
+    s = NoiseSchedule.linear(T, 0.01, 0.3)
+    x0 = torch.randn(n, 2, generator=_gen(50), dtype=F64)
+    seen = {}
+
+    def model(xt, t):
+        seen["xt"], seen["t"] = xt, t
+        return 0.5 * xt
+
+    w = torch.linspace(0.5, 3.0, T, dtype=F64)
+    loss_w = loss_simple(s, model, x0, generator=_gen(51), weights=w)
+    xt, t = seen["xt"], seen["t"]
+    ab = s.alphas_cumprod[t][:, None]
+    eps = (xt - ab.sqrt() * x0) / (1 - ab).sqrt()
+    per = ((eps - 0.5 * xt) ** 2).mean(1)
+    assert loss_w.item() == pytest.approx((w[t] * per).mean().item(), rel=1e-10)
+    ones = loss_simple(s, model, x0, generator=_gen(51), weights=torch.ones(T, dtype=F64))
+    assert ones.item() == pytest.approx(loss_simple(s, model, x0, generator=_gen(51)).item(), rel=1e-12)
+    for bad in (torch.ones(T - 1), -torch.ones(T), [1.0] * T):
+        with pytest.raises(ValueError, match="weights"):
+            loss_simple(s, model, x0, weights=bad)
+
+
+def _sigma(t):
+    return 1 - 0.5 * t
+
+
+def test_indi_interpolate_endpoints_and_noise():
+    x0 = torch.randn(7, 2, generator=_gen(60), dtype=F64)
+    y = torch.randn(7, 2, generator=_gen(61), dtype=F64)
+    e = torch.randn(7, 2, generator=_gen(62), dtype=F64)
+    assert torch.equal(D.indi_interpolate(x0, y, 0.0), x0)
+    assert torch.equal(D.indi_interpolate(x0, y, 1.0), y)
+    t = torch.rand(7, generator=_gen(63), dtype=F64)
+    fs = lambda t: t * _sigma(t)                                          # noqa: E731
+    ref = (1 - t[:, None]) * x0 + t[:, None] * y + (t * (1 - 0.5 * t))[:, None] * e
+    torch.testing.assert_close(D.indi_interpolate(x0, y, t, fs, e), ref, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="t:"):
+        D.indi_interpolate(x0, y, 1.5)
+    with pytest.raises(ValueError, match="noise"):
+        D.indi_interpolate(x0, y, 0.5, fs)
+
+
+def _indi_mix1d():
+    return GaussianMixture(torch.tensor([[-1.0], [0.7]], dtype=F64), torch.tensor([0.3, 0.5], dtype=F64),
+                           torch.tensor([0.4, 0.6], dtype=F64))
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_indi_mixture_denoiser_by_quadrature_and_tweedie(noisy):
+    """E[x0 | x_t] by quadrature over x0 (scipy); Tweedie (1-t) E[x0|x_t] = x_t + v_t grad log p_t(x_t)
+    with p_t's score from the mixture's own score formula."""
+    mix = _indi_mix1d()
+    fs = (lambda t: t * _sigma(t)) if noisy else None
+    den = D.indi_mixture_denoiser(mix, fs)
+    w, mu, sd = mix.weights.numpy(), mix.means[:, 0].numpy(), mix.stds[:, 0].numpy()
+    for t in (0.05, 0.3, 0.6, 0.95):
+        v = t * t + (t * _sigma(t)) ** 2 if noisy else t * t
+        xs = torch.tensor([[-1.3], [0.0], [0.4], [2.0]], dtype=F64)
+        got = den(xs, t)
+        for x, g in zip(xs[:, 0].tolist(), got[:, 0].tolist()):
+            def joint(x0, x=x):
+                prior = sum(wk * stats.norm.pdf(x0, mk, sk) for wk, mk, sk in zip(w, mu, sd))
+                return prior * stats.norm.pdf(x, (1 - t) * x0, math.sqrt(v))
+            num = integrate.quad(lambda z: z * joint(z), -10, 10, epsabs=1e-13, limit=200)[0]
+            norm = integrate.quad(joint, -10, 10, epsabs=1e-13, limit=200)[0]
+            assert g == pytest.approx(num / norm, rel=1e-7, abs=1e-9)
+        score = D.indi_mixture_marginal(mix, t, fs).score(xs)
+        torch.testing.assert_close((1 - t) * got, xs + v * score, rtol=1e-10, atol=1e-12)
+    x = torch.randn(5, 1, generator=_gen(64), dtype=F64)
+    torch.testing.assert_close(den(x, 1.0), (mix.weights @ mix.means).expand(5, 1))
+    torch.testing.assert_close(den(x, torch.zeros(5, dtype=F64)), mix.posterior_mean(x, 0.0))
+
+
+def test_indi_mixture_marginal_is_the_law_of_indi_interpolate():
+    mix = _indi_mix1d()
+    fs = lambda t: torch.sqrt(t) * _sigma(t)                              # noqa: E731
+    n = 40_000
+    for t in (0.0, 0.4, 1.0):
+        x0 = mix.sample(n, generator=_gen(70))
+        xt = D.indi_interpolate(x0, torch.randn(n, 1, generator=_gen(71), dtype=F64), t, fs,
+                                torch.randn(n, 1, generator=_gen(72), dtype=F64))
+        law = D.indi_mixture_marginal(mix, t, fs)
+        m = (law.weights @ law.means)[0].item()
+        m2 = (law.weights @ (law.means**2 + law.stds**2))[0].item()
+        for got, ref, vals in ((xt.mean().item(), m, xt), ((xt**2).mean().item(), m2, xt**2)):
+            assert abs(got - ref) < 5 * vals.std().item() / math.sqrt(n), (t, got, ref)
+
+
+def test_indi_update_std_closed_forms_and_errors():
+    """s_t = t sigma_t gives Delbracio & Milanfar's t' sqrt(sigma_t'^2 - sigma_t^2); s_t = sqrt(t) sigma_t
+    gives sqrt(t') sqrt(sigma_t'^2 - (t'/t) sigma_t^2); and the step keeps the path: (t'/t)^2 s_t^2 + c^2 = s_t'^2."""
+    for t, tn in ((1.0, 0.9), (0.5, 0.2), (0.3, 0.0)):
+        c = D.indi_update_std(t, tn, lambda u: u * _sigma(u))
+        assert c == pytest.approx(tn * math.sqrt(_sigma(tn) ** 2 - _sigma(t) ** 2), rel=1e-12, abs=1e-15)
+        c = D.indi_update_std(t, tn, lambda u: torch.sqrt(u) * _sigma(u))
+        assert c == pytest.approx(math.sqrt(tn) * math.sqrt(_sigma(tn) ** 2 - tn / t * _sigma(t) ** 2),
+                                  rel=1e-12, abs=1e-15)
+        assert D.indi_update_std(t, tn) == 0.0
+    with pytest.raises(ValueError, match="t_next"):
+        D.indi_update_std(0.2, 0.5)
+    with pytest.raises(ValueError, match="forward_std"):           # noise that grows toward t = 0
+        D.indi_update_std(0.5, 0.4, lambda u: u**2)
+
+
+def test_indi_stochastic_step_with_the_true_x0_keeps_the_path_exactly():
+    """One large step with the true x0 (not the denoiser): x_t' - (1-t')x0 - t'y has std s_t' (Monte Carlo)."""
+    n, t, tn = 200_000, 0.8, 0.3
+    fs = lambda u: torch.sqrt(u) * _sigma(u)                              # noqa: E731
+    x0, y = torch.randn(n, 1, generator=_gen(80), dtype=F64), torch.randn(n, 1, generator=_gen(81), dtype=F64)
+    xt = D.indi_interpolate(x0, y, t, fs, torch.randn(n, 1, generator=_gen(82), dtype=F64))
+    c = D.indi_update_std(t, tn, fs)
+    r = (t - tn) / t
+    xn = (1 - r) * xt + r * x0 + c * torch.randn(n, 1, generator=_gen(83), dtype=F64)
+    resid = (xn - (1 - tn) * x0 - tn * y) ** 2
+    target = float(fs(torch.tensor(tn, dtype=F64))) ** 2
+    assert abs(resid.mean().item() - target) < 5 * resid.std().item() / math.sqrt(n)
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_indi_sample_with_the_exact_denoiser_reproduces_gaussian_data(noisy):
+    """Data N(0.5, 0.6^2): with many steps the iteration ends at the data's mean and variance
+    (5 standard errors plus a stated discretization allowance of 0.01)."""
+    mix = GaussianMixture(torch.tensor([[0.5]], dtype=F64), torch.tensor([0.6], dtype=F64))
+    fs = (lambda u: torch.sqrt(u) * _sigma(u)) if noisy else None
+    n = 20_000
+    s1 = float(fs(torch.tensor(1.0, dtype=F64))) if noisy else 0.0
+    x1 = torch.randn(n, 1, generator=_gen(90), dtype=F64) * math.sqrt(1 + s1**2)
+    x = D.indi_sample(D.indi_mixture_denoiser(mix, fs), x1, 400, forward_std=fs, generator=_gen(91))
+    se = 0.6 / math.sqrt(n)
+    assert abs(x.mean().item() - 0.5) < 5 * se + 0.01
+    assert abs(x.var().item() - 0.36) < 5 * 0.36 * math.sqrt(2 / n) + 0.01
+    if noisy:                                                      # the inconsistent noise: far off
+        bad = lambda t, tn: tn * math.sqrt(max(_sigma(tn) ** 2 - _sigma(t) ** 2, 0.0))  # noqa: E731
+        xb = D.indi_sample(D.indi_mixture_denoiser(mix, fs), x1, 400, forward_std=fs, update_std=bad,
+                           generator=_gen(91))
+        assert abs(xb.var().item() - 0.36) > 20 * 0.36 * math.sqrt(2 / n)
+
+
+def test_indi_sample_trajectory_and_errors():
+    den = lambda x, t: 0.5 * x                                            # noqa: E731
+    x1 = torch.randn(6, 2, generator=_gen(95), dtype=F64)
+    out, path = D.indi_sample(den, x1, 4, trajectory=True)
+    assert path.shape == (5, 6, 2) and torch.equal(path[0], x1) and torch.equal(path[-1], out)
+    ref = x1.clone()
+    for t, tn in ((1.0, 0.75), (0.75, 0.5), (0.5, 0.25), (0.25, 0.0)):
+        r = (t - tn) / t
+        ref = (1 - r) * ref + r * 0.5 * ref
+    torch.testing.assert_close(out, ref, rtol=1e-14, atol=0)
+    with pytest.raises(ValueError, match="num_steps"):
+        D.indi_sample(den, x1, 0)
+    with pytest.raises(ValueError, match="denoiser"):
+        D.indi_sample(lambda x, t: x[:, :1], x1, 3)
+
+
+def test_indi_loss_is_minimized_by_the_exact_denoiser():
+    """Orthogonality of the MMSE error: E[(x0 - D*(x_t)) h(x_t, t)] = 0 for any h, so adding h to D*
+    raises the loss by E h^2 (paired Monte Carlo, 5 s.e.); and the loss reconstructs by hand."""
+    mix = _indi_mix1d()
+    den = D.indi_mixture_denoiser(mix)
+    x0 = mix.sample(50_000, generator=_gen(100))
+    seen = {}
+
+    def rec(x, t):
+        seen["x"], seen["t"] = x, t
+        return den(x, t)
+
+    loss = D.indi_loss(rec, x0, generator=_gen(101))
+    xt, t = seen["x"], seen["t"]
+    assert 0 <= t.min() and t.max() <= 1 and abs(t.mean().item() - 0.5) < 5 * math.sqrt(1 / 12 / len(t))
+    err = x0 - den(xt, t)
+    assert loss.item() == pytest.approx((err**2).mean().item(), rel=1e-12)
+    h = torch.sin(3 * xt) * (1 - t[:, None])
+    cross = (err * h)[:, 0]
+    assert abs(cross.mean().item()) < 5 * cross.std().item() / math.sqrt(len(cross))
+
+
+def test_mixture_posterior_sample_matches_the_posterior():
+    """For fixed y, draws have the posterior's mean (posterior_mean) and variance (posterior_covariance),
+    and their CDF matches the posterior's by quadrature (KS test); E||x - x_post||^2 = 2 E||x - E[x|y]||^2."""
+    mix = _indi_mix1d()
+    n, sigma = 40_000, 0.8
+    for yv in (-0.5, 0.3, 1.5):
+        y = torch.full((n, 1), yv, dtype=F64)
+        xs = D.mixture_posterior_sample(mix, y, sigma, generator=_gen(110))[:, 0]
+        m = mix.posterior_mean(y[:1], sigma)[0, 0].item()
+        v = mix.posterior_covariance(y[:1], sigma)[0, 0, 0].item()
+        assert abs(xs.mean().item() - m) < 5 * math.sqrt(v / n)
+        assert abs(xs.var().item() - v) < 5 * xs.var().item() * math.sqrt(2 / n) * 2
+        w, mu, sd = mix.weights.numpy(), mix.means[:, 0].numpy(), mix.stds[:, 0].numpy()
+        post = lambda z: sum(wk * stats.norm.pdf(z, mk, sk) for wk, mk, sk in zip(w, mu, sd)) \
+            * stats.norm.pdf(yv, z, sigma)                                # noqa: E731
+        zz = np.linspace(-8, 8, 4001)
+        cdf = np.cumsum(post(zz))
+        cdf /= cdf[-1]
+        assert stats.kstest(xs.numpy(), lambda q: np.interp(q, zz, cdf)).pvalue > 1e-4
+    x = mix.sample(n, generator=_gen(111))
+    y = x + sigma * torch.randn(n, 1, generator=_gen(112), dtype=F64)
+    a = ((x - mix.posterior_mean(y, sigma)) ** 2)[:, 0]
+    b = ((x - D.mixture_posterior_sample(mix, y, sigma, generator=_gen(113))) ** 2)[:, 0]
+    d = b - 2 * a
+    assert abs(d.mean().item()) < 5 * d.std().item() / math.sqrt(n)
+    assert b.mean() > 1.5 * a.mean()

@@ -25,7 +25,8 @@ from course_lib.widgets.ui import checkbox, explorer, plot_defaults, slider
 
 __all__ = ["plot_magical_scalars", "magical_scalars_explorer", "plot_noised_marginals",
            "noised_marginals_explorer", "plot_reverse_marginals", "reverse_marginals_explorer",
-           "plot_reverse_conditionals", "plot_vlb_terms"]
+           "plot_reverse_conditionals", "plot_vlb_terms", "plot_mmse_vs_posterior",
+           "plot_sample_panels"]
 
 
 def plot_magical_scalars(a: float = 0.99, b: float = 0.3, magical: bool = True,
@@ -260,4 +261,45 @@ def plot_vlb_terms(terms, title: str = "") -> Figure:
            title=f"terms of -ELBO: L_0 (green), L_1..L_{T - 1} (blue), L_T (red){title}")
     ax.title.set_fontsize(9)
     ax.xaxis.label.set_fontsize(8)
+    return fig
+
+
+def plot_mmse_vs_posterior(clean, noisy, mmse, posterior) -> Figure:
+    """Rows: clean digits, their noisy observations, the MMSE estimates, and posterior samples.
+
+    Parameters
+    ----------
+    clean, noisy, mmse : tensor (n, 64) or (n, 1, 8, 8)
+        Images in [-1, 1] (the noisy row is clipped to it for display only).
+    posterior : tensor (m, n, 64) or (m, n, 1, 8, 8)
+        ``m`` posterior samples for each of the ``n`` observations, one row each.
+    """
+    n = clean.shape[0]
+    posterior = posterior.reshape(-1, n, 1, 8, 8)
+    if posterior.shape[1] != n or noisy.shape[0] != n or mmse.shape[0] != n:
+        raise ValueError(f"noisy, mmse, posterior: expected {n} images each (as clean), got "
+                         f"{noisy.shape[0]}, {mmse.shape[0]}, {posterior.shape[1]}")
+    rows = [clean.reshape(n, 1, 8, 8), noisy.reshape(n, 1, 8, 8).clamp(-1, 1), mmse.reshape(n, 1, 8, 8),
+            *posterior]
+    fig, ax = plt.subplots(figsize=(1.0 * n, 1.05 * len(rows)), layout="constrained")
+    image_grid(torch.cat([r.detach().cpu().float() for r in rows]), nrow=n, ax=ax,
+               title="rows: clean, noisy (y = x + sigma eps), MMSE E[x | y], posterior samples x' ~ p(x | y)")
+    return fig
+
+
+def plot_sample_panels(panels, means=None, lim: float = 5.5, max_points: int = 2500) -> Figure:
+    """Side-by-side scatter plots of 2-D samples, one panel per ``(title, samples (N, 2))``.
+
+    ``means`` (K, 2), optional: the modes, marked with crosses (the mode-coverage reference).
+    """
+    panels = list(panels)
+    if not panels:
+        raise ValueError("panels: expected at least one (title, samples) pair, got none")
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4), layout="constrained",
+                             squeeze=False)
+    for ax, (title, x) in zip(axes[0], panels):
+        scatter_samples(x[:max_points].detach().cpu(), ax=ax, s=1, title=title, xlim=(-lim, lim), ylim=(-lim, lim))
+        if means is not None:
+            m = means.detach().cpu()
+            ax.plot(m[:, 0], m[:, 1], "x", color="tab:red", ms=4, lw=0.5)
     return fig

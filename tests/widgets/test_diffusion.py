@@ -88,3 +88,18 @@ def test_plot_reverse_conditionals_and_vlb_terms():
     assert plt.get_fignums() == before
     with pytest.raises(ValueError, match="terms"):
         widgets.plot_vlb_terms(D.VLBTerms(terms.prior[:1], terms.terms[:1], terms.total[:1]))
+
+
+def test_mmse_and_sample_panel_plots():
+    x = torch.rand(5, 64) * 2 - 1
+    fig = widgets.plot_mmse_vs_posterior(x, x + torch.randn(5, 64), 0.5 * x, torch.stack([x, -x]))
+    assert len(fig.axes) == 1
+    plt.close(fig)
+    with pytest.raises(ValueError, match="expected 5 images"):
+        widgets.plot_mmse_vs_posterior(x, x[:4], x, x[None])
+    mix, _, _ = _setup()
+    fig = widgets.plot_sample_panels([("a", torch.randn(100, 2)), ("b", torch.randn(50, 2))], mix.means)
+    assert len(fig.axes) == 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match="panels"):
+        widgets.plot_sample_panels([])

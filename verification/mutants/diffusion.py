@@ -16,7 +16,7 @@ MUTATIONS = [
         old="self.posterior_variance = b * (1.0 - ab_prev) / (1.0 - ab)",
         new="self.posterior_variance = b * 1.0",
         breaks="the forward posterior and the 'small' reverse step use beta_t instead of "
-               "beta-tilde_t = beta_t (1 - abar_{t-1}) / (1 - abar_t) (seed 004's typo)",
+               "beta-tilde_t = beta_t (1 - abar_{t-1}) / (1 - abar_t) (a common typo)",
         notebooks=NB, tests=TESTS,
     ),
     Mutation(

@@ -165,8 +165,7 @@ assert min(random_errs) > optimum
 # `torch.linalg.svd` of the centred data or `torch.linalg.eigh` of its covariance.) The check
 # compares with `course_lib` on random data.
 
-# %%
-# "solution": true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "pca_reconstruction", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def pca_reconstruction(x, k):
     """Project x (N, D) onto its top-k principal subspace and back; returns (N, D)."""
     ### BEGIN SOLUTION
@@ -177,8 +176,7 @@ def pca_reconstruction(x, k):
     ### END SOLUTION
 
 
-# %%
-# "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "pca_reconstruction_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 grading.check("pca_reconstruction", pca_reconstruction)
 
 # %% [markdown]
@@ -200,8 +198,7 @@ grading.check("pca_reconstruction", pca_reconstruction)
 # `B` `(D, kB)` with full column rank (not orthonormal): return the `min(kA, kB)` angles in radians,
 # **ascending**. Orthonormalise with `torch.linalg.qr`, then take `torch.linalg.svdvals`.
 
-# %%
-# "solution": true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "principal_angles", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def principal_angles(A, B):
     """Principal angles (radians, ascending) between the column spaces of A (D, kA) and B (D, kB)."""
     ### BEGIN SOLUTION
@@ -212,8 +209,7 @@ def principal_angles(A, B):
     ### END SOLUTION
 
 
-# %%
-# "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "principal_angles_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 grading.check("principal_angles", principal_angles)
 
 # %% [markdown]
@@ -241,8 +237,7 @@ grading.check("principal_angles", principal_angles)
 # check more cases and **train** with your step: 600 steps from a small random start must reach
 # the PCA error (sum of discarded eigenvalues) within 0.5 %.
 
-# %%
-# "solution": true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "linear_ae_gradient_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def linear_ae_gradient_step(W_e, b_e, W_d, b_d, x, lr):
     """One full-batch gradient step on mean ||x - (W_d (W_e x + b_e) + b_d)||^2, by hand.
 
@@ -265,8 +260,7 @@ def linear_ae_gradient_step(W_e, b_e, W_d, b_d, x, lr):
     ### END SOLUTION
 
 
-# %%
-# "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "linear_ae_gradient_step_check", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 grading.check("linear_ae_gradient_step", linear_ae_gradient_step)
 ### BEGIN HIDDEN TESTS
 grading.check("linear_ae_gradient_step", linear_ae_gradient_step, num_cases=10, seed=1000, verbose=False)
@@ -516,8 +510,7 @@ assert (grid_a[i], grid_c[j]) == (1.0, 1.0) and min(z_gap.values()) > 5
 # say what the optimal denoiser does for $\sigma \to 0$ and for $\sigma \to \infty$, and why that is
 # sensible. Write your answer (Markdown with LaTeX) in the cell below.
 
-# %% [markdown]
-# "schema_version": 3, "solution": true, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "dae_posterior_mean", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # **Model answer.** By Bayes' rule with equal priors,
 # $P(x = \pm1\mid\tilde x) \propto \exp\!\big(-(\tilde x \mp 1)^2/(2\sigma^2)\big)$; the common factor
@@ -547,8 +540,7 @@ assert (grid_a[i], grid_c[j]) == (1.0, 1.0) and min(z_gap.values()) > 5
 # fraction within 5 standard errors of `mask_prob`, independent masks, and `mask_prob` = 0 or 1
 # exactly.
 
-# %%
-# true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "masking_noise", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def masking_noise(x, mask_prob, mask_value, generator=None):
     """Replace each entry of x by mask_value with probability mask_prob; returns x's shape."""
     ### BEGIN SOLUTION
@@ -557,8 +549,7 @@ def masking_noise(x, mask_prob, mask_value, generator=None):
     ### END SOLUTION
 
 
-# %%
-# "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "masking_noise_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 grading.check("masking_noise", masking_noise)
 
 # %% [markdown]
@@ -686,15 +677,13 @@ for p, pen in zip(points[:2], penalty[:2]):
 #
 # Set `prediction` to `"a"`, `"b"`, `"c"` or `"d"` before you run the next cells.
 
-# %%
-# "solution": true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "predict_code_rescaling", "locked": false, "schema_version": 3, "solution": true, "task": false}
 prediction = None  # one of "a", "b", "c", "d"
 ### BEGIN SOLUTION
 prediction = "b"
 ### END SOLUTION
 
-# %%
-# "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "predict_code_rescaling_check", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 grading.check_prediction(prediction, "abcd")
 ### BEGIN HIDDEN TESTS
 assert prediction == "b", "g(f(x)) is unchanged and J_f is scaled by 0.1, so ||J_f||_F^2 by 0.01"
@@ -726,8 +715,7 @@ assert rec_change < 1e-10 and torch.allclose(penalty_ratio, torch.full_like(pena
 # example, shape `(N,)`. No autograd needed. The check compares with `contractive_penalty`
 # (automatic differentiation) on random inputs, including saturated units.
 
-# %%
-# 3, "solution": true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "sigmoid_contractive_penalty", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def sigmoid_contractive_penalty(W, b, x):
     """||J_f(x)||_F^2 per example (N,) for the encoder h = sigmoid(x W^T + b)."""
     ### BEGIN SOLUTION
@@ -736,8 +724,7 @@ def sigmoid_contractive_penalty(W, b, x):
     ### END SOLUTION
 
 
-# %%
-# "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "sigmoid_contractive_penalty_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 grading.check("sigmoid_contractive_penalty", sigmoid_contractive_penalty)
 
 # %% [markdown]

@@ -129,3 +129,21 @@ def test_notebook_opens_with_the_python_kernel(nb_path):
         "with kernelspec (see scripts/00_*.py)")
     script = (ROOT / "scripts" / (nb_path.stem + ".py")).read_text()
     assert "kernelspec:" in script.split("# %%", 1)[0], f"{nb_path.stem}.py: header without kernelspec"
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_solution_and_hidden_regions_sit_in_nbgrader_cells(nb_path):
+    """A solution region outside a solution cell (e.g. an nbgrader marker line of the paired script
+    wrapped onto two lines, which silently drops the cell's metadata) makes nbgrader refuse the
+    whole assignment; say which cell here, before the slow homework tests."""
+    nb = nbformat.read(nb_path, as_version=4)
+    bad = []
+    for i, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if "### BEGIN SOLUTION" in cell.source and not meta.get("solution"):
+            bad.append(f"cell {i}: a solution region in a cell without nbgrader solution metadata")
+        if "### BEGIN HIDDEN TESTS" in cell.source and not meta.get("grade"):
+            bad.append(f"cell {i}: hidden tests in a cell that is not graded")
+        if re.match(r'# ".*"task": (true|false)\}\s*$', cell.source.split("\n", 1)[0]):
+            bad.append(f"cell {i}: starts with the tail of a wrapped nbgrader marker")
+    assert not bad, f"{nb_path.name}: " + "; ".join(bad)

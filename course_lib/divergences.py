@@ -296,6 +296,7 @@ def reverse_kl_fits(p, inits: Sequence[tuple[float, float]] | None = None) -> li
     inits : sequence of (mean, std), optional
         Starting Gaussians. Default: one on each component (its mean and standard deviation), then
         the forward-KL (moment-matching, mode-covering) fit of :func:`forward_kl_fit`.
+
     Returns
     -------
     list of GaussianFit

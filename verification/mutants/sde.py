@@ -18,8 +18,8 @@ MUTATIONS = [
     Mutation(
         name="reverse-sde-drift-sign",
         file="sde.py",
-        old="return _column(self._drift_coeff(tt), x) * x - g2 * score          # f - g^2 s",
-        new="return _column(self._drift_coeff(tt), x) * x + g2 * score          # f - g^2 s",
+        old="return self._score_drift(x, t, score, 1.0)                          # f - g^2 s",
+        new="return self._score_drift(x, t, score, -1.0)                          # f - g^2 s",
         breaks="the reverse-time SDE pushes along the score instead of against it: f + g^2 s",
         notebooks=NB, tests=TESTS,
     ),
@@ -30,8 +30,8 @@ MUTATIONS = [
     Mutation(
         name="probability-flow-no-half",
         file="sde.py",
-        old="return _column(self._drift_coeff(tt), x) * x - 0.5 * g2 * score    # f - 1/2 g^2 s",
-        new="return _column(self._drift_coeff(tt), x) * x - g2 * score    # f - 1/2 g^2 s",
+        old="return self._score_drift(x, t, score, 0.5)                          # f - 1/2 g^2 s",
+        new="return self._score_drift(x, t, score, 1.0)                          # f - 1/2 g^2 s",
         breaks="the probability-flow ODE uses the reverse SDE's drift f - g^2 s (the 1/2 is lost)",
         notebooks=NB, tests=TESTS,
     ),

@@ -40,6 +40,7 @@ from scipy.optimize import minimize
 from course_lib import (
     course_seed,
     data,
+    divergences,
     gaussians,
     get_device,
     grading,
@@ -514,10 +515,39 @@ for d, covering_is_best in [(5.0, True), (5.5, True), (5.75, False), (6.0, False
 
 # %% [markdown]
 # The explorer draws $p$, the forward fit (closed form) and the reverse fit (the best of several
-# local minima, found by Gauss-Hermite quadrature). Move the separation: for equal weights the
-# reverse fit jumps from covering to one mode between $d = 5.5$ and $5.75$; just before that the
-# mode-locked solutions already exist as worse local minima (dotted). With $w \ne 1/2$ the two
-# modes are no longer equally good: the heavier one has the smaller $-\log w$.
+# local minima). Move the separation: for equal weights the reverse fit jumps from covering to one
+# mode between $d = 5.5$ and $5.75$; just before that the mode-locked solutions already exist as
+# worse local minima (dotted). With $w \ne 1/2$ the two modes are no longer equally good: the
+# heavier one has the smaller $-\log w$.
+#
+# The explorer computes its fits with `course_lib.divergences`, independently of the cells above:
+# the forward fit from the mixture's moments (`forward_kl_fit`), the reverse KL by adaptive
+# quadrature split at the modes (`reverse_kl`), minimized from several starts (`reverse_kl_fits`),
+# and the divergences on a grid (`kl_divergence_1d`, `js_divergence_1d`). Asserted first: they agree
+# with the closed forms and with the trapezoid rule and L-BFGS-B fits above (the reverse fits within
+# $10^{-3}$, the accuracy of the search above; the forward fit within $10^{-6}$, as `bimodal` stores its
+# weights in float32; the divergences within $10^{-8}$), and the JS
+# divergence of two Gaussians 20 standard deviations apart is $\log 2$.
+
+# %%
+for d, w in [(2.0, 0.5), (8.0, 0.5), (8.0, 0.2)]:
+    p_dw = bimodal(d, w)
+    closed_form = ((1 - 2 * w) * d / 2, math.sqrt(1 + w * (1 - w) * d**2))
+    assert all(abs(a - b) < 1e-6 for a, b in zip(divergences.forward_kl_fit(p_dw), closed_form))  # weights float32
+    lib_best = min(divergences.reverse_kl_fits(p_dw), key=lambda f: f.kl)
+    _, best_here = best_reverse_fit(d, w)
+    print(f"d={d}, w={w}: best reverse fit, library ({lib_best.mean:+.4f}, {lib_best.std:.4f}, "
+          f"KL {lib_best.kl:.5f}); above ({best_here[0]:+.4f}, {best_here[1]:.4f}, KL {best_here[2]:.5f})")
+    mean_lib, mean_here = lib_best.mean, best_here[0]
+    if w == 0.5:                                    # equal weights: the two modes tie, either may be "best"
+        mean_lib, mean_here = abs(mean_lib), abs(mean_here)
+    assert abs(mean_lib - mean_here) < 1e-3 and abs(lib_best.std - best_here[1]) < 1e-3
+    assert abs(lib_best.kl - best_here[2]) < 1e-3
+    assert abs(divergences.reverse_kl(p_dw, *best_here[:2]) - best_here[2]) < 1e-8
+log_p_dw, log_q_dw = bimodal(8.0, 0.2).log_prob(x_grid[:, None]), log_normal(x_grid, 1.0, 2.0)
+assert abs(divergences.kl_divergence_1d(log_p_dw, log_q_dw, x_grid) - kl_quadrature(log_p_dw, log_q_dw)) < 1e-12
+far = divergences.js_divergence_1d(log_normal(x_grid, -10.0, 1.0), log_normal(x_grid, 10.0, 1.0), x_grid)
+assert abs(far - math.log(2)) < 1e-8
 
 # %%
 widgets.plot_forward_reverse_kl();

@@ -434,6 +434,8 @@ assert units <= 10
 # units of the grid ($+2\log(\text{scale})$, as in notebook 05), with standard errors over the points
 # and every comparison paired (same points):
 #
+# - first, with no training, the conversions this section relies on, with the exact noise predictor
+#   (next cell);
 # - $H(p)$ by Monte Carlo with the exact log-density;
 # - the **exact-score** ODE NLL at $t = 0$ with the exact $p_1$ as prior: asserted equal to $-\log p(x)$
 #   at every point within 10 tolerance units ($10^{-3}$, loose, to keep it cheap), hence its mean
@@ -443,10 +445,55 @@ assert units <= 10
 #   $\ge H(p)$ within 5 s.e.;
 # - the paired difference ODE NLL $-$ ($-\mathrm{ELBO}$), with its standard error.
 
+# %% [markdown]
+# **The conversions, with the exact noise predictor.** On the standardized grid the exact
+# $\varepsilon^*(x, t) = E[\varepsilon \mid x_t = x]$ follows from the posterior mean of the clean point:
+# $x_t/m = x_0 + (s/m)\,\varepsilon$, so $E[x_0 \mid x_t] =$ `posterior_mean(x_t/m, s/m)` of the mixture
+# (Bayes' rule, no score involved) and $\varepsilon^* = (x_t - m\,E[x_0\mid x_t])/s$. Asserted, to float
+# precision: `S.score_from_eps` turns it into the mixture's score `S.mixture_score` (Tweedie's
+# formula in continuous time) at five times from $10^{-3}$ to 1; and `S.discrete_eps_model` on
+# `vp.noise_schedule(T)` is DDPM's exact predictor `diffusion.optimal_eps_model` of the same mixture at
+# every step index (the time of index $i$ is $(i+1)/T$). Then `S.noise_prediction_loss` is
+# minimized by $\varepsilon^*$: for any perturbation $\delta(x_t, t)$,
+# $E\|\varepsilon^* + \delta - \varepsilon\|^2 - E\|\varepsilon^* - \varepsilon\|^2 = E\|\delta\|^2$
+# (the cross term $2E[\delta\cdot(\varepsilon^* - \varepsilon)]$ vanishes because $\varepsilon^*$ is the
+# conditional mean). With $\delta = 0.3\,x_t$ and $E\|x_t\|^2 = 2$ (unit variance per coordinate at
+# every $t$: the VP SDE preserves it), the loss must rise by $0.09 \cdot 2 = 0.18$: asserted within 5
+# standard errors of the paired difference (same times and noise for both losses).
+
 # %%
 data_scale = math.sqrt(8 + 0.05 ** 2)                             # std of each coordinate of the grid
 grid = toy.grid_mixture()
 grid_std = toy.grid_mixture(spacing=2 / data_scale, std=0.05 / data_scale)
+g64 = grid_std.to(f64)
+score_star = S.mixture_score(g64, vp)
+
+
+def eps_star(x, t):
+    """E[eps | x_t = x] from the posterior mean of x0 (Bayes' rule), t a tensor (N,)."""
+    m, s = vp.marginal_mean_coeff(t)[:, None], vp.marginal_std(t)[:, None]
+    return (x - m * g64.posterior_mean(x / m, (s / m)[:, 0])) / s
+
+
+x0_c = g64.sample(20_000, generator=generator(74))
+for t_c in (1e-3, 0.01, 0.1, 0.5, 1.0):
+    tt = torch.full((2000,), t_c, dtype=f64)
+    xt_c = vp.marginal_mean_coeff(tt)[:, None] * x0_c[:2000] + vp.marginal_std(tt)[:, None] * torch.randn(
+        2000, 2, generator=generator(75), dtype=f64)
+    torch.testing.assert_close(S.score_from_eps(vp, eps_star)(xt_c, tt), score_star(xt_c, tt), rtol=1e-9, atol=1e-9)
+sched_c = vp.noise_schedule(1000)
+idx_c = torch.randint(0, 1000, (4000,), generator=generator(76))
+xt_c = diffusion.q_sample(sched_c, x0_c[:4000], idx_c, torch.randn(4000, 2, generator=generator(77), dtype=f64))
+torch.testing.assert_close(S.discrete_eps_model(vp, eps_star, sched_c)(xt_c, idx_c),
+                           diffusion.optimal_eps_model(g64, sched_c)(xt_c, idx_c), rtol=1e-9, atol=1e-9)
+loss_star = S.noise_prediction_loss(vp, eps_star, x0_c, generator=generator(78), reduction="none")
+loss_moved = S.noise_prediction_loss(vp, lambda x, t: eps_star(x, t) + 0.3 * x, x0_c, generator=generator(78),
+                                     reduction="none")
+rise, rise_se = mean_se(loss_moved - loss_star)
+print(f"loss at eps* + 0.3 x_t minus loss at eps*: {rise:.4f} ± {rise_se:.4f} (E||delta||^2 = 0.18)")
+assert abs(rise - 0.18) < Z * rise_se
+
+# %%
 LL_EPS, LL_TOL, LL_POINTS, LL_STEPS, LL_T = 1e-3, 1e-3, 256, 1500, 1000
 torch.manual_seed(SEED * 1000 + 300)                               # the network's initialization
 eps_net = nets.FourierTimeMLP(2, num_features=64, scale=1.0, hidden=128, num_layers=3, time_scale=1000.0)
@@ -472,7 +519,6 @@ log_jac = 2 * math.log(data_scale)                                  # nats, stan
 neg_log_p = -grid.log_prob(x_ll).to(f64)                            # -log p(x), exact
 h_p, h_se = mean_se(neg_log_p)
 
-g64 = grid_std.to(f64)
 exact_ll = S.ode_log_likelihood(vp, S.mixture_score(g64, vp), x_ll_std, eps=0.0, rtol=LL_TOL, atol=LL_TOL,
                                 prior_log_prob=S.marginal_mixture(g64, vp, 1.0).log_prob)
 nll_exact = -exact_ll + log_jac

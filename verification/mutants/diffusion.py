@@ -118,4 +118,39 @@ MUTATIONS = [
         breaks="the ELBO-best reverse variance adds c_t E||x0 - x0_hat||^2 / D instead of c_t^2 times it",
         notebooks=NB, tests=TESTS,
     ),
+    Mutation(
+        name="prior-kl-mean-abar-no-sqrt",
+        file="diffusion.py",
+        old="prior_mean = _extract(schedule.sqrt_alphas_cumprod, last, x0) * x0",
+        new="prior_mean = _extract(schedule.alphas_cumprod, last, x0) * x0",
+        breaks="L_T = KL(q(x_T | x0) || N(0, I)) with the mean abar_T x0 instead of sqrt(abar_T) x0",
+        notebooks=NB, tests=TESTS,
+    ),
+    Mutation(
+        name="reverse-conditional-likelihood-unscaled",
+        file="diffusion.py",
+        old="precision = 1 / v + a / b",
+        new="precision = 1 / v + 1 / b",
+        breaks="the true reverse step q(x_{t-1} | x_t) of a mixture drops alpha_t from the likelihood's "
+               "precision (N(x_t; sqrt(alpha_t) x_{t-1}, beta_t) read as a density of x_{t-1} with variance beta_t)",
+        notebooks=NB, tests=TESTS,
+    ),
+    Mutation(
+        name="indi-step-not-divided-by-t",
+        file="diffusion.py",
+        old="        r = (t - t_next) / t\n",
+        new="        r = t - t_next\n",
+        breaks="InDI's Euler step moves a fraction tau of the way to the denoiser instead of tau / t: the "
+               "sampler never reaches the data at t = 0",
+        notebooks=("05",), tests=TESTS,
+    ),
+    Mutation(
+        name="indi-update-std-ratio-not-squared",
+        file="diffusion.py",
+        old="c2 = s_next**2 - (t_next / t) ** 2 * s**2",
+        new="c2 = s_next**2 - (t_next / t) * s**2",
+        breaks="InDI's stochastic step adds noise with variance s_{t'}^2 - (t'/t) s_t^2 instead of "
+               "s_{t'}^2 - (t'/t)^2 s_t^2: the samples no longer follow the marginals p_t",
+        notebooks=("05",), tests=TESTS,
+    ),
 ]

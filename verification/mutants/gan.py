@@ -114,4 +114,13 @@ MUTATIONS = [
                "during the generator's step)",
         notebooks=_NB, tests=_TESTS,
     ),
+    Mutation(
+        name="lsgan-optimal-targets-swapped",
+        file="gan.py",
+        old='return t["a"] + (t["b"] - t["a"]) * d',
+        new='return t["b"] + (t["a"] - t["b"]) * d',
+        breaks="LSGAN's optimal discriminator (b p_data + a p_g) / (p_data + p_g) with the real and fake "
+               "targets exchanged (Mao et al. 2017, Section 3.2)",
+        notebooks=_NB, tests=_TESTS,
+    ),
 ]

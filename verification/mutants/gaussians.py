@@ -23,4 +23,14 @@ MUTATIONS = [
         notebooks=("02",),
         tests=("tests/test_gaussians.py",),
     ),
+    Mutation(
+        name="cholesky-factor-upper",
+        file="gaussians.py",
+        old="        return chol\n",
+        new="        return chol.mT\n",
+        breaks="covariance_sqrt's Cholesky factor returned transposed (upper triangular U = L^T): "
+               "U U^T = L^T L is not Sigma, so samples mu + U w have the wrong covariance",
+        notebooks=("02",),
+        tests=("tests/test_gaussians.py",),
+    ),
 ]

@@ -1,6 +1,6 @@
 """Planted mistakes in ``course_lib/score.py`` (Langevin, score matching, Tweedie, SURE).
 
-Each names the notebook-05 assert and the unit tests expected to catch it; see
+Each names the notebook-06 assert and the unit tests expected to catch it; see
 :mod:`verification.mutations`.
 """
 
@@ -83,6 +83,24 @@ MUTATIONS = [
         new="        v = _probes(xx.shape, probe, generator, x)\n        v = v / v.norm(dim=1, keepdim=True)\n",
         breaks="sliced score matching with probes on the unit sphere (E[vv^T] = I/D): the loss is no "
                "longer Hyvarinen's in expectation (REFERENCES C14)",
+        notebooks=NB, tests=TESTS,
+    ),
+    Mutation(
+        name="tweedie-cumulants-powers-shifted",
+        file="score.py",
+        old="powers = s2 ** torch.arange(1, order + 1, dtype=y.dtype, device=y.device)[:, None, None]",
+        new="powers = s2 ** torch.arange(0, order, dtype=y.dtype, device=y.device)[:, None, None]",
+        breaks="higher-order Tweedie scales the k-th derivative of the log-partition by sigma^(2k - 2) "
+               "instead of sigma^(2k): every posterior cumulant is off by sigma^2",
+        notebooks=NB, tests=TESTS,
+    ),
+    Mutation(
+        name="sliced-variance-missing-two",
+        file="score.py",
+        old="var = 2 * (b ** 2).sum((1, 2))                                # 2 tr(B^2)",
+        new="var = (b ** 2).sum((1, 2))                                # 2 tr(B^2)",
+        breaks="the variance of sliced score matching with Gaussian probes as tr(B^2)/M instead of "
+               "2 tr(B^2)/M (Var(v^T B v) = 2 tr(B^2) for v ~ N(0, I))",
         notebooks=NB, tests=TESTS,
     ),
 ]

@@ -1,10 +1,10 @@
 """Planted mistakes in ``course_lib/sde.py`` (SDE kernels, reverse-time samplers, the
 probability-flow ODE and its likelihood, flow matching).
 
-Each names the notebook-06 assert and the unit tests expected to catch it; see
+Each names the notebook-07 assert and the unit tests expected to catch it; see
 :mod:`verification.mutations`. The comment above each mutation lists the unit tests of
 ``tests/test_sde.py`` that failed when it was planted (the whole file run against a copy of
-``course_lib`` with the mistake) and the notebook-06 claim that catches it.
+``course_lib`` with the mistake) and the notebook-07 claim that catches it.
 """
 
 from verification.mutations import Mutation
@@ -130,6 +130,33 @@ MUTATIONS = [
         old="target = x1 - x0                                                  # d x_t / dt",
         new="target = x0 - x1                                                  # d x_t / dt",
         breaks="the flow-matching regression target is x0 - x1, the velocity of the reversed path",
+        notebooks=NB, tests=TESTS,
+    ),
+    Mutation(
+        name="score-from-eps-sign",
+        file="sde.py",
+        old="return -out / _column(torch.sqrt(self.sde._marginal_var(tt)), x)    # -eps / s(t)",
+        new="return out / _column(torch.sqrt(self.sde._marginal_var(tt)), x)    # -eps / s(t)",
+        breaks="a noise predictor's score +eps / s(t) instead of -eps / s(t) (Tweedie: the score points "
+               "against the noise)",
+        notebooks=NB, tests=TESTS,
+    ),
+    Mutation(
+        name="discrete-eps-index-one-based",
+        file="sde.py",
+        old="tc = self.times.to(xt.device)[t.to(xt.device)].to(xt.dtype)",
+        new="tc = self.times.to(xt.device)[(t.to(xt.device) - 1).clamp(min=0)].to(xt.dtype)",
+        breaks="discrete_eps_model reads the 0-based step index as the paper's 1-based one: step i is "
+               "evaluated at the time of step i - 1 (REFERENCES.md C1)",
+        notebooks=NB, tests=TESTS,
+    ),
+    Mutation(
+        name="noise-prediction-x0-unscaled",
+        file="sde.py",
+        old="out = _call(\"eps_fn\", eps_fn, m * x0 + s * noise, t.to(x0.dtype))",
+        new="out = _call(\"eps_fn\", eps_fn, x0 + s * noise, t.to(x0.dtype))",
+        breaks="the continuous-time noise-prediction loss noises x0 without the VP mean coefficient "
+               "m(t): its inputs are not draws of x_t, so its minimizer is not E[eps | x_t]",
         notebooks=NB, tests=TESTS,
     ),
 ]

@@ -49,4 +49,13 @@ MUTATIONS = [
         breaks="samples scaled by the variance instead of the std (REFERENCES C16)",
         notebooks=("06",), tests=TESTS,
     ),
+    Mutation(
+        name="posterior-third-moment-cross-term",
+        file="toy.py",
+        old="return (resp[..., None] * (c ** 3 + 3 * post_var * c)).sum(1)",
+        new="return (resp[..., None] * (c ** 3 + post_var * c)).sum(1)",
+        breaks="the mixture posterior's third central moment sum_k r_k (c_k^3 + v_k c_k) instead of "
+               "sum_k r_k (c_k^3 + 3 v_k c_k) (E[(c + sqrt(v) z)^3] = c^3 + 3 v c)",
+        notebooks=("06",), tests=TESTS,
+    ),
 ]

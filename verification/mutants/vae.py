@@ -72,4 +72,14 @@ MUTATIONS = [
         notebooks=("02",),
         tests=("tests/test_vae.py",),
     ),
+    Mutation(
+        name="reparameterize-full-factor-transposed",
+        file="vae.py",
+        old="else mean + noise @ a.mT  # x = mu + A w",
+        new="else mean + noise @ a  # x = mu + A w",
+        breaks="the full-covariance reparameterization computes mu + A^T w instead of mu + A w: with the "
+               "Cholesky factor the samples have covariance L^T L, not Sigma",
+        notebooks=("02",),
+        tests=("tests/test_vae.py",),
+    ),
 ]

@@ -143,8 +143,8 @@ def run_one(m: Mutation, timeout: int = CELL_TIMEOUT) -> Result:
 
 
 def table(results: list[Result]) -> str:
-    def esc(s):
-        return s.replace("|", "\\|")
+    def esc(s):                       # one table cell: no pipes, no line breaks (assertion messages have both)
+        return " ".join(s.split()).replace("|", "\\|")
 
     lines = ["| mutation | what it breaks | unit test that fails | notebook assert that fails |",
              "|---|---|---|---|"]

@@ -47,6 +47,17 @@ def test_mutation_that_does_not_apply_is_an_error(tmp_path):
         Mutation("m", "x.py", "a = 1", "a = 2", "b", ("00",), ("tests",)).apply(tmp_path)
 
 
+def test_mutation_table_keeps_each_result_on_one_row():
+    from verification.mutations import Result, table
+
+    m = MUTATIONS[0]
+    failure = "04 cell 15: assert_close(a, b) [AssertionError: a | b\n\nMismatched]"
+    text = table([Result(m, "tests/test_x.py::test_y", failure, 1.0)])
+    rows = text.splitlines()
+    assert len(rows) == 3 and rows[2].count(" | ") == 3                  # header, rule, one row of 4 cells
+    assert "a \\| b Mismatched" in rows[2]
+
+
 def test_variant_parsing():
     assert Variant.parse("3") == Variant(3)
     v = Variant.parse("1:default:t2")
